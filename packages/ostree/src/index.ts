@@ -1,0 +1,1 @@
+export { run, hasTool, missingTools, type RunOptions, type RunResult } from './_exec.js';
