@@ -1,1 +1,6 @@
-export {};
+import { fileURLToPath } from 'node:url';
+
+/** Absolute path of a file under packages/test-utils/fixtures. */
+export function fixturePath(...parts: string[]): string {
+  return fileURLToPath(new URL(`../fixtures/${parts.join('/')}`, import.meta.url));
+}

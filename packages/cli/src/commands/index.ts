@@ -1,0 +1,4 @@
+import type { RegisterCommand } from '../_context.js';
+
+/** Every command module. Each file under commands/ registers its own subcommands. */
+export const commands: RegisterCommand[] = [];

@@ -1,0 +1,36 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fixturePath } from '@cosa/test-utils';
+import { parseMetaJson, SchemaError, serializeMetaJson } from '@cosa/schema';
+
+const samples = fixturePath('meta-samples');
+
+describe('meta.json', () => {
+  const files = readdirSync(samples).filter((f) => f.endsWith('.json'));
+  it.each(files)('parses and round-trips the real sample %s', (f) => {
+    const text = readFileSync(join(samples, f), 'utf8');
+    const meta = parseMetaJson(text, f);
+    expect(meta.buildid).toBeTruthy();
+    const again = parseMetaJson(serializeMetaJson(meta), f);
+    expect(again).toEqual(meta);
+    expect(again).toEqual(JSON.parse(text));
+  });
+
+  it('rejects an unknown top-level key, naming the file and key', () => {
+    const text = readFileSync(join(samples, files[0]!), 'utf8');
+    const bad = { ...JSON.parse(text), 'not-a-key': 1 };
+    const e = (() => { try { parseMetaJson(JSON.stringify(bad), 'x/meta.json'); } catch (err) { return err; } })();
+    expect(e).toBeInstanceOf(SchemaError);
+    expect((e as SchemaError).file).toBe('x/meta.json');
+    expect((e as SchemaError).message).toContain('not-a-key');
+  });
+
+  it('rejects an artifact path that escapes the build dir', () => {
+    const text = readFileSync(join(samples, files[0]!), 'utf8');
+    const bad = JSON.parse(text);
+    bad.images.ostree.path = '../../etc/passwd';
+    const e = (() => { try { parseMetaJson(JSON.stringify(bad), 'meta.json'); } catch (err) { return err; } })() as SchemaError;
+    expect(e.issues[0]?.path).toBe('images.ostree.path');
+  });
+});
