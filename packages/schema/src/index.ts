@@ -4,3 +4,5 @@ export { formatPath, parseJsonText, parseYamlText, stableStringify, validate, zo
 export * from './builds.js';
 export * from './meta.js';
 export * from './fs.js';
+export * from './manifest.js';
+export * from './image-config.js';
