@@ -1,1 +1,2 @@
-export {};
+export * from './version.js';
+export * from './pkgdiff.js';
