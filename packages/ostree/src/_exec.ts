@@ -27,6 +27,8 @@ export interface RunOptions {
   okExitCodes?: number[];
   /** Arguments to hide when reporting the command (replaced by `***`). */
   redact?: string[];
+  /** `inherit`: the command uses this process's terminal (interactive; output is not captured). */
+  stdio?: 'pipe' | 'inherit';
 }
 
 /** The outcome of a finished command. */
@@ -55,7 +57,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     reject: false,
     stripFinalNewline: true,
     maxBuffer: 256 * 1024 * 1024,
-    stdin: options.input === undefined ? 'ignore' : 'pipe',
+    ...(options.stdio === 'inherit' ? { stdio: 'inherit' as const } : { stdin: options.input === undefined ? ('ignore' as const) : ('pipe' as const) }),
   });
   const stream = options.streamLines ?? options.onProgress !== undefined;
   if (stream && options.onProgress) {
