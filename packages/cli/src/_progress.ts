@@ -22,6 +22,8 @@ export function humanProgress(out: Writable, opts: { verbose: boolean; isTTY: bo
       case 'command':
         if (opts.verbose) out.write(`${el}  $ ${e.argv.join(' ')}\n`);
         break;
+      case 'command-end':
+        break;
       case 'log':
         if (opts.verbose) out.write(`${el}  ${e.line}\n`);
         break;

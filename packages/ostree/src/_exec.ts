@@ -78,6 +78,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
   }
   const r = await child;
   const durationMs = Math.round(performance.now() - t0);
+  options.onProgress?.({ type: 'command-end', argv: shown, durationMs, exitCode: r.exitCode });
   const stdout = typeof r.stdout === 'string' ? r.stdout : '';
   const stderr = typeof r.stderr === 'string' ? r.stderr : '';
   const ok = options.okExitCodes ?? [0];

@@ -7,6 +7,8 @@ export type ProgressEvent =
   | { type: 'phase'; phase: string; status: 'start' | 'end' | 'skip'; elapsedMs?: number; message?: string }
   /** An external command is about to run (argv never contains secrets). */
   | { type: 'command'; argv: string[] }
+  /** An external command finished (success or failure) after `durationMs`. */
+  | { type: 'command-end'; argv: string[]; durationMs: number; exitCode: number | undefined }
   /** One line of a command's output, or a log line of ours. */
   | { type: 'log'; line: string; stream?: 'stdout' | 'stderr'; phase?: string }
   /** Bytes moved for one artifact (and optionally the overall total). */

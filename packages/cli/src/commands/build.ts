@@ -1,0 +1,50 @@
+import { Option } from 'commander';
+import { build } from '@cosa/core';
+import type { RegisterCommand } from '../_context.js';
+
+/** `cosa build [TARGET…]`. */
+export const registerBuild: RegisterCommand = (program, ctx) => {
+  program
+    .command('build')
+    .description('Compose the OSTree commit and write disk images as a new build (nothing when the inputs did not change)')
+    .argument('[targets...]', 'ostree (commit only), qemu (default), metal')
+    .option('-f, --force', 'build even if the inputs did not change')
+    .option('--force-image', 'write new images (reusing the commit) even if the image inputs did not change')
+    .option('--skip-prune', 'keep every build (default: keep the last 3 + tagged)')
+    .addOption(new Option('--no-prune', 'same as --skip-prune').hideHelp())
+    .option('--version <version>', 'use this version (build id) instead of the automatic one')
+    .option('--parent-build <id>', 'diff against this build instead of the latest')
+    .option('--strict', 'fail on unknown manifest keys and unlocked packages')
+    .option('--vm', 'write disk images inside the supermin VM')
+    .option('--direct', 'write disk images on the host (root with loop devices)')
+    .option('--wait', 'wait for another build in this workdir instead of failing')
+    .option('--json', 'print progress as JSON Lines and the result as JSON')
+    .action(async (targets: string[], o: { force?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
+      const c = ctx(cmd);
+      if (o.vm && o.direct) {
+        const { CosaError } = await import('@cosa/schema');
+        throw new CosaError('COSA_USAGE', '--vm and --direct exclude each other');
+      }
+      const r = await build({
+        workdir: c.cwd,
+        targets,
+        ...(o.force ? { force: true } : {}),
+        ...(o.forceImage ? { forceImage: true } : {}),
+        ...(o.skipPrune || o.prune === false ? { skipPrune: true } : {}),
+        ...(o.version ? { version: o.version } : {}),
+        ...(o.parentBuild ? { parentBuild: o.parentBuild } : {}),
+        ...(o.strict ? { strict: true } : {}),
+        executor: o.vm ? 'vm' : o.direct ? 'direct' : 'auto',
+        ...(o.wait ? { lockWaitMs: 6 * 3600_000 } : {}),
+        signal: c.signal,
+        onProgress: c.onProgress,
+      });
+      if (c.json) {
+        c.stdout.write(`${JSON.stringify({ event: 'result', status: r.status, buildId: r.buildId, arch: r.arch, buildDir: r.buildDir, artifacts: r.artifacts, reason: r.reason, durationMs: r.durationMs })}\n`);
+        return;
+      }
+      if (r.status === 'unchanged') return; // "No changes since build X" was printed as info
+      c.print(`Build ${r.buildId} (${r.arch}) done in ${(r.durationMs / 1000).toFixed(1)}s (${r.reason})`);
+      for (const [k, p] of Object.entries(r.artifacts)) c.print(`  ${k.padEnd(8)} ${p}`);
+    });
+};
