@@ -4,3 +4,5 @@ import { fileURLToPath } from 'node:url';
 export function fixturePath(...parts: string[]): string {
   return fileURLToPath(new URL(`../fixtures/${parts.join('/')}`, import.meta.url));
 }
+
+export { validateWithOriginalSchema } from './original-schema.js';
