@@ -10,9 +10,25 @@ const addFormats = (addFormatsModule as unknown as { default: typeof addFormatsM
 
 let compiled: ValidateFunction | undefined;
 
+/**
+ * The original schema gives many subschemas fragment `$id`s such as `#/image/digest`, some of them
+ * twice (Python's jsonschema does not mind; ajv refuses duplicates). No `$ref` points at them (every
+ * `$ref` is a `#/definitions/...` pointer), so dropping the nested ones changes no validation.
+ */
+function dropNestedIds(node: unknown, top = true): unknown {
+  if (Array.isArray(node)) return node.map((n) => dropNestedIds(n, false));
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === '$id' && !top && typeof v === 'string' && v.startsWith('#')) continue;
+    out[k] = dropNestedIds(v, false);
+  }
+  return out;
+}
+
 function validator(): ValidateFunction {
   if (!compiled) {
-    const schema = JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/cosa-meta.schema.json', import.meta.url)), 'utf8')) as Record<string, unknown>;
+    const schema = dropNestedIds(JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/cosa-meta.schema.json', import.meta.url)), 'utf8'))) as Record<string, unknown>;
     // strict: false because the original schema carries keywords ajv does not know (e.g. `optional`).
     const ajv = new Ajv({ allErrors: true, strict: false });
     addFormats(ajv);
