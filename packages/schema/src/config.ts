@@ -186,3 +186,35 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     ...(variant !== undefined ? { variant } : {}),
   };
 }
+
+/** Options for {@link loadWorkdirConfig}. */
+export interface LoadWorkdirConfigOptions {
+  /** The cosa workdir (holding `src/config` and, after `init --variant`, `src/config.json`). */
+  workdir: string;
+  /** Base architecture (default: this machine's, see {@link hostBasearch}). */
+  arch?: string;
+  /** Unknown treefile keys are an error. */
+  strict?: boolean;
+}
+
+/**
+ * {@link loadConfig} for a workdir: `src/config` with the variant recorded in `src/config.json`.
+ *
+ * @throws CosaError `COSA_CONFIG_MISSING` when the workdir has no `src/config`, and every error of
+ *   {@link loadConfig} and {@link readVariant}.
+ */
+export async function loadWorkdirConfig(options: LoadWorkdirConfigOptions): Promise<LoadedConfig> {
+  const configDir = join(resolve(options.workdir), 'src', 'config');
+  if (!(await exists(configDir))) {
+    throw new CosaError('COSA_CONFIG_MISSING', `${resolve(options.workdir)} has no src/config`, {
+      hint: 'run this in a cosa workdir (cosa init CONFIG)',
+    });
+  }
+  const variant = await readVariant(options.workdir);
+  return loadConfig({
+    configDir,
+    arch: options.arch ?? hostBasearch(),
+    ...(variant !== undefined ? { variant } : {}),
+    ...(options.strict !== undefined ? { strict: options.strict } : {}),
+  });
+}
