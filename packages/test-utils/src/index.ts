@@ -4,3 +4,5 @@ import { fileURLToPath } from 'node:url';
 export function fixturePath(...parts: string[]): string {
   return fileURLToPath(new URL(`../fixtures/${parts.join('/')}`, import.meta.url));
 }
+export { snapshotTree, type TreeSnapshot } from './tree.js';
+export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempWorkdir, type FakeMetaOptions } from './workdir.js';
