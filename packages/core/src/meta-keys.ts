@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { CosaError, SchemaError, validateMetaJson, type MetaJson } from '@cosa/schema';
+import { CosaError, formatPath, SchemaError, validateMetaJson, type MetaJson } from '@cosa/schema';
 import { openWorkdir, type WorkdirLike } from './workdir.js';
 import { hostArch } from './_paths.js';
 
@@ -108,9 +108,12 @@ export async function setMetaValues(target: MetaTarget & { set: readonly string[
   const file = wd.builds.metaPath(id, arch);
   const meta = await wd.builds.updateMeta(id, arch, (current) => {
     let doc = current as Record<string, unknown>;
+    // Each value is a string unless the string is refused at that very key and its JSON form
+    // is not; the whole document is validated once at the end (by updateMeta), so keys that
+    // only make sense together (an object's required members) can be set in one call.
     for (const a of assignments) {
       const asString = setAtPath(doc, a.path, a.text, a.key);
-      if (isValid(asString)) {
+      if (!hasIssueAt(asString, a.path)) {
         doc = asString;
         continue;
       }
@@ -120,29 +123,23 @@ export async function setMetaValues(target: MetaTarget & { set: readonly string[
       } catch {
         parsed = undefined;
       }
-      if (parsed !== undefined && typeof parsed !== 'string') {
-        const typed = setAtPath(doc, a.path, parsed, a.key);
-        if (isValid(typed)) {
-          doc = typed;
-          continue;
-        }
-      }
-      // Report the string form's issues, which name the key and the expected type.
-      validateMetaJson(asString, file);
-      doc = asString;
+      const typed = parsed !== undefined && typeof parsed !== 'string' ? setAtPath(doc, a.path, parsed, a.key) : undefined;
+      doc = typed !== undefined && !hasIssueAt(typed, a.path) ? typed : asString;
     }
     return doc;
   });
   return { id, arch, path: file, meta };
 }
 
-function isValid(doc: unknown): boolean {
+/** True when validating `doc` reports a problem at `path` or inside it. */
+function hasIssueAt(doc: unknown, path: readonly string[]): boolean {
+  const at = formatPath(path);
   try {
     validateMetaJson(doc);
-    return true;
+    return false;
   } catch (e) {
-    if (e instanceof SchemaError) return false;
-    throw e;
+    if (!(e instanceof SchemaError)) throw e;
+    return e.issues.some((i) => i.path === at || i.path.startsWith(`${at}.`) || i.path.startsWith(`${at}[`));
   }
 }
 

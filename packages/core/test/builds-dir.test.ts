@@ -107,7 +107,7 @@ describe('BuildsDir', () => {
 });
 
 describe('meta.json merge', () => {
-  const base = () => ({ ...fakeMeta('3.0'), [META_STAMP_KEY]: 1000, pkgdiff: ['a'], images: { ...(fakeMeta('3.0').images as object) } });
+  const base = () => ({ ...fakeMeta('3.0'), [META_STAMP_KEY]: 1000, pkgdiff: ['a'], images: { ...(fakeMeta('3.0').images as { ostree: unknown }) } });
 
   it('merges objects recursively, unions lists, and stamps the result', async () => {
     await using wd = await tempWorkdir();
