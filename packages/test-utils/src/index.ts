@@ -6,3 +6,5 @@ export function fixturePath(...parts: string[]): string {
 }
 
 export { validateWithOriginalSchema } from './original-schema.js';
+export { snapshotTree, type TreeSnapshot } from './tree.js';
+export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempWorkdir, type FakeMetaOptions } from './workdir.js';
