@@ -16,3 +16,4 @@ export {
 } from './postprocess.js';
 export { createRpmOstreeComposer } from './rpm-ostree.js';
 export { createDnfComposer } from './dnf.js';
+export { writeRepoTar, importRepoTar, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';

@@ -232,6 +232,11 @@ export interface PullLocalOptions extends RepoCallOptions {
   revs?: string[];
   /** Parent commits to pull as well (default 0). */
   depth?: number;
+  /**
+   * Check that each pulled ref is among the commit's `ostree.ref-binding` (default false: local
+   * pulls between cosa's own repos ship a commit under another ref than it was composed on).
+   */
+  verifyBindings?: boolean;
 }
 
 /** Copies commits (and their objects) from another local repo. */
@@ -239,6 +244,7 @@ export async function pullLocal(o: PullLocalOptions): Promise<void> {
   const what = [...(o.refs ?? []), ...(o.revs ?? [])];
   if (what.length === 0) throw new TypeError('pullLocal(): refs or revs required');
   const args = ['pull-local', '--untrusted'];
+  if (!o.verifyBindings) args.push('--disable-verify-bindings');
   if (o.depth !== undefined) args.push(`--depth=${o.depth}`);
   args.push(o.srcRepo, ...what);
   await ostree(o.repo, args, { ...o, what: `cannot pull ${what.join(', ')} from ${o.srcRepo}` });
