@@ -1,4 +1,17 @@
+import { Transform } from 'node:stream';
 import { CosaError, HttpStatusError } from '@cosa/schema';
+
+/** A pass-through that reports the running byte count (never puts the source in flowing mode early). */
+export function countingStream(onBytes: ((n: number) => void) | undefined): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      onBytes?.(n);
+      cb(null, chunk);
+    },
+  });
+}
 
 /** A URL as it may be shown: no user info, no query string, no fragment. */
 export function redactUrl(url: string | URL): string {
@@ -66,7 +79,10 @@ export function isTransient(e: unknown): boolean {
   if (e instanceof CosaError) {
     if (e.code === 'COSA_STORE_ABORTED') return false;
     if (e instanceof HttpStatusError) return e.status >= 500 || e.status === 429;
-    return e.code === 'COSA_STORE_UNREACHABLE';
+    if (e.code !== 'COSA_STORE_UNREACHABLE') return false;
+    // A certificate that is not trusted stays untrusted: no point in retrying.
+    const code = String((e.cause as { code?: unknown } | undefined)?.code ?? '');
+    return !/CERT|TLS|SSL|SIGNATURE/.test(code);
   }
   if (e instanceof Error && (e.name === 'AbortError' || e.name === 'ChecksumError')) return false;
   return true;

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CosaError, HttpStatusError, fsyncDir, withLock } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
-import { abortError, bareEtag, checkKey } from './_util.js';
+import { abortError, bareEtag, checkKey, countingStream } from './_util.js';
 
 /** Options of {@link FileStore}. */
 export interface FileStoreOptions {
@@ -80,10 +80,8 @@ export class FileStore implements BuildStore {
       }
       const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
       try {
-        let sent = 0;
         const src = body instanceof Readable ? body : Readable.from([body]);
-        src.on('data', (c: Buffer) => options.onBytes?.((sent += c.length)));
-        await pipeline(src, createWriteStream(tmp, { flags: 'wx' }), ...(options.signal ? [{ signal: options.signal }] : []));
+        await pipeline(src, countingStream(options.onBytes), createWriteStream(tmp, { flags: 'wx' }), ...(options.signal ? [{ signal: options.signal }] : []));
         const fh = await open(tmp, 'r');
         try {
           await fh.sync();

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -14,7 +14,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { CosaError, HttpStatusError } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
-import { abortError, checkKey, joinKey } from './_util.js';
+import { abortError, checkKey, countingStream, joinKey } from './_util.js';
 
 /** Options of {@link S3Store}. */
 export interface S3StoreOptions {
@@ -198,11 +198,8 @@ export class S3Store implements BuildStore {
       if (body instanceof Uint8Array || conditional || (size !== undefined && size <= this.partSize)) {
         let payload: Readable | Uint8Array = body;
         if (!(body instanceof Uint8Array)) {
-          let sent = 0;
-          const counter = new PassThrough();
-          counter.on('data', (c: Buffer) => options.onBytes?.((sent += c.length)));
-          body.on('error', (e) => counter.destroy(e));
-          payload = body.pipe(counter);
+          payload = body.pipe(countingStream(options.onBytes));
+          body.on('error', (e) => (payload as Readable).destroy(e));
         }
         const r = await this.client.send(
           new PutObjectCommand({
