@@ -1,2 +1,22 @@
 export * from './version.js';
 export * from './pkgdiff.js';
+export { Workdir, openWorkdir, CONFIG_VARIANT_KEY, type WorkdirLike } from './workdir.js';
+export { BuildsDir, mergeMetaDocuments, metaStampNow, META_STAMP_KEY } from './builds-dir.js';
+export { initWorkdir, type InitWorkdirOptions } from './init.js';
+export {
+  splitMetaKey,
+  getAtPath,
+  setAtPath,
+  readBuildMeta,
+  getMetaValue,
+  setMetaValues,
+  getImagePath,
+  type MetaTarget,
+  type BuildMeta,
+  type MetaValue,
+} from './meta-keys.js';
+export { listTags, updateTag, deleteTags, type UpdateTagOptions, type DeleteTagsOptions } from './tag.js';
+export { prune, DEFAULT_KEEP_LAST_N, type PruneOptions, type PruneResult, type ScannedBuild } from './prune.js';
+export { cleanWorkdir, type CleanOptions } from './clean.js';
+export { listBuilds, type BuildSummary } from './list.js';
+export { hostArch, isSafeSegment } from './_paths.js';

@@ -1,1 +1,19 @@
 export { run, hasTool, missingTools, type RunOptions, type RunResult } from './_exec.js';
+export {
+  initRepo, commit, commitToArchive, revParse, showCommit, readCommitMeta, listRefs, setRef, deleteRef, pullLocal, prune,
+  commitSize, readRepoMode, isRepo,
+  type RepoMode, type RepoCallOptions, type CommitOptions, type CommitResult, type CommitToArchiveOptions, type CommitInfo,
+  type PullLocalOptions,
+} from './repo.js';
+export {
+  composerRegistry, registerComposer, selectComposer, manifestKind,
+  type PackageInfo, type ComposeOptions, type InputHashResult, type ComposeResult, type Composer, type ComposerName,
+  type ComposerFactory, type ComposerRegistry, type SelectComposerOptions,
+} from './composer.js';
+export {
+  postprocessTree, prepareOstreeTree, resolveInside,
+  type PostprocessOptions, type PostprocessStats, type PrepareOstreeTreeOptions, type PrepareOstreeTreeResult,
+} from './postprocess.js';
+export { createRpmOstreeComposer } from './rpm-ostree.js';
+export { createDnfComposer } from './dnf.js';
+export { writeRepoTar, importRepoTar, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';

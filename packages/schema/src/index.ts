@@ -6,3 +6,8 @@ export * from './meta.js';
 export * from './fs.js';
 export * from './manifest.js';
 export * from './image-config.js';
+export * from './treefile.js';
+export * from './image-yaml.js';
+export * from './platforms.js';
+export * from './lockfile.js';
+export * from './config.js';

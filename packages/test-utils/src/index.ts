@@ -1,6 +1,13 @@
 import { fileURLToPath } from 'node:url';
 
+export { startS3Server, type S3Server, type S3ServerOptions, type S3ServerStats } from './s3-server.js';
+export { startHttpServer, type HttpServer, type HttpServerOptions, type SeenRequest } from './http-server.js';
+
 /** Absolute path of a file under packages/test-utils/fixtures. */
 export function fixturePath(...parts: string[]): string {
   return fileURLToPath(new URL(`../fixtures/${parts.join('/')}`, import.meta.url));
 }
+
+export { validateWithOriginalSchema } from './original-schema.js';
+export { snapshotTree, type TreeSnapshot } from './tree.js';
+export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempWorkdir, type FakeMetaOptions } from './workdir.js';

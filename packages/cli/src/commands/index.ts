@@ -1,4 +1,19 @@
 import type { RegisterCommand } from '../_context.js';
+import { registerClean } from './clean.js';
+import { registerInit } from './init.js';
+import { registerList } from './list.js';
+import { registerManifest } from './manifest.js';
+import { registerMeta } from './meta.js';
+import { registerPrune } from './prune.js';
+import { registerTag } from './tag.js';
 
 /** Every command module. Each file under commands/ registers its own subcommands. */
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [
+  registerInit,
+  registerList,
+  registerMeta,
+  registerTag,
+  registerPrune,
+  registerClean,
+  registerManifest,
+];

@@ -1,0 +1,220 @@
+/**
+ * The build's OSTree artifact as the original ships it: `<name>-<id>-ostree.<arch>.tar`, an
+ * uncompressed tar of an **archive-mode** repo holding the commit and its ref (what
+ * `ostree init --mode=archive; ostree pull-local; tar -C repo -cf x.tar .` gives).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { CosaError, type OnProgress } from '@cosa/schema';
+import { initRepo, listRefs, pullLocal, revParse, setRef, showCommit, type RepoMode } from './repo.js';
+
+/** Options of {@link writeRepoTar}. */
+export interface WriteRepoTarOptions {
+  /** Repo holding the commit (any mode). */
+  repo: string;
+  /** Commit (or ref) to ship. */
+  rev: string;
+  /** Ref written in the shipped repo, pointing at the commit. */
+  ref: string;
+  /** The tar file to write (atomically: temp file + rename). */
+  output: string;
+  /** Scratch space for the archive repo (removed afterwards). */
+  tmpDir: string;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/** What {@link writeRepoTar} wrote. */
+export interface RepoTarResult {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** Files up to this size are read whole; bigger ones are streamed into the tar. */
+const SMALL_FILE = 1024 * 1024;
+
+/**
+ * Writes the commit `rev` as a tar of an archive-mode repo with `ref` pointing at it. The tar is
+ * streamed and hashed while it is written; entries are sorted and owned by 0:0 so the same repo
+ * gives the same bytes.
+ */
+export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResult> {
+  const sig = o.signal ? { signal: o.signal } : {};
+  await mkdir(o.tmpDir, { recursive: true });
+  const work = await mkdtemp(path.join(o.tmpDir, 'repo-tar-'));
+  const partial = `${o.output}.partial-${process.pid}`;
+  try {
+    const commit = await revParse({ repo: o.repo, ref: o.rev, ...sig });
+    if (!commit) throw new CosaError('COSA_OSTREE_FAILED', `no commit ${o.rev} in ${o.repo}`);
+    const repo = path.join(work, 'repo');
+    await initRepo({ path: repo, mode: 'archive', ...sig });
+    await pullLocal({ repo, srcRepo: o.repo, revs: [commit], ...sig });
+    await setRef({ repo, ref: o.ref, rev: commit, ...sig });
+    // Every entry gets the commit's timestamp: the same commit always gives the same tar bytes.
+    const mtime = (await showCommit({ repo, rev: commit, ...sig })).timestamp;
+
+    await mkdir(path.dirname(o.output), { recursive: true });
+    const pack = tar.pack();
+    const hash = createHash('sha256');
+    let size = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    const name = path.basename(o.output);
+    let lastReport = 0;
+    const feed = async () => {
+      try {
+        await packDir(pack, repo, '.', mtime, o.signal, () => {
+          if (o.onProgress && size - lastReport > 8 * 1024 * 1024) {
+            lastReport = size;
+            o.onProgress({ type: 'transfer', name, bytes: size });
+          }
+        });
+        pack.finalize();
+      } catch (e) {
+        pack.destroy(e as Error);
+        throw e;
+      }
+    };
+    await Promise.all([pipeline(pack, counter, createWriteStream(partial), sig), feed()]);
+    await rename(partial, o.output);
+    o.onProgress?.({ type: 'transfer', name, bytes: size, total: size, done: true });
+    return { path: o.output, size, sha256: hash.digest('hex') };
+  } finally {
+    await rm(partial, { force: true });
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, body?: Buffer | string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry(header, body ?? '', (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+async function packDir(pack: tar.Pack, abs: string, rel: string, mtime: Date, signal: AbortSignal | undefined, tick: () => void): Promise<void> {
+  signal?.throwIfAborted();
+  const st = await stat(abs);
+  const common = { uid: 0, gid: 0, uname: '', gname: '', mtime };
+  await addEntry(pack, { ...common, name: rel === '.' ? './' : `${rel}/`, type: 'directory', mode: st.mode & 0o7777 });
+  const names = (await readdir(abs)).sort();
+  for (const n of names) {
+    const a = path.join(abs, n);
+    const r = `${rel}/${n}`;
+    const s = await lstat(a);
+    if (s.isDirectory()) {
+      await packDir(pack, a, r, mtime, signal, tick);
+    } else if (s.isSymbolicLink()) {
+      await addEntry(pack, { uid: 0, gid: 0, uname: '', gname: '', mtime, name: r, type: 'symlink', linkname: await readlink(a), mode: 0o777 });
+    } else if (s.isFile()) {
+      const header: Partial<tar.Header> & { name: string } = { uid: 0, gid: 0, uname: '', gname: '', mtime, name: r, type: 'file', mode: s.mode & 0o7777, size: s.size };
+      if (s.size <= SMALL_FILE) {
+        await addEntry(pack, header, await readFile(a));
+      } else {
+        await new Promise<void>((resolve, reject) => {
+          const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+          pipeline(createReadStream(a), entry).catch(reject);
+        });
+      }
+      tick();
+    }
+  }
+}
+
+/** Options of {@link importRepoTar}. */
+export interface ImportRepoTarOptions {
+  /** A tar written by {@link writeRepoTar} (or the original cosa). */
+  tar: string;
+  /** Repo to import into (created in `mode` when missing, default bare-user). */
+  repo: string;
+  mode?: RepoMode;
+  /** Scratch space for the extracted repo (removed afterwards). */
+  tmpDir: string;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/**
+ * Imports the commit of a repo tar into `repo` (so a fetched build can be the parent of the next):
+ * extracts it streamed into `tmpDir`, then pull-locals its ref(s). Returns the first ref (sorted)
+ * and its commit.
+ */
+export async function importRepoTar(o: ImportRepoTarOptions): Promise<{ commit: string; ref: string }> {
+  const sig = o.signal ? { signal: o.signal } : {};
+  await mkdir(o.tmpDir, { recursive: true });
+  const work = await mkdtemp(path.join(o.tmpDir, 'repo-import-'));
+  try {
+    const dest = path.join(work, 'repo');
+    await mkdir(dest);
+    await extractTar(o.tar, dest, o.signal);
+    const refs = await listRefs({ repo: dest, ...sig }).catch((e: unknown) => {
+      throw new CosaError('COSA_OSTREE_FAILED', `${o.tar} does not hold an OSTree repo`, { cause: e });
+    });
+    const ref = refs[0];
+    if (!ref) throw new CosaError('COSA_OSTREE_FAILED', `${o.tar} holds an OSTree repo without any ref`);
+    const commit = (await revParse({ repo: dest, ref, ...sig }))!;
+    await initRepo({ path: o.repo, mode: o.mode ?? 'bare-user', ...sig });
+    await pullLocal({ repo: o.repo, srcRepo: dest, refs, ...sig });
+    return { commit, ref };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function safeJoin(root: string, name: string, tarPath: string): string {
+  const clean = path.posix.normalize(name.replace(/^(\.\/)+/, ''));
+  if (clean === '.' || clean === './' || clean === '') return root;
+  if (clean.startsWith('/') || clean === '..' || clean.startsWith('../')) {
+    throw new CosaError('COSA_PATH_UNSAFE', `${tarPath}: entry ${name} points outside the archive`);
+  }
+  return path.join(root, clean);
+}
+
+async function extractTar(file: string, dest: string, signal: AbortSignal | undefined): Promise<void> {
+  const extract = tar.extract();
+  const dirTimes: [string, Date][] = [];
+  const consume = (async () => {
+    for await (const entry of extract) {
+      signal?.throwIfAborted();
+      const h = entry.header;
+      const target = safeJoin(dest, h.name, file);
+      switch (h.type) {
+        case 'directory':
+          await mkdir(target, { recursive: true, mode: (h.mode ?? 0o755) | 0o700 });
+          if (h.mtime) dirTimes.push([target, h.mtime]);
+          entry.resume();
+          break;
+        case 'file':
+        case 'contiguous-file':
+          await mkdir(path.dirname(target), { recursive: true });
+          await pipeline(entry, createWriteStream(target, { mode: h.mode ?? 0o644 }));
+          if (h.mtime) await utimes(target, h.mtime, h.mtime);
+          break;
+        case 'symlink':
+          await mkdir(path.dirname(target), { recursive: true });
+          await symlink(h.linkname ?? '', target);
+          entry.resume();
+          break;
+        case 'link':
+          await mkdir(path.dirname(target), { recursive: true });
+          await link(safeJoin(dest, h.linkname ?? '', file), target);
+          entry.resume();
+          break;
+        default:
+          entry.resume();
+      }
+    }
+  })();
+  await Promise.all([pipeline(createReadStream(file), extract, signal ? { signal } : {}), consume]);
+  for (const [d, t] of dirTimes.reverse()) await utimes(d, t, t);
+}

@@ -1,0 +1,115 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  commit, commitSize, commitToArchive, deleteRef, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
+  revParse, run, setRef, showCommit,
+} from '@cosa/ostree';
+import { tempDir, writeTree } from './_tmp.js';
+
+async function fixture() {
+  const d = await tempDir();
+  const repo = path.join(d, 'repo');
+  const tree = path.join(d, 'tree');
+  await writeTree(tree, { 'usr/bin/hello': '#!/bin/sh\necho hi\n', 'usr/bin/hi': { link: 'hello' }, 'usr/share/a.txt': 'aaaa', 'usr/share/b.txt': 'aaaa' });
+  await initRepo({ path: repo, mode: 'bare-user' });
+  return { d, repo, tree };
+}
+
+describe('repo operations', () => {
+  it('creates a repo once and refuses to reuse it in another mode', async () => {
+    const d = await tempDir();
+    const repo = path.join(d, 'a', 'repo');
+    await initRepo({ path: repo, mode: 'archive' });
+    await initRepo({ path: repo, mode: 'archive' });
+    expect(await readRepoMode(repo)).toBe('archive');
+    await expect(initRepo({ path: repo, mode: 'bare-user' })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
+  });
+
+  it('commits a tree with metadata, subject and timestamp and reads them back', async () => {
+    const { repo, tree } = await fixture();
+    const ts = new Date('2024-02-03T04:05:06Z');
+    const r = await commit({ repo, branch: 'os/x86_64/test', tree, subject: "it's a test", metadata: { version: '1.2.3', 'rpmostree.inputhash': 'abc' }, timestamp: ts });
+    expect(r.changed).toBe(true);
+    expect(r.commit).toMatch(/^[0-9a-f]{64}$/);
+    expect(await revParse({ repo, ref: 'os/x86_64/test' })).toBe(r.commit);
+    const info = await showCommit({ repo, rev: 'os/x86_64/test' });
+    expect(info).toMatchObject({ commit: r.commit, subject: "it's a test", version: '1.2.3' });
+    expect(info.parent).toBeUndefined();
+    expect(info.timestamp.toISOString()).toBe('2024-02-03T04:05:06.000Z');
+    expect(info.metadata).toMatchObject({ version: '1.2.3', 'rpmostree.inputhash': 'abc' });
+    expect(await readCommitMeta({ repo, rev: r.commit })).toEqual(info.metadata);
+    const ls = await run(['ostree', `--repo=${repo}`, 'ls', r.commit, '/usr/bin/hello']);
+    expect(ls.stdout).toMatch(/^-00644 0 0\s+18 \/usr\/bin\/hello/);
+  });
+
+  it('skips an unchanged tree and records the parent of a changed one', async () => {
+    const { repo, tree } = await fixture();
+    const a = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true });
+    const again = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true });
+    expect(again).toEqual({ commit: a.commit, changed: false });
+    await writeTree(tree, { 'usr/share/c.txt': 'new' });
+    const b = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true, metadata: { version: '2' } });
+    expect(b.changed).toBe(true);
+    expect((await showCommit({ repo, rev: 'b' })).parent).toBe(a.commit);
+  });
+
+  it('returns undefined for a missing ref and fails on a broken repo', async () => {
+    const { d, repo } = await fixture();
+    expect(await revParse({ repo, ref: 'no/such/ref' })).toBeUndefined();
+    await expect(revParse({ repo: path.join(d, 'nope'), ref: 'x' })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
+  });
+
+  it('lists, sets and deletes refs', async () => {
+    const { repo, tree } = await fixture();
+    const { commit: c } = await commit({ repo, branch: 'a/one', tree });
+    await setRef({ repo, ref: 'a/two', rev: c });
+    await setRef({ repo, ref: 'a/two', rev: c });
+    expect(await listRefs({ repo })).toEqual(['a/one', 'a/two']);
+    expect(await listRefs({ repo, prefix: 'a' })).toEqual(['a/one', 'a/two']);
+    await deleteRef({ repo, ref: 'a/one' });
+    await deleteRef({ repo, ref: 'a/one' });
+    expect(await listRefs({ repo })).toEqual(['a/two']);
+  });
+
+  it('pulls refs and bare commits between local repos, and prunes what no ref reaches', async () => {
+    const { d, repo, tree } = await fixture();
+    const { commit: c1 } = await commit({ repo, branch: 'x', tree });
+    await writeTree(tree, { 'usr/share/new.txt': 'new content' });
+    const { commit: c2 } = await commit({ repo, branch: 'y', tree, parent: 'none' });
+    const other = path.join(d, 'other');
+    await initRepo({ path: other, mode: 'archive' });
+    await pullLocal({ repo: other, srcRepo: repo, refs: ['x'] });
+    await pullLocal({ repo: other, srcRepo: repo, revs: [c2] });
+    expect(await listRefs({ repo: other })).toEqual(['x']);
+    expect(await revParse({ repo: other, ref: c2 })).toBe(c2);
+    expect(await revParse({ repo: other, ref: 'x' })).toBe(c1);
+    await prune({ repo: other, refsOnly: true });
+    expect(await revParse({ repo: other, ref: c2 })).toBeUndefined();
+    await expect(showCommit({ repo: other, rev: c2 })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
+    expect((await showCommit({ repo: other, rev: 'x' })).commit).toBe(c1);
+  });
+
+  it('measures content size counting identical files once', async () => {
+    const { repo, tree } = await fixture();
+    const { commit: c } = await commit({ repo, branch: 'x', tree });
+    // hello (18) + a.txt/b.txt share one object (4); 4 directories (/, usr, usr/bin, usr/share)
+    expect(await commitSize({ repo, rev: c })).toBe(18 + 4 + 4 * 4096);
+  });
+
+  it('commits into an archive repo through a bare-user staging repo, keeping history', async () => {
+    const { d, tree } = await fixture();
+    const archive = path.join(d, 'archive');
+    const staging = path.join(d, 'staging');
+    const a = await commitToArchive({ repo: archive, stagingRepo: staging, branch: 'os', tree, metadata: { version: '1' }, skipIfUnchanged: true });
+    expect(await readRepoMode(archive)).toBe('archive');
+    expect(await revParse({ repo: archive, ref: 'os' })).toBe(a.commit);
+    const same = await commitToArchive({ repo: archive, stagingRepo: staging, branch: 'os', tree, skipIfUnchanged: true });
+    expect(same).toEqual({ commit: a.commit, changed: false });
+    await writeTree(tree, { 'usr/share/z': 'z' });
+    const b = await commitToArchive({ repo: archive, stagingRepo: staging, branch: 'os', tree, metadata: { version: '2' } });
+    const info = await showCommit({ repo: archive, rev: 'os' });
+    expect(info).toMatchObject({ commit: b.commit, parent: a.commit, version: '2' });
+    expect(await readFile(path.join(archive, 'config'), 'utf8')).toMatch(/mode=archive/);
+  });
+});

@@ -1,0 +1,116 @@
+import { realpath } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { z } from 'zod';
+import { ConfigFileError, formatChain, isNotFound, isPlainObject, readConfigDocument, withChain, type PlainObject } from './_config-io.js';
+import { stableStringify, zodIssues } from './_json.js';
+import { imageConfigSchema, type ImageConfig } from './image-config.js';
+
+/** Options for {@link loadImageConfig}. */
+export interface LoadImageConfigOptions {
+  /** The top-level image config, e.g. `src/config/image.yaml` (or `image-<variant>.yaml`). */
+  file: string;
+}
+
+/** The result of {@link loadImageConfig}. */
+export interface LoadedImageConfig {
+  /** The merged config with the original's defaults (image-default.yaml) applied. */
+  config: ImageConfig;
+  /** Every file read, outermost first (absolute paths). */
+  files: string[];
+  /**
+   * `config` as stable JSON (sorted keys): the bytes of `tmp/image.json` whose sha256 is
+   * `coreos-assembler.image-config-checksum`.
+   */
+  rendered: string;
+}
+
+const MAX_DEPTH = 50;
+
+/** Every key may be absent in one file of the chain; the types are still checked per file. */
+const imageDocumentSchema = imageConfigSchema.partial();
+
+/**
+ * Merges an included document under the including one, as the original's flatten_image_yaml:
+ * lists are appended (the including file's entries first), mappings merge recursively, and for
+ * anything else the including file wins.
+ */
+function mergeUnder(dest: PlainObject, src: PlainObject): PlainObject {
+  const out: PlainObject = { ...dest };
+  for (const [k, v] of Object.entries(src)) {
+    const cur = out[k];
+    if (cur === undefined) out[k] = v;
+    else if (Array.isArray(cur) && Array.isArray(v)) out[k] = [...cur, ...v];
+    else if (isPlainObject(cur) && isPlainObject(v)) out[k] = mergeUnder(cur, v);
+  }
+  return out;
+}
+
+function checkTypes(file: string, chain: string[], base: string, doc: PlainObject, schema: z.ZodType): void {
+  const r = schema.safeParse(doc);
+  if (!r.success) {
+    throw new ConfigFileError(
+      file,
+      zodIssues(r.error).map((i) => ({ path: i.path, message: withChain(i.message, chain, base) })),
+      { chain },
+    );
+  }
+}
+
+/**
+ * Loads `image.yaml` with its `include:` chain (a string or a list, relative to the including
+ * file), merges it (lists appended, scalars of the including file win) and applies the defaults.
+ *
+ * @throws ConfigFileError naming the file, the include chain and the key: `COSA_CONFIG_MISSING`
+ *   (top-level file absent), `COSA_CONFIG_INCLUDE` (missing include or a cycle),
+ *   `COSA_SCHEMA_INVALID` (a wrong type in any file of the chain), `COSA_SCHEMA_PARSE`.
+ */
+export async function loadImageConfig(options: LoadImageConfigOptions): Promise<LoadedImageConfig> {
+  const top = resolve(options.file);
+  const base = dirname(top);
+  const files: string[] = [];
+  const seen = new Set<string>();
+
+  const load = async (file: string, chain: string[], via?: { includer: string; key: string }): Promise<PlainObject> => {
+    const here = [...chain, file];
+    let real: string;
+    try {
+      real = await realpath(file);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      if (!via) throw new ConfigFileError(file, [{ path: '', message: 'image config does not exist' }], { code: 'COSA_CONFIG_MISSING', chain: here });
+      throw new ConfigFileError(via.includer, [{ path: via.key, message: `included file does not exist: ${formatChain(here, base)}` }], {
+        code: 'COSA_CONFIG_INCLUDE',
+        chain: here,
+      });
+    }
+    if (via && (seen.has(real) || here.length > MAX_DEPTH + 1)) {
+      throw new ConfigFileError(via.includer, [{ path: via.key, message: `include cycle: ${formatChain(here, base)}` }], {
+        code: 'COSA_CONFIG_INCLUDE',
+        chain: here,
+      });
+    }
+    seen.add(real);
+    const doc = await readConfigDocument(file, here, base);
+    if (doc === undefined) throw new ConfigFileError(file, [{ path: '', message: 'image config does not exist' }], { code: 'COSA_CONFIG_MISSING', chain: here });
+    files.push(file);
+    const { include, ...own } = doc;
+    if (include !== undefined && typeof include !== 'string' && !(Array.isArray(include) && include.every((i) => typeof i === 'string'))) {
+      throw new ConfigFileError(file, [{ path: 'include', message: withChain('expected a file name or a list of file names', here, base) }], { chain: here });
+    }
+    checkTypes(file, here, base, own, imageDocumentSchema);
+    let merged: PlainObject = own;
+    const list = include === undefined ? [] : Array.isArray(include) ? (include as string[]) : [include];
+    for (const [i, p] of list.entries()) {
+      const child = await load(resolve(dirname(file), p), here, { includer: file, key: Array.isArray(include) ? `include[${i}]` : 'include' });
+      merged = mergeUnder(merged, child);
+    }
+    // Visiting a file again through a different branch is fine; only a file inside its own chain is a cycle.
+    seen.delete(real);
+    return merged;
+  };
+
+  const merged = await load(top, []);
+  const r = imageConfigSchema.safeParse(merged);
+  if (!r.success) throw new ConfigFileError(top, zodIssues(r.error), { chain: [top] });
+  return { config: r.data, files, rendered: stableStringify(r.data) };
+}

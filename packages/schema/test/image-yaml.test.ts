@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fixturePath } from '@cosa/test-utils';
+import { loadImageConfig, SchemaError, stableStringify } from '@cosa/schema';
+import { caught, configDir } from './_config-dir.js';
+
+describe('image.yaml', () => {
+  it('loads the Fedora CoreOS image.yaml through its include with the defaults applied', async () => {
+    const r = await loadImageConfig({ file: fixturePath('fcos-config', 'image.yaml') });
+    expect(r.config.size).toBe(10);
+    expect(r.config['vmware-hw-version']).toBe(17);
+    expect(r.config['vmware-os-type']).toBe('fedora64Guest');
+    expect(r.config.compressor).toBe('xz');
+    expect(r.config['extra-kargs']).toEqual(['mitigations=auto,nosmt']);
+    // Defaults (the original's image-default.yaml) fill what the config does not say.
+    expect(r.config.bootfs).toBe('ext4');
+    expect(r.config.rootfs).toBe('xfs');
+    expect(r.config['ostree-format']).toBe('oci-chunked-v1');
+    expect(r.config['aws-volume-type']).toBe('gp3');
+    // Keys cosa does not type are kept.
+    expect(r.config['ostree-remote']).toBe('fedora');
+    expect(r.config['ignition-network-kcmdline']).toEqual([]);
+    expect(r.config).not.toHaveProperty('include');
+    expect(r.files).toEqual([fixturePath('fcos-config', 'image.yaml'), fixturePath('fcos-config', 'image-base.yaml')]);
+    expect(r.rendered).toBe(stableStringify(r.config));
+    const keys = Object.keys(JSON.parse(r.rendered) as object);
+    expect(keys).toEqual([...keys].sort());
+  });
+
+  it('merges a chain of three: lists appended (including file first), scalars of the including file win', async () => {
+    const dir = await configDir({
+      'image.yaml': 'size: 20\nextra-kargs: [a]\ninclude: sub/mid.yaml\n',
+      'sub/mid.yaml': 'size: 8\nrootfs: ext4\nextra-kargs: [b]\ninclude: ../base.yaml\nconsole: [ttyS0]\n',
+      'base.yaml': 'extra-kargs: [c]\nbootfs: xfs\ncomposefs: true\nconsole: [hvc0]\n',
+    });
+    const r = await loadImageConfig({ file: join(dir, 'image.yaml') });
+    expect(r.config.size).toBe(20);
+    expect(r.config.rootfs).toBe('ext4');
+    expect(r.config.bootfs).toBe('xfs');
+    expect(r.config.composefs).toBe(true);
+    expect(r.config['extra-kargs']).toEqual(['a', 'b', 'c']);
+    expect(r.config.console).toEqual(['ttyS0', 'hvc0']);
+    expect(r.files.map((f) => f.slice(dir.length + 1))).toEqual(['image.yaml', 'sub/mid.yaml', 'base.yaml']);
+  });
+
+  it('renders the same bytes whatever the key order of the YAML', async () => {
+    const a = await configDir({ 'image.yaml': 'size: 12\nrootfs: ext4\nextra-kargs: [x]\n' });
+    const b = await configDir({ 'image.yaml': 'extra-kargs: [x]\nrootfs: ext4\nsize: 12\n' });
+    const ra = await loadImageConfig({ file: join(a, 'image.yaml') });
+    const rb = await loadImageConfig({ file: join(b, 'image.yaml') });
+    expect(ra.rendered).toBe(rb.rendered);
+    const sum = (s: string) => createHash('sha256').update(s).digest('hex');
+    const c = await configDir({ 'image.yaml': 'size: 13\nrootfs: ext4\nextra-kargs: [x]\n' });
+    expect(sum((await loadImageConfig({ file: join(c, 'image.yaml') })).rendered)).not.toBe(sum(ra.rendered));
+  });
+
+  it('names the file, the chain and the key of a wrong value in an included file', async () => {
+    const dir = await configDir({ 'image.yaml': 'include: mid.yaml\n', 'mid.yaml': 'include: base.yaml\n', 'base.yaml': 'rootfs: zfs\n' });
+    const e = await caught(() => loadImageConfig({ file: join(dir, 'image.yaml') }));
+    expect(e).toBeInstanceOf(SchemaError);
+    expect(e.file).toBe(join(dir, 'base.yaml'));
+    const issue = (e as unknown as SchemaError).issues[0]!;
+    expect(issue.path).toBe('rootfs');
+    expect(issue.message).toContain('image.yaml → mid.yaml → base.yaml');
+  });
+
+  it('refuses a missing include and an include cycle', async () => {
+    const missing = await configDir({ 'image.yaml': 'include: gone.yaml\n' });
+    const e1 = await caught(() => loadImageConfig({ file: join(missing, 'image.yaml') }));
+    expect(e1.code).toBe('COSA_CONFIG_INCLUDE');
+    expect(e1.message).toContain('image.yaml → gone.yaml');
+    const cycle = await configDir({ 'image.yaml': 'include: a.yaml\n', 'a.yaml': 'include: image.yaml\n' });
+    const e2 = await caught(() => loadImageConfig({ file: join(cycle, 'image.yaml') }));
+    expect(e2.code).toBe('COSA_CONFIG_INCLUDE');
+    expect(e2.message).toContain('include cycle: image.yaml → a.yaml → image.yaml');
+  });
+
+  it('reports a missing image.yaml as missing config', async () => {
+    const dir = await configDir({});
+    const e = await caught(() => loadImageConfig({ file: join(dir, 'image.yaml') }));
+    expect(e.code).toBe('COSA_CONFIG_MISSING');
+  });
+});

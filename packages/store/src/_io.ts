@@ -1,0 +1,164 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CosaError, fsyncDir } from '@cosa/schema';
+import type { BuildStore } from './store.js';
+import type { TransferMeter } from './_transfer.js';
+import { abortError, backoffMs, isTransient, sleep } from './_util.js';
+
+/** True for a failed conditional write (412, 409, or 404 on If-Match). */
+export function isCosaConflict(e: unknown): boolean {
+  return e instanceof CosaError && e.code === 'COSA_STORE_CONFLICT';
+}
+
+async function collect(body: Readable, max: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    const b = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
+    n += b.length;
+    if (n > max) {
+      body.destroy();
+      throw new CosaError('COSA_STORE_HTTP_STATUS', `${what} is larger than ${max} bytes`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Reads a small object (JSON metadata) whole; `undefined` when missing. */
+export async function readObjectText(
+  store: BuildStore,
+  key: string,
+  signal?: AbortSignal,
+  maxBytes = 64 * 1024 * 1024,
+): Promise<{ text: string; bytes: Buffer; etag: string | undefined } | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const obj = await store.get(key, signal ? { signal } : {});
+      if (!obj) return undefined;
+      const bytes = await collect(obj.body, maxBytes, store.urlOf(key));
+      return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
+    } catch (e) {
+      if (signal?.aborted) throw abortError(signal, e);
+      if (attempt >= 5 || !isTransient(e)) throw e;
+      await sleep(backoffMs(attempt), signal);
+    }
+  }
+}
+
+/** Options of {@link downloadToFile}. */
+export interface DownloadOptions {
+  /** The name used in progress and errors (artifact or file name). */
+  name: string;
+  /** Expected sha256 (hex); checked while streaming. */
+  sha256?: string;
+  /** Expected size. */
+  size?: number;
+  meter?: TransferMeter;
+  signal?: AbortSignal;
+  /** Attempts, resuming with a byte range after a broken connection (default 5). */
+  attempts?: number;
+  /** File mode (default 0o644). */
+  mode?: number;
+}
+
+/**
+ * Streams an object into `dest` through a temp file in the same directory, hashing as it
+ * writes; a dropped connection resumes where it stopped. A size or sha256 mismatch removes the
+ * temp file and fails with COSA_STORE_CHECKSUM_MISMATCH naming the file; success renames into
+ * place atomically. Returns the bytes and sha256, or `undefined` when the object is missing.
+ */
+export async function downloadToFile(
+  store: BuildStore,
+  key: string,
+  dest: string,
+  options: DownloadOptions,
+): Promise<{ bytes: number; sha256: string } | undefined> {
+  const { name, meter, signal } = options;
+  const tmp = join(dirname(dest), `.${basename(dest)}.partial-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let hash = createHash('sha256');
+  let written = 0;
+  meter?.start(name, options.size);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const obj = await store.get(key, { start: written, ...(signal ? { signal } : {}) });
+        if (!obj) {
+          if (written > 0) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} disappeared during the download`);
+          meter?.drop(name);
+          return undefined;
+        }
+        if (obj.offset !== written) {
+          // The store ignored the range: start over.
+          hash = createHash('sha256');
+          written = 0;
+        }
+        const hasher = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            written += chunk.length;
+            meter?.update(name, written);
+            cb(null, chunk);
+          },
+        });
+        await pipeline(obj.body, hasher, createWriteStream(tmp, { flags: written > 0 || obj.offset > 0 ? 'r+' : 'w', start: obj.offset, mode: options.mode ?? 0o644 }), ...(signal ? [{ signal }] : []));
+        break;
+      } catch (e) {
+        if (signal?.aborted) throw abortError(signal, e);
+        if (attempt >= (options.attempts ?? 5) || !isTransient(e)) throw e;
+        // Resume only when every hashed byte reached the file; otherwise start over.
+        const onDisk = await stat(tmp).then((s) => s.size, () => 0);
+        if (onDisk !== written) {
+          hash = createHash('sha256');
+          written = 0;
+        }
+        await sleep(backoffMs(attempt), signal);
+      }
+    }
+    const sha256 = hash.digest('hex');
+    if ((options.size !== undefined && written !== options.size) || (options.sha256 !== undefined && sha256 !== options.sha256)) {
+      throw new CosaError(
+        'COSA_STORE_CHECKSUM_MISMATCH',
+        `${name}: downloaded ${written} bytes with sha256 ${sha256}, expected ${options.size ?? '?'} bytes with sha256 ${options.sha256 ?? '?'} (${store.urlOf(key)})`,
+        { hint: 'the remote file is corrupt or was tampered with; it was not kept' },
+      );
+    }
+    const fh = await open(tmp, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, dest);
+    await fsyncDir(dirname(dest));
+    meter?.finish(name);
+    return { bytes: written, sha256 };
+  } catch (e) {
+    meter?.drop(name);
+    throw e;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** sha256 and size of a local file (streamed). */
+export async function hashFile(path: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipeline(
+    createReadStream(path),
+    new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        hash.update(chunk);
+        size += chunk.length;
+        cb();
+      },
+    }),
+    ...(signal ? [{ signal }] : []),
+  );
+  return { sha256: hash.digest('hex'), size };
+}

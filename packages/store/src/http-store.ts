@@ -1,0 +1,151 @@
+import type { Readable } from 'node:stream';
+import { CosaError, HttpStatusError } from '@cosa/schema';
+import { getGlobalDispatcher, request, type Dispatcher } from 'undici';
+import type { BuildStore, GetOptions, ObjectInfo, PutResult, RequestOptions, StoreObject } from './store.js';
+import { abortError, backoffMs, checkKey, isTransient, redactUrl, sleep } from './_util.js';
+
+/** Options of {@link HttpStore}. */
+export interface HttpStoreOptions {
+  /** `https://host/path` or `http://…`; user info becomes Basic auth, a query string is sent with every request. */
+  location: string;
+  /** The undici dispatcher (default: undici's global one, created lazily). Inject one to trust a CA or pool differently. */
+  dispatcher?: Dispatcher;
+  /** Attempts per request on connection errors, 5xx and 429 (default 5). */
+  attempts?: number;
+  /** Redirects followed per request, same scheme only (default 5). */
+  maxRedirects?: number;
+}
+
+type Resp = Dispatcher.ResponseData;
+
+/**
+ * A read-only build store over HTTP(S) with undici: streamed GETs with byte ranges for
+ * resuming, retries with backoff on connection errors and 5xx, redirects only to the same scheme.
+ * HEAD and GET treat 404 and 403 as "missing" (S3 websites answer 403 for unknown keys).
+ */
+export class HttpStore implements BuildStore {
+  readonly url: string;
+  readonly writable = false;
+  private readonly base: URL;
+  private readonly auth: string | undefined;
+  private readonly attempts: number;
+  private readonly maxRedirects: number;
+  private dispatcherValue: Dispatcher | undefined;
+
+  constructor(options: HttpStoreOptions) {
+    const u = new URL(options.location);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new CosaError('COSA_STORE_URL_INVALID', `not an http(s) URL: ${redactUrl(u)}`);
+    }
+    this.auth = u.username || u.password ? `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` : undefined;
+    u.username = '';
+    u.password = '';
+    u.hash = '';
+    if (!u.pathname.endsWith('/')) u.pathname += '/';
+    this.base = u;
+    this.url = redactUrl(u).replace(/\/$/, '');
+    this.attempts = options.attempts ?? 5;
+    this.maxRedirects = options.maxRedirects ?? 5;
+    this.dispatcherValue = options.dispatcher;
+  }
+
+  /** The dispatcher in use (created on first use). */
+  get dispatcher(): Dispatcher {
+    this.dispatcherValue ??= getGlobalDispatcher();
+    return this.dispatcherValue;
+  }
+
+  private target(key: string): URL {
+    const u = new URL(checkKey(key).split('/').map(encodeURIComponent).join('/'), this.base);
+    u.search = this.base.search;
+    return u;
+  }
+
+  urlOf(key: string): string {
+    return redactUrl(this.target(key));
+  }
+
+  /** One request with redirects (same scheme) and retries; the caller owns the returned body. */
+  private async send(method: 'GET' | 'HEAD', key: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Resp> {
+    const first = this.target(key);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        let url = first;
+        for (let hop = 0; ; hop++) {
+          const sameOrigin = url.origin === first.origin;
+          const res = await request(url, {
+            method,
+            dispatcher: this.dispatcher,
+            headers: { ...headers, ...(this.auth && sameOrigin ? { authorization: this.auth } : {}) },
+            ...(signal ? { signal } : {}),
+          }).catch((e: unknown) => {
+            if (signal?.aborted) throw abortError(signal, e);
+            throw new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${redactUrl(url)}: ${(e as { code?: string }).code ?? (e as Error).message}`, { cause: e });
+          });
+          if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && res.headers.location) {
+            await res.body.dump();
+            const next = new URL(String(res.headers.location), url);
+            if (next.protocol !== url.protocol) {
+              throw new CosaError('COSA_STORE_REDIRECT_REFUSED', `refusing redirect from ${redactUrl(url)} to another scheme (${next.protocol}//${next.host})`);
+            }
+            if (hop >= this.maxRedirects) throw new HttpStatusError(redactUrl(url), res.statusCode, { cause: new Error('too many redirects') });
+            url = next;
+            continue;
+          }
+          if (res.statusCode >= 500 || res.statusCode === 429) {
+            await res.body.dump();
+            throw new HttpStatusError(redactUrl(url), res.statusCode);
+          }
+          return res;
+        }
+      } catch (e) {
+        if (signal?.aborted) throw abortError(signal, e);
+        if (attempt >= this.attempts || !isTransient(e)) throw e;
+        await sleep(backoffMs(attempt), signal);
+      }
+    }
+  }
+
+  private info(res: Resp): ObjectInfo {
+    const metadata: Record<string, string> = {};
+    for (const [k, v] of Object.entries(res.headers)) {
+      if (k.startsWith('x-amz-meta-') && typeof v === 'string') metadata[k.slice(11)] = v;
+    }
+    const len = res.headers['content-length'];
+    const range = /\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''));
+    const size = range ? Number(range[1]) : len === undefined ? undefined : Number(len);
+    const etag = res.headers.etag;
+    return { size, etag: typeof etag === 'string' ? etag : undefined, metadata };
+  }
+
+  async head(key: string, options: RequestOptions = {}): Promise<ObjectInfo | undefined> {
+    const res = await this.send('HEAD', key, {}, options.signal);
+    await res.body.dump();
+    if (res.statusCode === 404 || res.statusCode === 403 || res.statusCode === 410) return undefined;
+    if (res.statusCode !== 200) throw new HttpStatusError(this.urlOf(key), res.statusCode);
+    return this.info(res);
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<StoreObject | undefined> {
+    const start = options.start ?? 0;
+    const res = await this.send('GET', key, start > 0 ? { range: `bytes=${start}-` } : {}, options.signal);
+    if (res.statusCode === 404 || res.statusCode === 403 || res.statusCode === 410) {
+      await res.body.dump();
+      return undefined;
+    }
+    if (res.statusCode !== 200 && !(res.statusCode === 206 && start > 0)) {
+      await res.body.dump();
+      throw new HttpStatusError(this.urlOf(key), res.statusCode);
+    }
+    return { ...this.info(res), body: res.body as unknown as Readable, offset: res.statusCode === 206 ? start : 0 };
+  }
+
+  async put(key: string, body: Readable | Uint8Array): Promise<PutResult> {
+    if (typeof (body as Readable).destroy === 'function') (body as Readable).destroy();
+    throw new CosaError('COSA_STORE_READ_ONLY', `${this.urlOf(key)}: HTTP stores are read-only`, { hint: 'upload to an s3:// location' });
+  }
+
+  async delete(key: string): Promise<void> {
+    throw new CosaError('COSA_STORE_READ_ONLY', `${this.urlOf(key)}: HTTP stores are read-only`);
+  }
+}

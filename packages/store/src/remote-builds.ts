@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import { CosaError, parseBuildsJson, serializeBuildsJson, type BuildEntry, type BuildsJson, type BuildTag, type OnProgress } from '@cosa/schema';
+import type { BuildStore } from './store.js';
+import { isCosaConflict, readObjectText } from './_io.js';
+import { backoffMs, rfc3339, sleep } from './_util.js';
+
+/**
+ * Merges two builds.json documents without losing anything: builds and their arches are a
+ * union (`base` order first, new builds placed where `incoming` puts them, so newest stays
+ * first), tombstones are a union, tags a union by name (the later `created` wins), other keys of
+ * `base` win. `timestamp` is set to now.
+ */
+export function mergeBuildsJson(base: BuildsJson, incoming: BuildsJson, now: Date = new Date()): BuildsJson {
+  const builds: BuildEntry[] = base.builds.map((b) => ({ ...b, arches: [...b.arches] }));
+  const byId = new Map(builds.map((b) => [b.id, b]));
+  const inc = incoming.builds;
+  // Walk incoming newest-last so each new build can be placed before its already-placed successor.
+  for (let i = inc.length - 1; i >= 0; i--) {
+    const e = inc[i]!;
+    const have = byId.get(e.id);
+    if (have) {
+      for (const a of e.arches) if (!have.arches.includes(a)) have.arches.push(a);
+      continue;
+    }
+    const entry: BuildEntry = { ...e, arches: [...e.arches] };
+    const next = inc.slice(i + 1).find((x) => byId.has(x.id));
+    let at = 0;
+    if (next) at = builds.findIndex((b) => b.id === next.id);
+    else {
+      const prev = inc.slice(0, i).reverse().find((x) => byId.has(x.id));
+      if (prev) at = builds.findIndex((b) => b.id === prev.id) + 1;
+    }
+    builds.splice(at, 0, entry);
+    byId.set(entry.id, entry);
+  }
+  const out: BuildsJson = { ...incoming, ...base, builds, timestamp: rfc3339(now) };
+  const tombs = [...(base['tombstone-builds'] ?? [])];
+  for (const t of incoming['tombstone-builds'] ?? []) if (!tombs.some((x) => x.id === t.id)) tombs.push(t);
+  if (tombs.length > 0) out['tombstone-builds'] = tombs;
+  const tags = new Map<string, BuildTag>();
+  for (const t of base.tags ?? []) tags.set(t.name, t);
+  for (const t of incoming.tags ?? []) {
+    const cur = tags.get(t.name);
+    if (!cur || t.created > cur.created) tags.set(t.name, t);
+  }
+  if (tags.size > 0) out.tags = [...tags.values()];
+  return out;
+}
+
+const probed = new WeakMap<BuildStore, Promise<boolean>>();
+
+/**
+ * Finds out whether a store honours conditional writes: writes a probe object under the
+ * prefix with an `If-Match` that cannot match. A store that honours it refuses (412/404);
+ * one that ignores it writes the probe, which is then removed. The answer is cached per store.
+ */
+export function probeConditionalWrites(store: BuildStore, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+  let p = probed.get(store);
+  if (!p) {
+    p = (async () => {
+      const key = `.cosa-conditional-probe-${randomBytes(6).toString('hex')}`;
+      try {
+        await store.put(key, Buffer.from('probe\n'), { ifMatch: '"cosa-probe-never-matches"', contentType: 'text/plain', ...(options.signal ? { signal: options.signal } : {}) });
+      } catch (e) {
+        if (isCosaConflict(e)) return true;
+        if (e instanceof CosaError && /HTTP 50[01]/.test(e.message)) return false;
+        throw e;
+      }
+      await store.delete(key).catch(() => {});
+      return false;
+    })();
+    probed.set(store, p);
+    p.catch(() => probed.delete(store));
+  }
+  return p;
+}
+
+/** Options of {@link updateRemoteBuildsJson}. */
+export interface UpdateRemoteBuildsOptions {
+  /** Key of the index in the store (default `builds.json`). */
+  key?: string;
+  /** Attempts before giving up on conflicts (default 30). */
+  maxAttempts?: number;
+  /** Cache-Control of the written object (default `max-age=300`). */
+  cacheControl?: string;
+  /** Canned ACL (S3). */
+  acl?: string;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/** What {@link updateRemoteBuildsJson} did. */
+export interface UpdateRemoteBuildsResult {
+  /** The document as written. */
+  buildsJson: BuildsJson;
+  /** Its exact bytes. */
+  text: string;
+  /** Writes tried (1 without conflicts). */
+  attempts: number;
+  /** Whether the store honoured conditional writes (else a warning was emitted). */
+  conditional: boolean;
+}
+
+/**
+ * Read-modify-write of the remote builds.json that never loses another writer's update: read
+ * it with its ETag, apply `update`, write it back with `If-Match` (`If-None-Match: *` when it did
+ * not exist), and on a conflict read, merge and try again. On a store that ignores conditional
+ * writes (probed once) it warns, writes, reads back and repeats while `verify` says the update
+ * got lost.
+ */
+export async function updateRemoteBuildsJson(
+  store: BuildStore,
+  update: (current: BuildsJson | undefined) => BuildsJson,
+  verify: (written: BuildsJson) => boolean,
+  options: UpdateRemoteBuildsOptions = {},
+): Promise<UpdateRemoteBuildsResult> {
+  const key = options.key ?? 'builds.json';
+  const signal = options.signal;
+  const conditional = await probeConditionalWrites(store, signal ? { signal } : {});
+  if (!conditional) {
+    options.onProgress?.({
+      type: 'warning',
+      message: `${store.url} ignores conditional writes (If-Match); concurrent updates of ${key} may be lost`,
+    });
+  }
+  const maxAttempts = options.maxAttempts ?? 30;
+  for (let attempt = 1; ; attempt++) {
+    const cur = await readObjectText(store, key, signal);
+    const current = cur ? parseBuildsJson(cur.text, store.urlOf(key)) : undefined;
+    const next = update(current);
+    const text = serializeBuildsJson(next);
+    try {
+      await store.put(key, Buffer.from(text), {
+        contentType: 'application/json',
+        cacheControl: options.cacheControl ?? 'max-age=300',
+        ...(options.acl ? { acl: options.acl } : {}),
+        ...(conditional ? (cur?.etag ? { ifMatch: cur.etag } : cur ? {} : { ifNoneMatch: '*' as const }) : {}),
+        ...(signal ? { signal } : {}),
+      });
+      if (!conditional) {
+        const back = await readObjectText(store, key, signal);
+        if (!back || !verify(parseBuildsJson(back.text, store.urlOf(key)))) throw new CosaError('COSA_STORE_CONFLICT', `${store.urlOf(key)} changed while writing`);
+      }
+      return { buildsJson: next, text, attempts: attempt, conditional };
+    } catch (e) {
+      if (!isCosaConflict(e) || attempt >= maxAttempts) {
+        if (isCosaConflict(e)) {
+          throw new CosaError('COSA_STORE_CONFLICT', `gave up updating ${store.urlOf(key)} after ${attempt} conflicting writes`, { cause: e });
+        }
+        throw e;
+      }
+      options.onProgress?.({ type: 'log', line: `${store.urlOf(key)} changed meanwhile; merging again (attempt ${attempt + 1})` });
+      await sleep(Math.min(backoffMs(attempt), 1_000) / 4, signal);
+    }
+  }
+}

@@ -1,0 +1,254 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  type ObjectCannedACL,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { CosaError, HttpStatusError } from '@cosa/schema';
+import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
+import { abortError, checkKey, countingStream, joinKey } from './_util.js';
+
+/** Options of {@link S3Store}. */
+export interface S3StoreOptions {
+  /** `s3://bucket/prefix` (or `bucket/prefix`, as `cosa buildupload s3` takes it). */
+  location: string;
+  /** The client to use (default: one created on first use from the options below). */
+  client?: S3Client;
+  /** A custom endpoint (S3-compatible stores); default `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`. */
+  endpointUrl?: string;
+  /** Region; default AWS_REGION / AWS_DEFAULT_REGION / the config file / `us-east-1`. */
+  region?: string;
+  /** Path-style addressing; default true when a custom endpoint is set, else false. */
+  forcePathStyle?: boolean;
+  /** An AWS config file to read credentials and region from (like `AWS_CONFIG_FILE`). */
+  awsConfigFile?: string;
+  /** Profile in the config file (default `AWS_PROFILE` or `default`). */
+  profile?: string;
+  /** Multipart part size in bytes (default 8 MiB, minimum 5 MiB). */
+  partSize?: number;
+  /** Parts of one object sent at the same time (default 2). */
+  queueSize?: number;
+}
+
+/** Reads `region` of a profile from an AWS config file (INI); undefined when absent. */
+function regionFromConfig(file: string, profile: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim();
+    const sec = /^\[(.+)\]$/.exec(line);
+    if (sec) section = sec[1]!.trim().replace(/^profile\s+/, '');
+    else if (section === profile) {
+      const kv = /^region\s*=\s*(\S+)/.exec(line);
+      if (kv) return kv[1];
+    }
+  }
+  return undefined;
+}
+
+/** Parses `s3://bucket/prefix` or `bucket/prefix` into bucket and prefix (no slashes at the ends). */
+export function parseS3Location(location: string): { bucket: string; prefix: string } {
+  const rest = location.startsWith('s3://') ? location.slice(5) : location;
+  const [bucket = '', ...parts] = rest.split('/');
+  const prefix = parts.filter((p) => p !== '').join('/');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || prefix.split('/').some((p) => p === '.' || p === '..')) {
+    throw new CosaError('COSA_STORE_URL_INVALID', `not a valid S3 location: ${JSON.stringify(location)}`, { hint: 'use s3://BUCKET/PREFIX' });
+  }
+  return { bucket, prefix };
+}
+
+interface SdkError {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/**
+ * A build store in an S3 bucket under a prefix, on AWS or any S3-compatible server. Large
+ * objects go up as parallel multipart uploads (lib-storage). Checksums are computed only when
+ * an operation requires them (`WHEN_REQUIRED`), which S3-compatible servers handle best.
+ */
+export class S3Store implements BuildStore {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly url: string;
+  readonly writable = true;
+  readonly partSize: number;
+  readonly queueSize: number;
+  private clientValue: S3Client | undefined;
+  private readonly options: S3StoreOptions;
+
+  constructor(options: S3StoreOptions) {
+    const { bucket, prefix } = parseS3Location(options.location);
+    this.bucket = bucket;
+    this.prefix = prefix;
+    this.url = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
+    this.options = options;
+    this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 8 * 1024 * 1024);
+    this.queueSize = Math.max(1, options.queueSize ?? 2);
+    this.clientValue = options.client;
+  }
+
+  /** The S3 client (created on first use unless one was injected). */
+  get client(): S3Client {
+    if (!this.clientValue) {
+      const o = this.options;
+      const env = process.env;
+      const endpoint = o.endpointUrl ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+      const profile = o.profile ?? env.AWS_PROFILE ?? 'default';
+      const configFile = o.awsConfigFile ?? env.AWS_CONFIG_FILE ?? join(homedir(), '.aws', 'config');
+      const region = o.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? regionFromConfig(configFile, profile) ?? 'us-east-1';
+      const config: S3ClientConfig & { configFilepath?: string } = {
+        region,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        ...(endpoint ? { endpoint, forcePathStyle: o.forcePathStyle ?? true } : o.forcePathStyle ? { forcePathStyle: true } : {}),
+        ...(o.profile ? { profile: o.profile } : {}),
+        // The default credential chain reads this (like AWS_CONFIG_FILE) without touching process.env.
+        ...(o.awsConfigFile ? { configFilepath: o.awsConfigFile } : {}),
+      };
+      this.clientValue = new S3Client(config);
+    }
+    return this.clientValue;
+  }
+
+  private keyOf(key: string): string {
+    return joinKey(this.prefix, checkKey(key));
+  }
+
+  urlOf(key: string): string {
+    return `s3://${this.bucket}/${this.keyOf(key)}`;
+  }
+
+  private fail(e: unknown, key: string, signal: AbortSignal | undefined): CosaError {
+    if (e instanceof CosaError) return e;
+    if (signal?.aborted || (e as SdkError).name === 'AbortError') return abortError(signal, e);
+    const status = (e as SdkError).$metadata?.httpStatusCode;
+    if (status !== undefined) {
+      const conflict = status === 412 || status === 409;
+      return new HttpStatusError(this.urlOf(key), status, { cause: e, ...(conflict ? { code: 'COSA_STORE_CONFLICT' as const } : {}) });
+    }
+    const what = (e as { code?: string }).code ?? (e as SdkError).name ?? 'error';
+    return new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${this.urlOf(key)}: ${what}`, { cause: e });
+  }
+
+  private static missing(e: unknown): boolean {
+    const s = (e as SdkError).$metadata?.httpStatusCode;
+    return s === 404 || (e as SdkError).name === 'NotFound' || (e as SdkError).name === 'NoSuchKey';
+  }
+
+  async head(key: string, options: RequestOptions = {}): Promise<ObjectInfo | undefined> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), options.signal ? { abortSignal: options.signal } : {});
+      return { size: r.ContentLength, etag: r.ETag, metadata: { ...(r.Metadata ?? {}) } };
+    } catch (e) {
+      if (S3Store.missing(e)) return undefined;
+      throw this.fail(e, key, options.signal);
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<StoreObject | undefined> {
+    const start = options.start ?? 0;
+    try {
+      const r = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), ...(start > 0 ? { Range: `bytes=${start}-` } : {}) }),
+        options.signal ? { abortSignal: options.signal } : {},
+      );
+      const total = /\/(\d+)$/.exec(r.ContentRange ?? '');
+      const offset = r.ContentRange ? Number(/bytes (\d+)-/.exec(r.ContentRange)?.[1] ?? 0) : 0;
+      return {
+        size: total ? Number(total[1]) : r.ContentLength,
+        etag: r.ETag,
+        metadata: { ...(r.Metadata ?? {}) },
+        body: r.Body as Readable,
+        offset,
+      };
+    } catch (e) {
+      if (S3Store.missing(e)) return undefined;
+      if ((e as SdkError).$metadata?.httpStatusCode === 416) return { size: start, etag: undefined, metadata: {}, body: Readable.from([]), offset: start };
+      throw this.fail(e, key, options.signal);
+    }
+  }
+
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    const signal = options.signal;
+    const params = {
+      Bucket: this.bucket,
+      Key: this.keyOf(key),
+      ...(options.contentType ? { ContentType: options.contentType } : {}),
+      ...(options.cacheControl ? { CacheControl: options.cacheControl } : {}),
+      ...(options.metadata ? { Metadata: options.metadata } : {}),
+      ...(options.acl ? { ACL: options.acl as ObjectCannedACL } : {}),
+    };
+    const size = body instanceof Uint8Array ? body.length : options.size;
+    const conditional = options.ifMatch !== undefined || options.ifNoneMatch !== undefined;
+    try {
+      if (body instanceof Uint8Array || conditional || (size !== undefined && size <= this.partSize)) {
+        let payload: Readable | Uint8Array = body;
+        if (!(body instanceof Uint8Array)) {
+          payload = body.pipe(countingStream(options.onBytes));
+          body.on('error', (e) => (payload as Readable).destroy(e));
+        }
+        const r = await this.client.send(
+          new PutObjectCommand({
+            ...params,
+            Body: payload,
+            ...(size !== undefined ? { ContentLength: size } : {}),
+            ...(options.ifMatch !== undefined ? { IfMatch: options.ifMatch } : {}),
+            ...(options.ifNoneMatch !== undefined ? { IfNoneMatch: options.ifNoneMatch } : {}),
+          }),
+          signal ? { abortSignal: signal } : {},
+        );
+        if (body instanceof Uint8Array) options.onBytes?.(body.length);
+        return { etag: r.ETag };
+      }
+      const ac = new AbortController();
+      const onAbort = () => ac.abort(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const upload = new Upload({
+          client: this.client,
+          params: { ...params, Body: body },
+          partSize: this.partSize,
+          queueSize: this.queueSize,
+          leavePartsOnError: false,
+          abortController: ac,
+        });
+        upload.on('httpUploadProgress', (p) => {
+          if (p.loaded !== undefined) options.onBytes?.(p.loaded);
+        });
+        const r = await upload.done();
+        return { etag: r.ETag };
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    } catch (e) {
+      if (!(body instanceof Uint8Array)) body.destroy();
+      if (conditional && S3Store.missing(e)) {
+        throw new HttpStatusError(this.urlOf(key), 404, { code: 'COSA_STORE_CONFLICT', cause: e });
+      }
+      throw this.fail(e, key, signal);
+    }
+  }
+
+  async delete(key: string, options: RequestOptions = {}): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), options.signal ? { abortSignal: options.signal } : {});
+    } catch (e) {
+      if (S3Store.missing(e)) return;
+      throw this.fail(e, key, options.signal);
+    }
+  }
+}
