@@ -35,12 +35,12 @@ import {
   writeRepoTar,
 } from '@cosa/ostree';
 import { buildImage, type ExecutorKind } from '@cosa/image';
-import { BuildsDir } from './builds-dir.js';
+import { BuildsDir, metaStampNow } from './builds-dir.js';
 import { Workdir } from './workdir.js';
 import { prune } from './prune.js';
 import { nextVersion } from './version.js';
 import { diffPackages, type PackageVersion } from './pkgdiff.js';
-import { hostArch } from './_arch.js';
+import { hostArch } from './_paths.js';
 
 /** Image targets `cosa build` knows besides `ostree` (more come from buildextend). */
 export type BuildTarget = 'ostree' | 'qemu' | (string & {});
@@ -93,6 +93,11 @@ export interface BuildResult {
 
 function sha256(s: string | Buffer): string {
   return createHash('sha256').update(s).digest('hex');
+}
+
+/** As the original: sha256 of "<commit>\n<image-config-checksum>\n" (+ platforms.yaml's hash when present). */
+function imageInputChecksum(commit: string, imageConfigChecksum: string, platformsHash: string): string {
+  return sha256(`${commit}\n${imageConfigChecksum}\n${platformsHash ? `${platformsHash}\n` : ''}`);
 }
 
 function rfc3339(d: Date): string {
@@ -165,17 +170,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
       // 1. Resolve: config, composer, input hash.
       const resolved = await withPhase(onProgress, 'resolve', async () => {
-        const cfg = await loadConfig({ configDir: wd.configDir, variant: await wd.variant(), arch });
+        const cfg = await loadConfig({ configDir: wd.configDir, variant: await wd.configVariant(), arch });
         const manifest: Manifest = cfg.manifest;
         const composer: Composer = await selectComposer(manifest);
         const ref = manifest.ref ?? `${osName(manifest)}/${arch}/default`;
         const baseOpts = {
           manifest,
           configDir: wd.configDir,
-          files: cfg.files,
+          files: cfg.manifestFiles,
           cacheDir: wd.cacheDir,
           tmpDir: wd.tmpDir,
-          repo: wd.repoDir,
+          repo: wd.repo,
           arch,
           version: '',
           ref,
@@ -186,7 +191,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         };
         const { inputHash } = await composer.inputHash(baseOpts);
         const imageConfigRendered: string = cfg.imageConfigRendered;
-        return { cfg, manifest, composer, ref, baseOpts, inputHash, imageConfig: cfg.imageConfig as ImageConfig, imageConfigChecksum: sha256(imageConfigRendered), imageConfigRendered };
+        // platforms.yaml feeds the images too (the original ignores it: coreos-assembler#3172).
+        const platformsJson = cfg.platforms ? stableStringify(cfg.platforms) : '';
+        return { cfg, manifest, composer, ref, baseOpts, inputHash, imageConfig: cfg.imageConfig as ImageConfig, imageConfigChecksum: sha256(imageConfigRendered), imageConfigRendered, platformsHash: platformsJson ? sha256(platformsJson) : '' };
       });
 
       // 2. Change detection against the latest build for this arch.
@@ -197,7 +204,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const parentMeta = options.parentBuild ? await builds.getMeta(options.parentBuild, arch) : prevMeta;
       const sameCommitInputs = !!prevMeta && !options.force && prevMeta['rpm-ostree-inputhash'] === resolved.inputHash && prevMeta.ref === resolved.ref;
       if (sameCommitInputs && prevMeta) {
-        const imageInput = sha256(`${prevMeta['ostree-commit']}\n${resolved.imageConfigChecksum}\n`);
+        const imageInput = imageInputChecksum(prevMeta['ostree-commit'], resolved.imageConfigChecksum, resolved.platformsHash);
         const imagesPresent = imageTargets.every((t) => prevMeta.images?.[t as 'qemu'] !== undefined);
         if (!options.forceImage && imageInput === prevMeta['coreos-assembler.image-input-checksum'] && imagesPresent) {
           const msg = `No changes since build ${prevMeta.buildid}`;
@@ -217,7 +224,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         }
       }
 
-      await initRepo({ path: wd.repoDir, mode: 'bare-user' });
+      await initRepo({ path: wd.repo, mode: 'bare-user' });
       const now = new Date();
       let commit: string;
       let version: string;
@@ -235,10 +242,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         version = prevMeta['ostree-version'];
         genver = (prevMeta['coreos-assembler.image-genver'] ?? 0) + 1;
         buildId = options.version ?? `${version}-${genver}`;
-        if (!(await revParse({ repo: wd.repoDir, ref: commit }))) {
+        if (!(await revParse({ repo: wd.repo, ref: commit }))) {
           const prevTar = prevMeta.images?.ostree?.path;
           if (!prevTar) throw new CosaError('COSA_BUILD_FAILED', `commit ${commit} of build ${prevMeta.buildid} is not in tmp/repo and the build has no ostree artifact`, { hint: 'try rerunning with --force' });
-          await withPhase(onProgress, 'import', () => importRepoTar({ tar: join(wd.buildsDir, prevMeta.buildid, arch, prevTar), repo: wd.repoDir, tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) }));
+          await withPhase(onProgress, 'import', () => importRepoTar({ tar: join(wd.buildsDir, prevMeta.buildid, arch, prevTar), repo: wd.repo, tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) }));
         }
       } else {
         // 3b. Compose a new commit.
@@ -246,7 +253,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         version = options.version ?? nextVersion({ prefix: resolved.manifest['automatic-version-prefix'], previous: prevMeta?.['ostree-version'], now });
         buildId = version;
         const r = await withPhase(onProgress, 'compose', () =>
-          resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), ...(wd.overridesRootfs ? { overridesRootfs: wd.overridesRootfs } : {}) }),
+          resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), overridesRootfs: join(wd.overridesDir, 'rootfs') }),
         );
         commit = r.commit;
         packages = r.packages;
@@ -257,29 +264,29 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (await exists(join(wd.buildsDir, buildId, arch))) {
         throw new CosaError('COSA_BUILD_EXISTS', `build ${buildId} (${arch}) already exists`, { hint: 'pass another --version, or prune that build' });
       }
-      await setRef({ repo: wd.repoDir, ref: buildId, rev: commit });
+      await setRef({ repo: wd.repo, ref: buildId, rev: commit });
 
       // 4. Stage everything in tmp/build-<id>-<rand>/.
       const stage = join(wd.tmpDir, `build-${buildId}-${randomBytes(3).toString('hex')}`);
       await mkdir(stage, { recursive: true });
       try {
         const name = osName(resolved.manifest);
-        const info = await showCommit({ repo: wd.repoDir, rev: commit });
+        const info = await showCommit({ repo: wd.repo, rev: commit });
         const artifacts: Record<string, { path: string; sha256: string; size: number; 'skip-compression'?: boolean }> = {};
         const tarName = `${name}-${buildId}-ostree.${arch}.tar`;
         const tar = await withPhase(onProgress, 'export', () =>
-          writeRepoTar({ repo: wd.repoDir, rev: commit, ref: resolved.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) }),
+          writeRepoTar({ repo: wd.repo, rev: commit, ref: resolved.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) }),
         );
         artifacts.ostree = { path: tarName, sha256: tar.sha256, size: tar.size, 'skip-compression': true };
 
         const imageConfigChecksum = resolved.imageConfigChecksum;
-        const imageInputChecksum = sha256(`${commit}\n${imageConfigChecksum}\n`);
+        const imageInputChecksumValue = imageInputChecksum(commit, imageConfigChecksum, resolved.platformsHash);
         for (const platform of imageTargets) {
           const ext = platform === 'qemu' ? 'qcow2' : 'raw';
           const file = `${name}-${buildId}-${platform}.${arch}.${ext}`;
           const img = await withPhase(onProgress, platform === 'qemu' ? 'image' : `image-${platform}`, () =>
             buildImage({
-              repo: wd.repoDir,
+              repo: wd.repo,
               commit,
               ref: resolved.ref,
               osname: name,
@@ -316,7 +323,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             const parentLock = await readFile(join(wd.buildsDir, parentId, arch, `manifest-lock.generated.${arch}.json`), 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
             if (parentLock) pkgdiff = diffPackages(lockToPackages(parentLock), pkgs);
           }
-          const commitMeta = await readCommitMeta({ repo: wd.repoDir, rev: commit });
+          const commitMeta = await readCommitMeta({ repo: wd.repo, rev: commit });
           await writeFile(join(stage, 'commitmeta.json'), stableStringify(commitMeta));
 
           const m: Record<string, unknown> = {
@@ -334,12 +341,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             'coreos-assembler.config-gitrev': git.gitrev,
             'coreos-assembler.config-dirty': String(git.dirty),
             'coreos-assembler.image-config-checksum': imageConfigChecksum,
-            'coreos-assembler.image-input-checksum': imageInputChecksum,
+            'coreos-assembler.image-input-checksum': imageInputChecksumValue,
             'coreos-assembler.image-genver': genver,
-            'coreos-assembler.meta-stamp': Number(process.hrtime.bigint() % 10n ** 15n) + now.getTime() * 1000,
+            'coreos-assembler.meta-stamp': metaStampNow(),
             images: artifacts,
           };
-          const variant = await wd.variant();
+          const variant = await wd.configVariant();
           if (variant) m['coreos-assembler.config-variant'] = variant;
           if (git.git) m['coreos-assembler.container-config-git'] = git.git;
           if (pkgdiff) m.pkgdiff = pkgdiff;

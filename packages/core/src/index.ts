@@ -20,3 +20,5 @@ export { prune, DEFAULT_KEEP_LAST_N, type PruneOptions, type PruneResult, type S
 export { cleanWorkdir, type CleanOptions } from './clean.js';
 export { listBuilds, type BuildSummary } from './list.js';
 export { hostArch, isSafeSegment } from './_paths.js';
+export { build, recoverInterruptedBuilds, generatedLock, type BuildOptions, type BuildResult, type BuildTarget } from './build.js';
+export { fetchPackages, type FetchOptions } from './fetch.js';

@@ -114,6 +114,10 @@ export interface LoadedConfig {
   lockfile?: { packages: Record<string, LockedPackage>; files: string[] };
   /** Every file read: treefiles, image configs, platforms.yaml, lockfiles (absolute paths). */
   files: string[];
+  /** The files that make the commit: treefiles, their externals, lockfiles (for the input hash). */
+  manifestFiles: string[];
+  /** The files that make the images: image configs and platforms.yaml. */
+  imageFiles: string[];
   /** The variant used, if any. */
   variant?: string;
 }
@@ -183,6 +187,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     ...(platforms ? { platforms } : {}),
     ...(locks.files.length > 0 ? { lockfile: locks } : {}),
     files,
+    manifestFiles: [...tf.files, ...tf.externals, ...locks.files],
+    imageFiles: [...image.files, ...(platforms ? [platformsFile] : [])],
     ...(variant !== undefined ? { variant } : {}),
   };
 }

@@ -1,5 +1,7 @@
 import type { RegisterCommand } from '../_context.js';
+import { registerBuild } from './build.js';
 import { registerClean } from './clean.js';
+import { registerFetch } from './fetch.js';
 import { registerInit } from './init.js';
 import { registerList } from './list.js';
 import { registerManifest } from './manifest.js';
@@ -16,4 +18,6 @@ export const commands: RegisterCommand[] = [
   registerPrune,
   registerClean,
   registerManifest,
+  registerFetch,
+  registerBuild,
 ];
