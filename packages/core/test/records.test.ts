@@ -235,6 +235,17 @@ describe('prune', () => {
     expect(commands).toEqual([['ostree', 'refs', `--repo=${repo}`, '--delete', '1']]);
     expect(execFileSync('ostree', ['refs', `--repo=${repo}`], { encoding: 'utf8' }).trim().split('\n').sort()).toEqual(['10', '2']);
   });
+  it('still removes the pruned directories when tmp/repo is not an ostree repo, and reports it', async () => {
+    await using wd = await tempWorkdir();
+    const b = await withBuilds(wd, ['1', '2', '3']);
+    await mkdir(join(wd.dir, 'tmp', 'repo'));
+    const e = await caught(prune({ workdir: wd.dir, keepLastN: 1 }));
+    expect(isCosaError(e, 'COSA_OSTREE_FAILED')).toBe(true);
+    expect((e as Error).message).toContain('1: deleting its ref');
+    expect((await b.list()).map((x) => x.id)).toEqual(['3']);
+    await expect(lstat(join(wd.dir, 'builds', '1'))).rejects.toThrow();
+    await expect(lstat(join(wd.dir, 'builds', '2'))).rejects.toThrow();
+  });
 });
 
 describe('clean', () => {
