@@ -17,4 +17,4 @@ export { listTags, updateTag, deleteTags, type UpdateTagOptions, type DeleteTags
 export { prune, DEFAULT_KEEP_LAST_N, type PruneOptions, type PruneResult, type ScannedBuild } from './prune.js';
 export { cleanWorkdir, type CleanOptions } from './clean.js';
 export { listBuilds, type BuildSummary } from './list.js';
-export { hostArch, isSafeSegment } from './_paths.js';
+export { hostArch, isSafeSegment } from './arch.js';
