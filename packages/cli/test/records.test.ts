@@ -10,7 +10,8 @@ import { runCli } from './_run.js';
 async function addBuilds(wd: TempWorkdir, ids: string[]): Promise<void> {
   const b = new BuildsDir(join(wd.dir, 'builds'));
   for (const [i, id] of ids.entries()) {
-    await writeFakeBuild(wd.dir, id, { timestamp: `2026-01-01T00:${String(i).padStart(2, '0')}:00Z` });
+    const meta = await writeFakeBuild(wd.dir, id, { timestamp: `2026-01-01T00:${String(i).padStart(2, '0')}:00Z` });
+    expect(originalSchemaErrors(meta)).toEqual([]);
     await b.insertBuild(id, 'x86_64');
   }
 }

@@ -1,23 +1,8 @@
 import { lstat, stat } from 'node:fs/promises';
 import { CosaError, type CosaErrorCode } from '@cosa/schema';
+import { hostArch, isSafeSegment } from './arch.js';
 
-const ARCHES: Record<string, string> = {
-  x64: 'x86_64',
-  arm64: 'aarch64',
-  ppc64: 'ppc64le',
-  s390x: 's390x',
-  riscv64: 'riscv64',
-};
-
-/** The host architecture under the original's names (`x86_64`, `aarch64`, `ppc64le`, `s390x`, `riscv64`). */
-export function hostArch(): string {
-  return ARCHES[process.arch] ?? process.arch;
-}
-
-/** True when `s` is one safe path segment (not empty, no `/` or `\`, not `.`/`..`, no NUL). */
-export function isSafeSegment(s: string): boolean {
-  return s.length > 0 && !s.includes('/') && !s.includes('\\') && s !== '.' && s !== '..' && !s.includes('\0');
-}
+export { hostArch, isSafeSegment };
 
 /** Throws unless `value` is one safe path segment; `what` names it in the message (e.g. `build id`). */
 export function assertSegment(value: string, what: string, code: CosaErrorCode = 'COSA_BUILD_ID_INVALID'): string {

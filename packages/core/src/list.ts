@@ -25,11 +25,12 @@ export async function listBuilds(options: { workdir: WorkdirLike; arch?: string 
   const tags = new Map<string, string[]>();
   for (const t of data.tags ?? []) tags.set(t.target, [...(tags.get(t.target) ?? []), t.name]);
   const want = options.arch ?? hostArch();
-  const out: BuildSummary[] = [];
-  for (const b of data.builds) {
-    const arch = b.arches.includes(want) ? want : (b.arches[0] ?? want);
-    const summary: BuildSummary = { id: b.id, arches: [...b.arches], arch, local: false, artifacts: [], tags: tags.get(b.id) ?? [] };
-    if (await wd.builds.hasMeta(b.id, arch)) {
+  // Read every meta.json at once: listing is I/O-bound.
+  return Promise.all(
+    data.builds.map(async (b) => {
+      const arch = b.arches.includes(want) ? want : (b.arches[0] ?? want);
+      const summary: BuildSummary = { id: b.id, arches: [...b.arches], arch, local: false, artifacts: [], tags: tags.get(b.id) ?? [] };
+      if (!(await wd.builds.hasMeta(b.id, arch))) return summary;
       const m = await wd.builds.getMeta(b.id, arch);
       summary.local = true;
       summary.timestamp = m['coreos-assembler.build-timestamp'] ?? m['ostree-timestamp'];
@@ -39,8 +40,7 @@ export async function listBuilds(options: { workdir: WorkdirLike; arch?: string 
         summary.config = { commit: git.commit, dirty: (git.dirty ?? 'false') !== 'false' };
         if (git.branch !== undefined) summary.config.branch = git.branch;
       }
-    }
-    out.push(summary);
-  }
-  return out;
+      return summary;
+    }),
+  );
 }

@@ -110,8 +110,14 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   const failures: string[] = [];
   for (const b of p.deleted) {
     emit({ type: 'info', message: `Pruning build ${b.id}` });
+    // builds.json is already rewritten: keep going so one failure does not strand the others.
     if (repoExists) {
-      await run(['ostree', 'refs', `--repo=${wd.repo}`, '--delete', b.id], { signal: options.signal, onProgress: options.onProgress, phase: 'prune' });
+      try {
+        await run(['ostree', 'refs', `--repo=${wd.repo}`, '--delete', b.id], { signal: options.signal, onProgress: options.onProgress, phase: 'prune' });
+      } catch (e) {
+        if (options.signal?.aborted) throw e;
+        failures.push(`${b.id}: deleting its ref in ${wd.repo}: ${(e as Error).message}`);
+      }
     }
     try {
       await rm(join(wd.buildsDir, b.id), { recursive: true, force: true });
@@ -119,7 +125,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       failures.push(`${b.id}: ${(e as Error).message}`);
     }
   }
-  if (failures.length > 0) throw new CosaError('COSA_INTERNAL', `could not remove some pruned builds: ${failures.join('; ')}`);
+  if (failures.length > 0) throw new CosaError('COSA_OSTREE_FAILED', `pruned builds.json, but cleaning up failed for ${failures.join('; ')}`);
   return { kept: p.kept.map((b) => b.id), deleted: p.deleted.map((b) => b.id), tagged: p.tagged, dryRun: false };
 }
 

@@ -8,6 +8,7 @@ import {
   deleteTags,
   getImagePath,
   getMetaValue,
+  hostArch,
   listBuilds,
   listTags,
   prune,
@@ -32,11 +33,19 @@ async function caught(p: Promise<unknown>): Promise<unknown> {
 async function withBuilds(wd: TempWorkdir, ids: string[], arch = 'x86_64'): Promise<BuildsDir> {
   const b = new BuildsDir(join(wd.dir, 'builds'));
   for (const [i, id] of ids.entries()) {
-    await writeFakeBuild(wd.dir, id, { arch, timestamp: `2026-01-01T00:${String(i).padStart(2, '0')}:00Z` });
+    const meta = await writeFakeBuild(wd.dir, id, { arch, timestamp: `2026-01-01T00:${String(i).padStart(2, '0')}:00Z` });
+    expect(originalSchemaErrors(meta)).toEqual([]);
     await b.insertBuild(id, arch);
   }
   return b;
 }
+
+describe('host arch', () => {
+  it('maps the Node arch to the original names', () => {
+    const expected: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+    expect(hostArch()).toBe(expected[process.arch] ?? process.arch);
+  });
+});
 
 describe('meta keys', () => {
   it('splits dotted keys, keeping the first dot of coreos-assembler.* and fedora-coreos.* keys', () => {
@@ -225,6 +234,17 @@ describe('prune', () => {
     await prune({ workdir: wd.dir, keepLastN: 1, onProgress: (e) => e.type === 'command' && commands.push(e.argv) });
     expect(commands).toEqual([['ostree', 'refs', `--repo=${repo}`, '--delete', '1']]);
     expect(execFileSync('ostree', ['refs', `--repo=${repo}`], { encoding: 'utf8' }).trim().split('\n').sort()).toEqual(['10', '2']);
+  });
+  it('still removes the pruned directories when tmp/repo is not an ostree repo, and reports it', async () => {
+    await using wd = await tempWorkdir();
+    const b = await withBuilds(wd, ['1', '2', '3']);
+    await mkdir(join(wd.dir, 'tmp', 'repo'));
+    const e = await caught(prune({ workdir: wd.dir, keepLastN: 1 }));
+    expect(isCosaError(e, 'COSA_OSTREE_FAILED')).toBe(true);
+    expect((e as Error).message).toContain('1: deleting its ref');
+    expect((await b.list()).map((x) => x.id)).toEqual(['3']);
+    await expect(lstat(join(wd.dir, 'builds', '1'))).rejects.toThrow();
+    await expect(lstat(join(wd.dir, 'builds', '2'))).rejects.toThrow();
   });
 });
 
