@@ -40,7 +40,7 @@ import { Workdir } from './workdir.js';
 import { prune } from './prune.js';
 import { nextVersion } from './version.js';
 import { diffPackages, type PackageVersion } from './pkgdiff.js';
-import { hostArch } from './_paths.js';
+import { hostArch } from './arch.js';
 
 /** Image targets `cosa build` knows besides `ostree` (more come from buildextend). */
 export type BuildTarget = 'ostree' | 'qemu' | (string & {});

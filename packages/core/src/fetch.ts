@@ -3,7 +3,7 @@ import { selectComposer } from '@cosa/ostree';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { Workdir } from './workdir.js';
-import { hostArch } from './_paths.js';
+import { hostArch } from './arch.js';
 
 /** Options of {@link fetchPackages}. */
 export interface FetchOptions {

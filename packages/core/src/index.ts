@@ -19,7 +19,6 @@ export { listTags, updateTag, deleteTags, type UpdateTagOptions, type DeleteTags
 export { prune, DEFAULT_KEEP_LAST_N, type PruneOptions, type PruneResult, type ScannedBuild } from './prune.js';
 export { cleanWorkdir, type CleanOptions } from './clean.js';
 export { listBuilds, type BuildSummary } from './list.js';
-export { hostArch, isSafeSegment } from './_paths.js';
 export { build, recoverInterruptedBuilds, generatedLock, type BuildOptions, type BuildResult, type BuildTarget } from './build.js';
 export { fetchPackages, type FetchOptions } from './fetch.js';
 export { hostArch, isSafeSegment } from './arch.js';
