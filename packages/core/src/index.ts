@@ -22,3 +22,4 @@ export { listBuilds, type BuildSummary } from './list.js';
 export { build, recoverInterruptedBuilds, generatedLock, type BuildOptions, type BuildResult, type BuildTarget } from './build.js';
 export { fetchPackages, type FetchOptions } from './fetch.js';
 export { hostArch, isSafeSegment } from './arch.js';
+export { runImage, type RunImageOptions, type RunImageResult } from './run.js';

@@ -7,6 +7,7 @@ import { registerList } from './list.js';
 import { registerManifest } from './manifest.js';
 import { registerMeta } from './meta.js';
 import { registerPrune } from './prune.js';
+import { registerRun } from './run.js';
 import { registerTag } from './tag.js';
 
 /** Every command module. Each file under commands/ registers its own subcommands. */
@@ -20,4 +21,5 @@ export const commands: RegisterCommand[] = [
   registerManifest,
   registerFetch,
   registerBuild,
+  registerRun,
 ];
