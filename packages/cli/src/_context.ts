@@ -19,6 +19,8 @@ export interface CommandContext {
   print(line: string): void;
   /** Prints a JSON document to stdout. */
   printJson(value: unknown): void;
+  /** Sets the exit status for a command that finished without throwing but did not succeed. */
+  setExitCode(code: number): void;
 }
 
 /** A command module registers one or more subcommands; `ctx` is built when the action runs. */

@@ -19,7 +19,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 /** Builds the commander program with every command registered. */
-export function createProgram(opts: MainOptions = {}, signal: AbortSignal = new AbortController().signal): Command {
+export function createProgram(opts: MainOptions = {}, signal: AbortSignal = new AbortController().signal, exit: { code: number } = { code: 0 }): Command {
   const stdout = opts.stdout ?? process.stdout;
   const stderr = opts.stderr ?? process.stderr;
   const program = new Command('cosa')
@@ -46,6 +46,9 @@ export function createProgram(opts: MainOptions = {}, signal: AbortSignal = new 
       onProgress: json ? jsonProgress(stdout) : humanProgress(stderr, { verbose: all.verbose === true, isTTY }),
       print: (line) => void stdout.write(`${line}\n`),
       printJson: (value) => void stdout.write(`${JSON.stringify(value, null, 2)}\n`),
+      setExitCode: (code) => {
+        exit.code = code;
+      },
     };
   };
   for (const register of commands) register(program, ctx);
@@ -76,9 +79,10 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   process.once('SIGTERM', onSignal);
   const stderr = opts.stderr ?? process.stderr;
   try {
-    const program = createProgram(opts, ac.signal);
+    const exit = { code: EXIT_OK };
+    const program = createProgram(opts, ac.signal, exit);
     await program.parseAsync(argv, { from: 'user' });
-    return process.exitCode === undefined ? EXIT_OK : Number(process.exitCode);
+    return exit.code;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return EXIT_OK;

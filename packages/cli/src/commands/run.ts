@@ -36,6 +36,6 @@ export const registerRun: RegisterCommand = (program, ctx) => {
       if (c.json) c.printJson({ ok: r.ok, image: r.image, elapsedMs: r.elapsedMs, reason: r.reason, consoleTail: r.consoleTail });
       else if (r.ok) c.print(`Reached the login prompt in ${(r.elapsedMs / 1000).toFixed(1)}s (${r.image})`);
       else c.stderr.write(`error: no login prompt (${r.reason ?? 'failed'}) after ${(r.elapsedMs / 1000).toFixed(1)}s; console tail:\n${r.consoleTail ?? ''}\n`);
-      if (!r.ok) process.exitCode = 1;
+      if (!r.ok) c.setExitCode(1);
     });
 };
