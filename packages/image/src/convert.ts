@@ -55,7 +55,8 @@ export async function convertDisk(options: ConvertDiskOptions): Promise<DiskImag
   if (options.options && options.options.length > 0) argv.push('-o', options.options.join(','));
   argv.push(options.input, options.output);
   await run(argv, { signal: options.signal, onProgress: options.onProgress, streamLines: false });
-  const info = await diskImageInfo(options.output, { signal: options.signal });
+  // A fixed VHD has only a footer, so qemu-img probes it as raw: name the format when reading it back.
+  const info = await diskImageInfo(options.output, { signal: options.signal, format: options.format === 'vpc' ? 'vpc' : undefined });
   if (info.format !== options.format) {
     throw new CosaError('COSA_IMAGE_FAILED', `${options.output}: expected format ${options.format}, qemu-img reports ${info.format}`);
   }
