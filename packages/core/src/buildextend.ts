@@ -1,0 +1,155 @@
+/**
+ * `cosa buildextend-<platform>`: add platform images to an existing build. The base disk is the
+ * build's qemu image (written once per build); every platform derives from it by rewriting its
+ * platform id and kernel arguments and converting — no new install.
+ */
+import { open, mkdir, readFile, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema';
+import { run } from '@cosa/ostree';
+import { derivePlatformImages, getPlatform, listPlatforms, type PlatformImage, type PlatformsConfig } from '@cosa/image';
+import { Workdir } from './workdir.js';
+import { hostArch } from './arch.js';
+
+/** Options of {@link buildExtend}. */
+export interface BuildExtendOptions {
+  workdir: string;
+  /** Build id (default latest). */
+  build?: string;
+  arch?: string;
+  /** Platforms (images keys), e.g. `['aws', 'azure']`. */
+  platforms: string[];
+  /** Rebuild images that already exist. */
+  force?: boolean;
+  /** How many platforms to derive at once (default 2). */
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/** What {@link buildExtend} did, per platform. */
+export interface BuildExtendResult {
+  buildId: string;
+  arch: string;
+  built: PlatformImage[];
+  /** Platforms skipped because the build already has them. */
+  skipped: string[];
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the original's `.<platform>.building` semaphore in the build dir (stale ones are taken over). */
+async function acquireSemaphore(buildDir: string, platform: string): Promise<() => Promise<void>> {
+  const path = join(buildDir, `.${platform}.building`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, 'wx');
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return () => unlink(path).catch(() => {});
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+      if (Number.isFinite(pid) && pid > 0 && pidAlive(pid)) {
+        throw new CosaError('COSA_WORKDIR_LOCKED', `buildextend-${platform} is already running for this build (pid ${pid})`, {
+          hint: 'wait for it to finish; meta.json will list the image',
+        });
+      }
+      await rm(path, { force: true });
+    }
+  }
+  throw new CosaError('COSA_WORKDIR_LOCKED', `could not take ${path}`);
+}
+
+/** Adds platform images to a build; existing ones are skipped unless `force`. */
+export async function buildExtend(options: BuildExtendOptions): Promise<BuildExtendResult> {
+  const known = listPlatforms();
+  for (const p of options.platforms) {
+    if (!known.includes(p)) {
+      throw new CosaError('COSA_PLATFORM_UNKNOWN', `unknown platform "${p}"; known platforms: ${known.join(', ')}`);
+    }
+  }
+  const wd = await Workdir.open(options.workdir);
+  const arch = options.arch ?? hostArch();
+  const buildId = await wd.builds.resolve(options.build ?? 'latest', arch);
+  const buildDir = join(wd.buildsDir, buildId, arch);
+  const meta = await wd.builds.getMeta(buildId, arch);
+  const skipped: string[] = [];
+  const todo: string[] = [];
+  for (const p of [...new Set(options.platforms)]) {
+    if (p === 'qemu') {
+      skipped.push(p); // the qemu image is the base disk: `cosa build --force-image` writes a new one
+      continue;
+    }
+    if (meta.images?.[p as 'aws'] && !options.force) {
+      options.onProgress?.({ type: 'info', message: `${p} image already exists in build ${buildId}` });
+      skipped.push(p);
+      continue;
+    }
+    if (getPlatform(p).needsOwnDisk) {
+      throw new CosaError('COSA_IMAGE_FAILED', `${p} needs its own disk with 4096-byte sectors, which this version does not write yet`, {
+        hint: 'use metal (512-byte sectors)',
+      });
+    }
+    todo.push(p);
+  }
+  if (todo.length === 0) return { buildId, arch, built: [], skipped };
+  const qemu = meta.images?.qemu?.path;
+  if (!qemu) {
+    throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no qemu image to derive platforms from`, { hint: 'run cosa build (or cosa build --force-image) first' });
+  }
+  if (/\.(xz|gz|zst)$/.test(qemu)) {
+    throw new CosaError('COSA_USAGE', `the qemu image of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
+  }
+
+  const releases: (() => Promise<void>)[] = [];
+  const work = join(wd.tmpDir, `buildextend-${buildId}-${process.pid}`);
+  try {
+    for (const p of todo) releases.push(await acquireSemaphore(buildDir, p));
+    await mkdir(work, { recursive: true });
+    const variant = await wd.configVariant();
+    const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}) }).catch(() => undefined);
+    const platformsConfig: PlatformsConfig | undefined = cfg?.platforms ? ({ [arch]: cfg.platforms } as unknown as PlatformsConfig) : undefined;
+    const baseRaw = join(work, 'base.raw');
+    await withPhase(options.onProgress, 'base-disk', () =>
+      run(['qemu-img', 'convert', '-O', 'raw', join(buildDir, qemu), baseRaw], { ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }),
+    );
+    const built = await withPhase(options.onProgress, `platforms (${todo.join(', ')})`, () =>
+      derivePlatformImages({
+        platforms: todo,
+        baseRaw,
+        output: buildDir,
+        ...(cfg ? { imageConfig: cfg.imageConfig } : {}),
+        ...(platformsConfig ? { platformsConfig } : {}),
+        name: meta.name,
+        buildId,
+        arch,
+        tmpDir: work,
+        concurrency: options.concurrency ?? 2,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      }),
+    );
+    const images: Record<string, unknown> = {};
+    for (const img of built) {
+      images[img.platform] = {
+        path: img.path.slice(buildDir.length + 1),
+        sha256: img.sha256,
+        size: img.size,
+        ...(img.skipCompression ? { 'skip-compression': true } : {}),
+      };
+    }
+    await wd.builds.mergeMeta(buildId, arch, { images });
+    return { buildId, arch, built, skipped };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+    for (const r of releases) await r();
+  }
+}
