@@ -16,6 +16,7 @@ export const lockedPackageSchema = z
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .refine((p) => p.evra !== undefined || p.evr !== undefined, { message: 'a locked package needs "evra" or "evr"' });
+/** One entry of a lockfile's `packages` map. */
 export type LockedPackage = z.output<typeof lockedPackageSchema>;
 
 /** A lockfile as rpm-ostree reads it (`--ex-lockfile`): JSON for the base, YAML for overrides. */
@@ -23,6 +24,7 @@ export const lockfileSchema = z.looseObject({
   packages: z.record(z.string(), lockedPackageSchema).nullish().transform((v) => v ?? {}),
   metadata: z.looseObject({ generated: z.string().optional() }).optional(),
 });
+/** A parsed lockfile (`packages` is `{}` when the file lists none). */
 export type Lockfile = z.output<typeof lockfileSchema>;
 
 /** Options for {@link loadLockfiles}. */

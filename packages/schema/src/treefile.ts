@@ -155,6 +155,8 @@ class Flattener {
   readonly files: string[] = [];
   readonly externals: string[] = [];
   readonly unknown: Array<{ file: string; key: string }> = [];
+  /** Each file read → the include chain that led to it. */
+  readonly chains = new Map<string, string[]>();
   /** realpath → the path it was first included as. */
   private readonly seen = new Map<string, string>();
 
@@ -219,6 +221,7 @@ class Flattener {
       throw new ConfigFileError(file, [{ path: '', message: 'treefile does not exist' }], { code: 'COSA_CONFIG_MISSING', chain: here });
     }
     this.files.push(file);
+    this.chains.set(file, here);
 
     // Legacy spellings → canonical names (the canonical one wins when both are present).
     for (const [alias, canonical] of Object.entries(ALIASES)) {
@@ -356,7 +359,7 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
     throw new ConfigFileError(
       firstFile,
       f.unknown.map((u) => ({ path: u.key, message: `unknown key in ${formatChain([u.file], base)}` })),
-      { code: 'COSA_CONFIG_UNKNOWN_KEY', chain: [file, firstFile] },
+      { code: 'COSA_CONFIG_UNKNOWN_KEY', chain: f.chains.get(firstFile) ?? [firstFile] },
     );
   }
 
@@ -372,11 +375,12 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
       const v = vars[name];
       if (v === undefined) {
         const from = origin.get(key.split(/[.[]/)[0]!) ?? file;
-        throw new ConfigFileError(
-          from,
-          [{ path: key, message: `undefined variable \${${name}} (defined: ${Object.keys(vars).sort().join(', ')})` }],
-          { code: 'COSA_CONFIG_VARIABLE', chain: [file, from] },
-        );
+        const chain = f.chains.get(from) ?? [from];
+        const message = `undefined variable \${${name}} (defined: ${Object.keys(vars).sort().join(', ')})`;
+        throw new ConfigFileError(from, [{ path: key, message: withChain(message, chain, base) }], {
+          code: 'COSA_CONFIG_VARIABLE',
+          chain,
+        });
       }
       return String(v);
     });
@@ -402,7 +406,8 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
   if (!final.success) {
     const issues = zodIssues(final.error);
     const from = origin.get(issues[0]?.path.split(/[.[]/)[0] ?? '') ?? file;
-    throw new ConfigFileError(from, issues, { chain: [file, from] });
+    const chain = f.chains.get(from) ?? [from];
+    throw new ConfigFileError(from, issues.map((i) => ({ ...i, message: withChain(i.message, chain, base) })), { chain });
   }
   return { manifest: final.data, files: f.files, unknownKeys, externals: [...new Set(f.externals)] };
 }

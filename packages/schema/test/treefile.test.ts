@@ -319,6 +319,8 @@ describe('treefile errors', () => {
     expect(e.file).toBe(join(dir, 'a.yaml'));
     expect(e.message).toContain('ref');
     expect(e.message).toContain('${stream}');
+    expect(e.message).toContain('m.yaml → a.yaml');
+    expect(e.chain).toEqual([join(dir, 'm.yaml'), join(dir, 'a.yaml')]);
   });
 
   it('reports a missing top-level treefile as missing config', async () => {
