@@ -27,6 +27,7 @@ async function smallConfig(): Promise<string> {
   await writeFile(join(dir, 'manifest.yaml'), 'ref: os/${basearch}/main\npackages: [a b]\n');
   await writeFile(join(dir, 'manifest-mini.yaml'), 'include: manifest.yaml\nref: os/${basearch}/mini\nfancy-new-key: 1\n');
   await writeFile(join(dir, 'image.yaml'), 'size: 5\n');
+  await writeFile(join(dir, 'image-mini.yaml'), 'include: image.yaml\n');
   return dir;
 }
 
