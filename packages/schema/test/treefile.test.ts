@@ -80,6 +80,13 @@ describe('flattening the Fedora CoreOS config', () => {
     expect(m.packages).not.toContain('amd-ucode-firmware');
   });
 
+  it('skips the basearch != "s390x" include on s390x and folds packages-s390x', async () => {
+    const { manifest: m } = await flattenTreefile({ file: fcos, arch: 's390x' });
+    expect(m.ref).toBe('fedora/s390x/coreos/testing-devel');
+    expect(m['remove-from-packages']?.map((r) => r[0])).not.toContain('grub2-tools');
+    expect(m.packages).toEqual(expect.arrayContaining(['/usr/sbin/zipl', 'veritysetup', 'qemu-user-static-x86']));
+  });
+
   it('takes the releasever >= 41 includes when releasever is 41', async () => {
     const dir = await copyDir(fixturePath('fcos-config'));
     const file = join(dir, 'manifest.yaml');
