@@ -108,6 +108,8 @@ export interface LoadedConfig {
   imageConfigFile: string;
   /** `imageConfig` as stable JSON (the bytes of tmp/image.json). */
   imageConfigRendered: string;
+  /** sha256 of `imageConfigRendered` (`coreos-assembler.image-config-checksum`). */
+  imageConfigChecksum: string;
   /** platforms.yaml for `arch`, when the config has one. */
   platforms?: Record<string, PlatformConfig>;
   /** The merged lockfiles, when the config has any. */
@@ -179,6 +181,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     imageConfig: image.config,
     imageConfigFile: imageFile,
     imageConfigRendered: image.rendered,
+    imageConfigChecksum: image.checksum,
     ...(platforms ? { platforms } : {}),
     ...(locks.files.length > 0 ? { lockfile: locks } : {}),
     files,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
@@ -22,6 +23,8 @@ export interface LoadedImageConfig {
    * `coreos-assembler.image-config-checksum`.
    */
   rendered: string;
+  /** sha256 (hex) of `rendered`: meta.json's `coreos-assembler.image-config-checksum`. */
+  checksum: string;
 }
 
 const MAX_DEPTH = 50;
@@ -116,5 +119,6 @@ export async function loadImageConfig(options: LoadImageConfigOptions): Promise<
   const merged = await load(top, []);
   const r = imageConfigSchema.safeParse(merged);
   if (!r.success) throw new ConfigFileError(top, zodIssues(r.error), { chain: [top] });
-  return { config: r.data, files, rendered: stableStringify(r.data) };
+  const rendered = stableStringify(r.data);
+  return { config: r.data, files, rendered, checksum: createHash('sha256').update(rendered).digest('hex') };
 }

@@ -55,6 +55,8 @@ describe('image.yaml', () => {
     const sum = (s: string) => createHash('sha256').update(s).digest('hex');
     const c = await configDir({ 'image.yaml': 'size: 13\nrootfs: ext4\nextra-kargs: [x]\n' });
     expect(sum((await loadImageConfig({ file: join(c, 'image.yaml') })).rendered)).not.toBe(sum(ra.rendered));
+    expect(ra.checksum).toBe(sum(ra.rendered));
+    expect(ra.checksum).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('names the file, the chain and the key of a wrong value in an included file', async () => {
