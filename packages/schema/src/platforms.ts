@@ -14,7 +14,13 @@ export const platformConfigSchema = z.looseObject({
 export type PlatformConfig = z.output<typeof platformConfigSchema>;
 
 /** The whole `platforms.yaml`: arch → platform → settings (every level optional). */
-export const platformsSchema = z.record(z.string(), z.record(z.string(), platformConfigSchema).nullable().transform((v) => v ?? {}));
+export const platformsSchema = z.record(
+  z.string(),
+  z
+    .record(z.string(), z.preprocess((v) => v ?? {}, platformConfigSchema))
+    .nullable()
+    .transform((v) => v ?? {}),
+);
 /** A parsed `platforms.yaml`: arch → platform → {@link PlatformConfig}. */
 export type Platforms = z.output<typeof platformsSchema>;
 
