@@ -27,6 +27,7 @@ async function smallConfig(): Promise<string> {
   await writeFile(join(dir, 'manifest.yaml'), 'ref: os/${basearch}/main\npackages: [a b]\n');
   await writeFile(join(dir, 'manifest-mini.yaml'), 'include: manifest.yaml\nref: os/${basearch}/mini\nfancy-new-key: 1\n');
   await writeFile(join(dir, 'image.yaml'), 'size: 5\n');
+  await writeFile(join(dir, 'image-mini.yaml'), 'include: image.yaml\n');
   return dir;
 }
 
@@ -45,7 +46,7 @@ describe('cosa manifest flatten', () => {
     const wd = await workdir(await smallConfig(), 'mini');
     const r = await runCli(['manifest', 'flatten', '--arch', 'x86_64'], wd);
     expect(r.code).toBe(0);
-    expect(parseYamlText(r.stdout, 'stdout')).toEqual({ ref: 'os/x86_64/mini', packages: ['a', 'b'], 'fancy-new-key': 1 });
+    expect(parseYamlText(r.stdout, 'stdout')).toEqual({ ref: 'os/x86_64/mini', packages: ['a', 'b'], 'fancy-new-key': 1, variables: { basearch: 'x86_64' } });
     expect(r.stderr).toContain('fancy-new-key');
   });
 

@@ -82,7 +82,7 @@ async function exists(path: string): Promise<boolean> {
 export interface LoadConfigOptions {
   /** The config directory (`<workdir>/src/config`). */
   configDir: string;
-  /** Variant (`manifest-V.yaml` / `image-V.yaml`); default: `manifest.yaml` / `image.yaml`. */
+  /** Variant (`manifest-V.yaml` + `image-V.yaml`); default: `manifest.yaml` + `image.yaml`. */
   variant?: string;
   /** Base architecture. */
   arch: string;
@@ -108,6 +108,8 @@ export interface LoadedConfig {
   imageConfigFile: string;
   /** `imageConfig` as stable JSON (the bytes of tmp/image.json). */
   imageConfigRendered: string;
+  /** sha256 of `imageConfigRendered` (`coreos-assembler.image-config-checksum`). */
+  imageConfigChecksum: string;
   /** platforms.yaml for `arch`, when the config has one. */
   platforms?: Record<string, PlatformConfig>;
   /** The merged lockfiles, when the config has any. */
@@ -125,7 +127,7 @@ export interface LoadedConfig {
 /**
  * Loads a config dir as a build uses it: the flattened treefile, image.yaml (with includes and
  * defaults), platforms.yaml and the lockfiles of `arch`. With a variant, `manifest-V.yaml` and
- * `image-V.yaml` replace the defaults (`image.yaml` is used when there is no `image-V.yaml`).
+ * `image-V.yaml` replace `manifest.yaml` and `image.yaml` (both must exist, as the original).
  *
  * @throws CosaError `COSA_CONFIG_VARIANT` (unknown variant; the message lists the known ones),
  *   `COSA_CONFIG_MISSING` (no manifest or image config), and every error of
@@ -146,8 +148,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
       );
     }
     manifestFile = join(configDir, `manifest-${variant}.yaml`);
-    const variantImage = join(configDir, `image-${variant}.yaml`);
-    if (await exists(variantImage)) imageFile = variantImage;
+    imageFile = join(configDir, `image-${variant}.yaml`);
   }
   if (!(await exists(manifestFile))) {
     throw new CosaError('COSA_CONFIG_MISSING', `no ${manifestFile.slice(configDir.length + 1)} in ${configDir}`, {
@@ -184,6 +185,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     imageConfig: image.config,
     imageConfigFile: imageFile,
     imageConfigRendered: image.rendered,
+    imageConfigChecksum: image.checksum,
     ...(platforms ? { platforms } : {}),
     ...(locks.files.length > 0 ? { lockfile: locks } : {}),
     files,

@@ -26,5 +26,13 @@ export const imageConfigSchema = z.looseObject({
   'bootfs_metadata_csum_seed': z.boolean().optional(),
   /** The console(s) on the kernel command line (default per arch, e.g. ttyS0,115200n8). */
   console: z.array(z.string()).optional(),
+  /** Network kernel arguments for Ignition's first boot (`[]`: none); appended across includes. */
+  'ignition-network-kcmdline': z.array(z.string()).optional(),
+  /** Remote name prefixed to the deployed ostree ref (e.g. `fedora`). */
+  'ostree-remote': z.string().optional(),
+  /** Add OpenShift CVO labels to the ostree container (default false). */
+  'ostree-container-inject-openshift-cvo-labels': z.boolean().default(false),
+  /** Install with `bootc install to-filesystem` instead of ostree deployment. */
+  'bootc-install-to-fs': z.boolean().optional(),
 });
 export type ImageConfig = z.output<typeof imageConfigSchema>;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
@@ -22,6 +23,8 @@ export interface LoadedImageConfig {
    * `coreos-assembler.image-config-checksum`.
    */
   rendered: string;
+  /** sha256 (hex) of `rendered`: meta.json's `coreos-assembler.image-config-checksum`. */
+  checksum: string;
 }
 
 const MAX_DEPTH = 50;
@@ -29,18 +32,21 @@ const MAX_DEPTH = 50;
 /** Every key may be absent in one file of the chain; the types are still checked per file. */
 const imageDocumentSchema = imageConfigSchema.partial();
 
+/** The lists the original appends across an include chain; for any other key the including file wins. */
+const APPENDED_LISTS = new Set(['extra-kargs', 'ignition-network-kcmdline']);
+
 /**
  * Merges an included document under the including one, as the original's flatten_image_yaml:
- * lists are appended (the including file's entries first), mappings merge recursively, and for
- * anything else the including file wins.
+ * `extra-kargs` and `ignition-network-kcmdline` are appended (the including file's entries
+ * first), mappings merge recursively, and for anything else the including file wins.
  */
-function mergeUnder(dest: PlainObject, src: PlainObject): PlainObject {
+function mergeUnder(dest: PlainObject, src: PlainObject, top = true): PlainObject {
   const out: PlainObject = { ...dest };
   for (const [k, v] of Object.entries(src)) {
     const cur = out[k];
     if (cur === undefined) out[k] = v;
-    else if (Array.isArray(cur) && Array.isArray(v)) out[k] = [...cur, ...v];
-    else if (isPlainObject(cur) && isPlainObject(v)) out[k] = mergeUnder(cur, v);
+    else if (top && APPENDED_LISTS.has(k) && Array.isArray(cur) && Array.isArray(v)) out[k] = [...cur, ...v];
+    else if (isPlainObject(cur) && isPlainObject(v)) out[k] = mergeUnder(cur, v, false);
   }
   return out;
 }
@@ -58,7 +64,8 @@ function checkTypes(file: string, chain: string[], base: string, doc: PlainObjec
 
 /**
  * Loads `image.yaml` with its `include:` chain (a string or a list, relative to the including
- * file), merges it (lists appended, scalars of the including file win) and applies the defaults.
+ * file), merges it as the original does (`extra-kargs` and `ignition-network-kcmdline` appended,
+ * mappings merged, otherwise the including file wins) and applies the defaults.
  *
  * @throws ConfigFileError naming the file, the include chain and the key: `COSA_CONFIG_MISSING`
  *   (top-level file absent), `COSA_CONFIG_INCLUDE` (missing include or a cycle),
@@ -112,5 +119,6 @@ export async function loadImageConfig(options: LoadImageConfigOptions): Promise<
   const merged = await load(top, []);
   const r = imageConfigSchema.safeParse(merged);
   if (!r.success) throw new ConfigFileError(top, zodIssues(r.error), { chain: [top] });
-  return { config: r.data, files, rendered: stableStringify(r.data) };
+  const rendered = stableStringify(r.data);
+  return { config: r.data, files, rendered, checksum: createHash('sha256').update(rendered).digest('hex') };
 }

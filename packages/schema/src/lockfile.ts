@@ -16,6 +16,7 @@ export const lockedPackageSchema = z
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .refine((p) => p.evra !== undefined || p.evr !== undefined, { message: 'a locked package needs "evra" or "evr"' });
+/** One entry of a lockfile's `packages` map. */
 export type LockedPackage = z.output<typeof lockedPackageSchema>;
 
 /** A lockfile as rpm-ostree reads it (`--ex-lockfile`): JSON for the base, YAML for overrides. */
@@ -23,6 +24,7 @@ export const lockfileSchema = z.looseObject({
   packages: z.record(z.string(), lockedPackageSchema).nullish().transform((v) => v ?? {}),
   metadata: z.looseObject({ generated: z.string().optional() }).optional(),
 });
+/** A parsed lockfile (`packages` is `{}` when the file lists none). */
 export type Lockfile = z.output<typeof lockfileSchema>;
 
 /** Options for {@link loadLockfiles}. */
@@ -41,15 +43,12 @@ export interface LoadedLockfiles {
   files: string[];
 }
 
-/** The lockfile names looked for, in the order the original passes them (later wins). */
-export function lockfileNames(arch: string): string[] {
-  return [
-    `manifest-lock.${arch}.json`,
-    'manifest-lock.overrides.yaml',
-    'manifest-lock.overrides.json',
-    `manifest-lock.overrides.${arch}.yaml`,
-    `manifest-lock.overrides.${arch}.json`,
-  ];
+/**
+ * The lockfiles looked for, in the order applied (later wins), without extension: each may be
+ * `.yaml` or `.json` (not both), as the original's `pick_yaml_or_else_json`.
+ */
+export function lockfileBases(arch: string): string[] {
+  return [`manifest-lock.${arch}`, 'manifest-lock.overrides', `manifest-lock.overrides.${arch}`];
 }
 
 /** Parses one lockfile document (already read); throws a ConfigFileError naming the file and package. */
@@ -61,22 +60,31 @@ export function parseLockfile(data: unknown, file: string): Lockfile {
 
 /**
  * Reads `manifest-lock.<arch>.json`, `manifest-lock.overrides.yaml` and
- * `manifest-lock.overrides.<arch>.yaml` (a `.json` spelling of the overrides is accepted too)
- * from the config dir and merges them as rpm-ostree does with repeated `--ex-lockfile`: a later
- * file's entry replaces an earlier one for the same package, so overrides win over the base
- * lockfile and arch-specific overrides win over generic ones. Missing files are skipped.
+ * `manifest-lock.overrides.<arch>.yaml` from the config dir (each may be spelled `.yaml` or
+ * `.json`) and merges them as rpm-ostree does with repeated `--ex-lockfile`: a later file's entry
+ * replaces an earlier one for the same package, so overrides win over the base lockfile and
+ * arch-specific overrides win over generic ones. Missing files are skipped.
  *
- * @throws ConfigFileError naming the file and the `packages.<name>` path of a bad entry.
+ * @throws ConfigFileError naming the file and the `packages.<name>` path of a bad entry, or both
+ *   spellings of one lockfile being present (as the original refuses).
  */
 export async function loadLockfiles(options: LoadLockfilesOptions): Promise<LoadedLockfiles> {
   const packages: Record<string, LockedPackage> = {};
   const files: string[] = [];
-  for (const name of lockfileNames(options.arch)) {
-    const file = join(options.configDir, name);
-    const doc = await readConfigDocument(file, [file], options.configDir);
-    if (doc === undefined) continue;
-    files.push(file);
-    Object.assign(packages, parseLockfile(doc, file).packages);
+  for (const base of lockfileBases(options.arch)) {
+    const found: Array<{ file: string; doc: Record<string, unknown> }> = [];
+    for (const ext of ['json', 'yaml']) {
+      const file = join(options.configDir, `${base}.${ext}`);
+      const doc = await readConfigDocument(file, [file], options.configDir);
+      if (doc !== undefined) found.push({ file, doc });
+    }
+    if (found.length > 1) {
+      throw new ConfigFileError(found[0]!.file, [{ path: '', message: `found both ${base}.json and ${base}.yaml; keep one` }]);
+    }
+    const one = found[0];
+    if (!one) continue;
+    files.push(one.file);
+    Object.assign(packages, parseLockfile(one.doc, one.file).packages);
   }
   return { packages, files };
 }

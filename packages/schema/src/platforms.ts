@@ -10,10 +10,18 @@ export const platformConfigSchema = z.looseObject({
   /** Kernel arguments for this platform, e.g. `console=ttyS0,115200n8`. */
   kernel_arguments: z.array(z.string()).default([]),
 });
+/** Settings of one arch/platform pair, lists defaulted to `[]`. */
 export type PlatformConfig = z.output<typeof platformConfigSchema>;
 
 /** The whole `platforms.yaml`: arch → platform → settings (every level optional). */
-export const platformsSchema = z.record(z.string(), z.record(z.string(), platformConfigSchema).nullable().transform((v) => v ?? {}));
+export const platformsSchema = z.record(
+  z.string(),
+  z
+    .record(z.string(), z.preprocess((v) => v ?? {}, platformConfigSchema))
+    .nullable()
+    .transform((v) => v ?? {}),
+);
+/** A parsed `platforms.yaml`: arch → platform → {@link PlatformConfig}. */
 export type Platforms = z.output<typeof platformsSchema>;
 
 /** Options for {@link loadPlatforms}. */

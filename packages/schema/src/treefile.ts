@@ -85,12 +85,20 @@ const treefileDocumentSchema = manifestSchema.extend({
   include: includeValue.optional(),
   'arch-include': z.record(z.string(), includeValue).optional(),
   'conditional-include': z
-    .array(z.looseObject({ if: z.union([z.string(), z.array(z.string())]), include: includeValue }))
+    .array(z.looseObject({ if: z.union([z.string(), z.array(z.string())]), include: z.union([includeValue, z.record(z.string(), z.unknown())]) }))
     .optional(),
   bootstrap_packages: z.array(z.string()).optional(),
 });
 
 type Scalar = string | number | boolean;
+
+type ConditionalInclude = { if: string | string[]; include: string | string[] | PlainObject };
+
+/** Keys handled while reading a document; they never reach the merged manifest as such. */
+const DIRECTIVES = new Set(['include', 'arch-include', 'conditional-include', 'variables', 'bootstrap_packages']);
+
+/** Keys rpm-ostree keeps as sets: merged, then sorted and deduplicated. */
+const SET_KEYS = ['packages', 'ignore-removed-users', 'ignore-removed-groups'];
 
 interface Loaded {
   data: PlainObject;
@@ -151,18 +159,33 @@ function compare(a: Scalar, op: Condition['op'], b: Scalar): boolean | string {
   }
 }
 
+interface IncludeRef {
+  path: string;
+  key: string;
+}
+
 class Flattener {
   readonly files: string[] = [];
   readonly externals: string[] = [];
   readonly unknown: Array<{ file: string; key: string }> = [];
+  /** Each file read → the include chain that led to it. */
+  readonly chains = new Map<string, string[]>();
   /** realpath → the path it was first included as. */
   private readonly seen = new Map<string, string>();
+  /**
+   * The variables defined so far, in traversal order (depth first, includes in order): as in
+   * rpm-ostree the first definition wins, so the including file wins over its includes and an
+   * earlier include over a later one. Seeded with the overrides and `basearch`.
+   */
+  readonly variables: TreefileVariables;
 
   constructor(
     private readonly base: string,
     private readonly arch: string,
-    private readonly reserved: TreefileVariables,
-  ) {}
+    seed: TreefileVariables,
+  ) {
+    this.variables = { ...seed, basearch: arch };
+  }
 
   private fail(file: string, chain: string[], issues: SchemaIssue[], code?: ConfigFileError['code']): never {
     throw new ConfigFileError(
@@ -172,23 +195,91 @@ class Flattener {
     );
   }
 
-  /** The variables visible in a file: its own (after merging its includes) under those of its includers. */
-  private scope(data: PlainObject, inherited: TreefileVariables): TreefileVariables {
-    const own: TreefileVariables = isPlainObject(data.variables) ? { ...(data.variables as TreefileVariables) } : {};
-    if (typeof data.releasever === 'string' || typeof data.releasever === 'number') own.releasever = data.releasever;
-    return { ...own, ...inherited, ...this.reserved };
+  /**
+   * Validates one treefile document (a file, or an inline `conditional-include`) and returns its
+   * data: legacy key spellings renamed, `packages`, `bootstrap_packages` and `packages-<arch>`
+   * folded into `packages`, include directives and `variables` removed (handled by the caller).
+   */
+  private normalize(raw: PlainObject, file: string, here: string[], prefix: string): PlainObject {
+    for (const [alias, canonical] of Object.entries(ALIASES)) {
+      if (alias in raw) {
+        if (!(canonical in raw)) raw[canonical] = raw[alias];
+        delete raw[alias];
+      }
+    }
+    const parsed = treefileDocumentSchema.safeParse(raw);
+    const issues: SchemaIssue[] = parsed.success ? [] : zodIssues(parsed.error);
+    // packages-<arch>: every one must be a list of strings, only the target arch's is used.
+    const archful: string[] = [];
+    for (const [k, v] of Object.entries(raw)) {
+      if (!k.startsWith('packages-')) continue;
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) issues.push({ path: k, message: 'expected a list of strings' });
+      else if (k === `packages-${this.arch}`) archful.push(...(v as string[]));
+    }
+    const vars = raw.variables;
+    if (isPlainObject(vars)) {
+      for (const reserved of ['basearch', 'releasever']) {
+        if (reserved in vars) issues.push({ path: `variables.${reserved}`, message: `cannot define reserved variable '${reserved}'` });
+      }
+    }
+    if (issues.length > 0) this.fail(file, here, issues.map((i) => ({ ...i, path: `${prefix}${i.path}` })));
+
+    for (const k of Object.keys(raw)) {
+      if (!KNOWN_KEYS.has(k) && !k.startsWith('packages-')) this.unknown.push({ file, key: `${prefix}${k}` });
+    }
+    const dir = dirname(file);
+    if (typeof raw['postprocess-script'] === 'string') this.externals.push(resolve(dir, raw['postprocess-script']));
+    for (const pair of (raw['add-files'] as string[][] | undefined) ?? []) this.externals.push(resolve(dir, pair[0]!));
+    for (const k of ['check-passwd', 'check-groups']) {
+      const c = raw[k] as { type?: string; filename?: string } | undefined;
+      if (c?.type === 'file' && typeof c.filename === 'string') this.externals.push(resolve(dir, c.filename));
+    }
+
+    const data: PlainObject = {};
+    for (const [k, v] of Object.entries(raw)) {
+      if (k.startsWith('packages-') || DIRECTIVES.has(k)) continue;
+      data[k] = v;
+    }
+    if ('packages' in raw || 'bootstrap_packages' in raw || archful.length > 0) {
+      data.packages = [
+        ...splitPackages((raw.packages as string[] | undefined) ?? []),
+        ...splitPackages((raw.bootstrap_packages as string[] | undefined) ?? []),
+        ...splitPackages(archful),
+      ];
+    }
+    return data;
   }
 
-  async load(
-    file: string,
-    chain: string[],
-    inherited: TreefileVariables,
-    via?: { includer: string; key: string },
-  ): Promise<Loaded> {
+  /** Adds a document's own variables (and its `releasever`) under those already defined. */
+  private foldVariables(raw: PlainObject): void {
+    const own: TreefileVariables = isPlainObject(raw.variables) ? { ...(raw.variables as TreefileVariables) } : {};
+    if (typeof raw.releasever === 'string' || typeof raw.releasever === 'number') own.releasever = raw.releasever;
+    Object.assign(this.variables, { ...own, ...this.variables });
+  }
+
+  /** Evaluates every condition of an entry (all of them, so a bad one is reported even after a false one). */
+  private holds(entry: { if: string | string[] }, i: number, file: string, here: string[]): boolean {
+    let all = true;
+    const key = `conditional-include[${i}].if`;
+    for (const expr of toList(entry.if)) {
+      const cond = parseCondition(expr);
+      if (typeof cond === 'string') this.fail(file, here, [{ path: key, message: `invalid condition "${expr}": ${cond}` }]);
+      const value = this.variables[cond.name];
+      if (value === undefined) {
+        const known = Object.keys(this.variables).sort().join(', ');
+        this.fail(file, here, [{ path: key, message: `condition "${expr}" uses undefined variable '${cond.name}' (defined: ${known})` }], 'COSA_CONFIG_VARIABLE');
+      }
+      const r = compare(value, cond.op, cond.value);
+      if (typeof r === 'string') this.fail(file, here, [{ path: key, message: `invalid condition "${expr}": ${r}` }]);
+      all = all && r;
+    }
+    return all;
+  }
+
+  async load(file: string, chain: string[], via?: { includer: string; key: string }): Promise<Loaded> {
     const here = [...chain, file];
-    const includerChain = chain;
     if (here.length > MAX_DEPTH + 1) {
-      this.fail(via?.includer ?? file, includerChain, [{ path: via?.key ?? '', message: `maximum include depth ${MAX_DEPTH} reached` }], 'COSA_CONFIG_INCLUDE');
+      this.fail(via?.includer ?? file, chain, [{ path: via?.key ?? '', message: `maximum include depth ${MAX_DEPTH} reached` }], 'COSA_CONFIG_INCLUDE');
     }
     let real: string;
     try {
@@ -204,8 +295,7 @@ class Flattener {
         { code: 'COSA_CONFIG_INCLUDE', chain: here },
       );
     }
-    const first = this.seen.get(real);
-    if (first !== undefined && via) {
+    if (this.seen.has(real) && via) {
       const realChain = await Promise.all(chain.map((f) => realpath(f).catch(() => f)));
       const reason = realChain.includes(real)
         ? `include cycle: ${formatChain(here, this.base)}`
@@ -219,88 +309,45 @@ class Flattener {
       throw new ConfigFileError(file, [{ path: '', message: 'treefile does not exist' }], { code: 'COSA_CONFIG_MISSING', chain: here });
     }
     this.files.push(file);
+    this.chains.set(file, here);
 
-    // Legacy spellings → canonical names (the canonical one wins when both are present).
-    for (const [alias, canonical] of Object.entries(ALIASES)) {
-      if (alias in raw) {
-        if (!(canonical in raw)) raw[canonical] = raw[alias];
-        delete raw[alias];
-      }
-    }
+    const data = this.normalize(raw, file, here, '');
+    const result: Loaded = { data, origin: new Map(Object.keys(data).map((k) => [k, file])) };
+    this.foldVariables(raw);
 
-    const parsed = treefileDocumentSchema.safeParse(raw);
-    const issues: SchemaIssue[] = parsed.success ? [] : zodIssues(parsed.error);
-    // packages-<arch>: every one must be a list of strings, only the target arch's is used.
-    const archful: string[] = [];
-    for (const [k, v] of Object.entries(raw)) {
-      if (!k.startsWith('packages-')) continue;
-      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) issues.push({ path: k, message: 'expected a list of strings' });
-      else if (k === `packages-${this.arch}`) archful.push(...(v as string[]));
-    }
-    if (issues.length > 0) this.fail(file, here, issues);
-
-    for (const k of Object.keys(raw)) {
-      if (!KNOWN_KEYS.has(k) && !k.startsWith('packages-')) this.unknown.push({ file, key: k });
-    }
-    const dir = dirname(file);
-    if (typeof raw['postprocess-script'] === 'string') this.externals.push(resolve(dir, raw['postprocess-script']));
-    for (const pair of (raw['add-files'] as string[][] | undefined) ?? []) this.externals.push(resolve(dir, pair[0]!));
-    for (const k of ['check-passwd', 'check-groups']) {
-      const c = raw[k] as { type?: string; filename?: string } | undefined;
-      if (c?.type === 'file' && typeof c.filename === 'string') this.externals.push(resolve(dir, c.filename));
-    }
-
-    // Build this file's own data: packages folded (packages, bootstrap_packages, packages-<arch>).
-    const data: PlainObject = {};
-    for (const [k, v] of Object.entries(raw)) {
-      if (k.startsWith('packages-') || k === 'bootstrap_packages' || k === 'include' || k === 'arch-include' || k === 'conditional-include') continue;
-      data[k] = v;
-    }
-    const pkgs = [
-      ...splitPackages((raw.packages as string[] | undefined) ?? []),
-      ...splitPackages((raw.bootstrap_packages as string[] | undefined) ?? []),
-      ...splitPackages(archful),
-    ];
-    if ('packages' in raw || 'bootstrap_packages' in raw || archful.length > 0) data.packages = pkgs;
-    else delete data.packages;
-    const origin = new Map(Object.keys(data).map((k) => [k, file]));
-    const result: Loaded = { data, origin };
-
-    const includeOne = async (path: string, key: string) => {
-      const child = await this.load(resolve(dir, path), here, this.scope(result.data, inherited), { includer: file, key });
-      mergeInto(result, child);
-    };
-
-    // Order as rpm-ostree: include, then arch-include for the target arch, then conditional-include.
+    // As rpm-ostree: the include list is include, then arch-include for the target arch, then the
+    // conditional includes whose conditions hold now (before any include of this file is read).
+    const includes: IncludeRef[] = [];
     const inc = raw.include as string | string[] | undefined;
-    const incList = toList(inc);
-    for (const [i, p] of incList.entries()) await includeOne(p, Array.isArray(inc) ? `include[${i}]` : 'include');
+    for (const [i, p] of toList(inc).entries()) includes.push({ path: p, key: Array.isArray(inc) ? `include[${i}]` : 'include' });
     const archInc = (raw['arch-include'] as Record<string, string | string[]> | undefined)?.[this.arch];
     for (const [i, p] of toList(archInc).entries()) {
-      await includeOne(p, Array.isArray(archInc) ? `arch-include.${this.arch}[${i}]` : `arch-include.${this.arch}`);
+      includes.push({ path: p, key: Array.isArray(archInc) ? `arch-include.${this.arch}[${i}]` : `arch-include.${this.arch}` });
     }
-    const conditionals = (raw['conditional-include'] as Array<{ if: string | string[]; include: string | string[] }> | undefined) ?? [];
+    const conditionals = (raw['conditional-include'] as ConditionalInclude[] | undefined) ?? [];
     for (const [i, entry] of conditionals.entries()) {
-      const vars = this.scope(result.data, inherited);
-      let taken = true;
-      for (const expr of toList(entry.if)) {
-        const key = `conditional-include[${i}].if`;
-        const cond = parseCondition(expr);
-        if (typeof cond === 'string') this.fail(file, here, [{ path: key, message: `invalid condition "${expr}": ${cond}` }]);
-        const value = vars[cond.name];
-        if (value === undefined) {
-          const known = Object.keys(vars).sort().join(', ');
-          this.fail(file, here, [{ path: key, message: `condition "${expr}" uses undefined variable '${cond.name}' (defined: ${known})` }], 'COSA_CONFIG_VARIABLE');
+      if (!this.holds(entry, i, file, here)) continue;
+      const target = entry.include;
+      if (isPlainObject(target)) {
+        // An inline treefile: merged straight into this file (this file wins).
+        const prefix = `conditional-include[${i}].include.`;
+        for (const d of DIRECTIVES) {
+          if (d !== 'variables' && d !== 'bootstrap_packages' && d in target) {
+            this.fail(file, here, [{ path: `${prefix}${d}`, message: 'not supported inside an inline conditional include' }]);
+          }
         }
-        const r = compare(value, cond.op, cond.value);
-        if (typeof r === 'string') this.fail(file, here, [{ path: key, message: `invalid condition "${expr}": ${r}` }]);
-        if (!r) taken = false;
+        const inline = this.normalize({ ...target }, file, here, prefix);
+        this.foldVariables(target);
+        mergeInto(result, { data: inline, origin: new Map(Object.keys(inline).map((k) => [k, file])) });
+        continue;
       }
-      if (!taken) continue;
-      const list = toList(entry.include);
-      for (const [j, p] of list.entries()) {
-        await includeOne(p, Array.isArray(entry.include) ? `conditional-include[${i}].include[${j}]` : `conditional-include[${i}].include`);
+      for (const [j, p] of toList(target).entries()) {
+        includes.push({ path: p, key: Array.isArray(target) ? `conditional-include[${i}].include[${j}]` : `conditional-include[${i}].include` });
       }
+    }
+    const dir = dirname(file);
+    for (const { path, key } of includes) {
+      mergeInto(result, await this.load(resolve(dir, path), here, { includer: file, key }));
     }
     return result;
   }
@@ -309,7 +356,7 @@ class Flattener {
 /**
  * Merges an included treefile into the including one, as rpm-ostree: scalars and objects of the
  * including file (or of an earlier include) win; lists are concatenated with the included
- * file's entries first; map keys (`add-commit-metadata`, `variables`, …) merge key by key.
+ * file's entries first; map keys (`add-commit-metadata`, `metadata`, …) merge key by key.
  */
 function mergeInto(dest: Loaded, src: Loaded): void {
   for (const [k, v] of Object.entries(src.data)) {
@@ -326,19 +373,28 @@ function mergeInto(dest: Loaded, src: Loaded): void {
 }
 
 /**
- * Flattens a treefile the way rpm-ostree does before a compose: follows `include`,
- * `arch-include` and `conditional-include` (relative to the including file), folds
- * `packages-<arch>` into `packages` (entries split on whitespace), merges (the including file
- * wins for scalars; lists are concatenated; `add-commit-metadata`/`variables` merge by key) and
- * substitutes `${basearch}`, `${releasever}` and `${<variable>}` in `ref`,
- * `automatic-version-prefix`, `mutate-os-release`, `platform-module`, the string values of
- * `add-commit-metadata`/`metadata`/`rojig` and the names in `debian`.
+ * Flattens a treefile the way rpm-ostree (`compose tree --print-only`) does before a compose:
+ *
+ * - follows `include`, then `arch-include` for `arch`, then the `conditional-include` entries
+ *   whose conditions hold (paths relative to the including file; an entry may also be an inline
+ *   treefile); a file may be included only once;
+ * - conditions (`<var> <op> <value>`, all of a list must hold) are evaluated when their file is
+ *   read, over the variables defined so far: the overrides, `basearch`, then every `variables:`
+ *   map and `releasever` in reading order, the first definition winning;
+ * - merges: scalars and objects of the including file (or of an earlier include) win; lists are
+ *   concatenated, an included file's entries first (so later includes come before earlier ones);
+ *   `add-commit-metadata`, `metadata` and `repovars` merge key by key; `packages` (with
+ *   `packages-<arch>` folded in and entries split on whitespace) and `ignore-removed-*` end up
+ *   sorted without duplicates; `variables` holds every variable, `basearch` and `releasever` too;
+ * - substitutes `${var}` in `ref`, `automatic-version-prefix`, `mutate-os-release`,
+ *   `platform-module`, the string values of `add-commit-metadata`/`metadata`/`rojig` and the
+ *   names in `debian`.
  *
  * @throws ConfigFileError (a SchemaError) naming the file, the include chain and the key: code
  *   `COSA_CONFIG_MISSING` (top-level file absent), `COSA_CONFIG_INCLUDE` (missing include, cycle,
  *   file included twice), `COSA_CONFIG_VARIABLE` (undefined variable in a condition or a
- *   substitution), `COSA_SCHEMA_INVALID` (wrong type, bad condition), `COSA_SCHEMA_PARSE`
- *   (bad YAML/JSON), `COSA_CONFIG_UNKNOWN_KEY` (unknown key with `strict`).
+ *   substitution), `COSA_SCHEMA_INVALID` (wrong type, bad condition, reserved variable defined),
+ *   `COSA_SCHEMA_PARSE` (bad YAML/JSON), `COSA_CONFIG_UNKNOWN_KEY` (unknown key with `strict`).
  */
 export async function flattenTreefile(options: FlattenTreefileOptions): Promise<FlattenedTreefile> {
   const file = resolve(options.file);
@@ -346,9 +402,8 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
   const overrides = { ...(options.variables ?? {}) };
   delete overrides.basearch;
   delete overrides.releasever;
-  const reserved: TreefileVariables = { ...overrides, basearch: options.arch };
-  const f = new Flattener(base, options.arch, reserved);
-  const { data, origin } = await f.load(file, [], {});
+  const f = new Flattener(base, options.arch, overrides);
+  const { data, origin } = await f.load(file, []);
 
   const unknownKeys = [...new Set(f.unknown.map((u) => u.key))].sort();
   if (options.strict && f.unknown.length > 0) {
@@ -356,27 +411,29 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
     throw new ConfigFileError(
       firstFile,
       f.unknown.map((u) => ({ path: u.key, message: `unknown key in ${formatChain([u.file], base)}` })),
-      { code: 'COSA_CONFIG_UNKNOWN_KEY', chain: [file, firstFile] },
+      { code: 'COSA_CONFIG_UNKNOWN_KEY', chain: f.chains.get(firstFile) ?? [firstFile] },
     );
   }
 
-  if (Object.keys(overrides).length > 0) {
-    data.variables = { ...(isPlainObject(data.variables) ? data.variables : {}), ...overrides };
+  // Sets as rpm-ostree keeps them (sorted, no duplicates); all variables seen, as rpm-ostree prints them.
+  for (const k of SET_KEYS) {
+    const v = data[k];
+    if (Array.isArray(v)) data[k] = [...new Set(v as string[])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
-  const vars: TreefileVariables = { ...(isPlainObject(data.variables) ? (data.variables as TreefileVariables) : {}) };
-  if (typeof data.releasever === 'string' || typeof data.releasever === 'number') vars.releasever = data.releasever;
-  Object.assign(vars, reserved);
+  const vars = f.variables;
+  data.variables = Object.fromEntries(Object.entries(vars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
   const subst = (s: string, key: string): string =>
     s.replace(/\$\{([^}]*)\}/g, (_m, name: string) => {
       const v = vars[name];
       if (v === undefined) {
         const from = origin.get(key.split(/[.[]/)[0]!) ?? file;
-        throw new ConfigFileError(
-          from,
-          [{ path: key, message: `undefined variable \${${name}} (defined: ${Object.keys(vars).sort().join(', ')})` }],
-          { code: 'COSA_CONFIG_VARIABLE', chain: [file, from] },
-        );
+        const chain = f.chains.get(from) ?? [from];
+        const message = `undefined variable \${${name}} (defined: ${Object.keys(vars).sort().join(', ')})`;
+        throw new ConfigFileError(from, [{ path: key, message: withChain(message, chain, base) }], {
+          code: 'COSA_CONFIG_VARIABLE',
+          chain,
+        });
       }
       return String(v);
     });
@@ -402,7 +459,8 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
   if (!final.success) {
     const issues = zodIssues(final.error);
     const from = origin.get(issues[0]?.path.split(/[.[]/)[0] ?? '') ?? file;
-    throw new ConfigFileError(from, issues, { chain: [file, from] });
+    const chain = f.chains.get(from) ?? [from];
+    throw new ConfigFileError(from, issues.map((i) => ({ ...i, message: withChain(i.message, chain, base) })), { chain });
   }
   return { manifest: final.data, files: f.files, unknownKeys, externals: [...new Set(f.externals)] };
 }

@@ -42,16 +42,20 @@ describe('variants and whole-config loading', () => {
     ]);
   });
 
-  it('falls back to image.yaml when the variant has no image-V.yaml, and uses the defaults without a variant', async () => {
+  it('uses manifest.yaml and image.yaml without a variant', async () => {
     const dir = await variantConfig();
-    const c9s = await loadConfig({ configDir: dir, variant: 'c9s', arch: 'aarch64' });
-    expect(c9s.manifest.ref).toBe('os/aarch64/c9s');
-    expect(c9s.imageConfigFile).toBe(join(dir, 'image.yaml'));
     const plain = await loadConfig({ configDir: dir, arch: 'x86_64' });
     expect(plain.manifest.ref).toBe('os/x86_64/default');
     expect(plain.imageConfig.size).toBe(10);
     expect(plain.variant).toBeUndefined();
     expect(plain.platforms).toBeUndefined();
+  });
+
+  it('requires image-V.yaml for a variant, as the original', async () => {
+    const dir = await variantConfig();
+    const e = await caught(() => loadConfig({ configDir: dir, variant: 'c9s', arch: 'aarch64' }));
+    expect(e.code).toBe('COSA_CONFIG_MISSING');
+    expect(e.message).toContain('image-c9s.yaml');
   });
 
   it('refuses an unknown variant, listing the known ones', async () => {

@@ -28,11 +28,11 @@ describe('image.yaml', () => {
     expect(keys).toEqual([...keys].sort());
   });
 
-  it('merges a chain of three: lists appended (including file first), scalars of the including file win', async () => {
+  it('merges a chain of three: kernel argument lists appended (including file first), the including file wins otherwise', async () => {
     const dir = await configDir({
-      'image.yaml': 'size: 20\nextra-kargs: [a]\ninclude: sub/mid.yaml\n',
-      'sub/mid.yaml': 'size: 8\nrootfs: ext4\nextra-kargs: [b]\ninclude: ../base.yaml\nconsole: [ttyS0]\n',
-      'base.yaml': 'extra-kargs: [c]\nbootfs: xfs\ncomposefs: true\nconsole: [hvc0]\n',
+      'image.yaml': 'size: 20\nextra-kargs: [a]\ninclude: sub/mid.yaml\nignition-network-kcmdline: [ip=dhcp]\n',
+      'sub/mid.yaml': 'size: 8\nrootfs: ext4\nextra-kargs: [b]\ninclude: ../base.yaml\nconsole: [ttyS0]\nx-map: {a: 1, nested: {p: 1}}\n',
+      'base.yaml': 'extra-kargs: [c]\nbootfs: xfs\ncomposefs: true\nconsole: [hvc0]\nignition-network-kcmdline: [rd.neednet=1]\nx-map: {b: 2, nested: {p: 2, q: 2}}\n',
     });
     const r = await loadImageConfig({ file: join(dir, 'image.yaml') });
     expect(r.config.size).toBe(20);
@@ -40,7 +40,9 @@ describe('image.yaml', () => {
     expect(r.config.bootfs).toBe('xfs');
     expect(r.config.composefs).toBe(true);
     expect(r.config['extra-kargs']).toEqual(['a', 'b', 'c']);
-    expect(r.config.console).toEqual(['ttyS0', 'hvc0']);
+    expect(r.config['ignition-network-kcmdline']).toEqual(['ip=dhcp', 'rd.neednet=1']);
+    expect(r.config.console).toEqual(['ttyS0']);
+    expect(r.config['x-map']).toEqual({ a: 1, b: 2, nested: { p: 1, q: 2 } });
     expect(r.files.map((f) => f.slice(dir.length + 1))).toEqual(['image.yaml', 'sub/mid.yaml', 'base.yaml']);
   });
 
@@ -53,6 +55,8 @@ describe('image.yaml', () => {
     const sum = (s: string) => createHash('sha256').update(s).digest('hex');
     const c = await configDir({ 'image.yaml': 'size: 13\nrootfs: ext4\nextra-kargs: [x]\n' });
     expect(sum((await loadImageConfig({ file: join(c, 'image.yaml') })).rendered)).not.toBe(sum(ra.rendered));
+    expect(ra.checksum).toBe(sum(ra.rendered));
+    expect(ra.checksum).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('names the file, the chain and the key of a wrong value in an included file', async () => {

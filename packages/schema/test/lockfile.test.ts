@@ -36,6 +36,20 @@ describe('lockfiles', () => {
     expect(none).toEqual({ packages: {}, files: [] });
   });
 
+  it('accepts either spelling of each lockfile, and refuses both at once', async () => {
+    const dir = await configDir({
+      'manifest-lock.x86_64.yaml': 'packages:\n  a: {evra: 1-1.x86_64}\n',
+      'manifest-lock.overrides.json': JSON.stringify({ packages: { a: { evr: '2-1' } } }),
+    });
+    const r = await loadLockfiles({ configDir: dir, arch: 'x86_64' });
+    expect(r.packages).toEqual({ a: { evr: '2-1' } });
+    expect(r.files).toEqual([join(dir, 'manifest-lock.x86_64.yaml'), join(dir, 'manifest-lock.overrides.json')]);
+    const both = await configDir({ 'manifest-lock.overrides.yaml': 'packages: {}\n', 'manifest-lock.overrides.json': '{}' });
+    const e = await caught(() => loadLockfiles({ configDir: both, arch: 'x86_64' }));
+    expect(e).toBeInstanceOf(SchemaError);
+    expect(e.message).toContain('found both manifest-lock.overrides.json and manifest-lock.overrides.yaml');
+  });
+
   it('accepts an overrides file with no packages', async () => {
     const dir = await configDir({ 'manifest-lock.overrides.yaml': '# nothing pinned\npackages:\n' });
     expect((await loadLockfiles({ configDir: dir, arch: 'x86_64' })).packages).toEqual({});

@@ -26,6 +26,12 @@ describe('platforms.yaml', () => {
     expect(await loadPlatforms({ file, arch: 's390x' })).toEqual({});
   });
 
+  it('accepts an empty arch or platform entry', async () => {
+    const dir = await configDir({ 'platforms.yaml': 'x86_64:\n  metal:\ns390x:\n' });
+    expect(await loadPlatforms({ file: join(dir, 'platforms.yaml'), arch: 'x86_64' })).toEqual({ metal: { grub_commands: [], kernel_arguments: [] } });
+    expect(await loadPlatforms({ file: join(dir, 'platforms.yaml'), arch: 's390x' })).toEqual({});
+  });
+
   it('names the arch.platform.key of a wrong value, even for another arch', async () => {
     const dir = await configDir({ 'platforms.yaml': 'ppc64le:\n  qemu:\n    kernel_arguments: console=hvc0\n' });
     const e = await caught(() => loadPlatforms({ file: join(dir, 'platforms.yaml'), arch: 'x86_64' }));

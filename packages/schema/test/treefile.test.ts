@@ -80,6 +80,13 @@ describe('flattening the Fedora CoreOS config', () => {
     expect(m.packages).not.toContain('amd-ucode-firmware');
   });
 
+  it('skips the basearch != "s390x" include on s390x and folds packages-s390x', async () => {
+    const { manifest: m } = await flattenTreefile({ file: fcos, arch: 's390x' });
+    expect(m.ref).toBe('fedora/s390x/coreos/testing-devel');
+    expect(m['remove-from-packages']?.map((r) => r[0])).not.toContain('grub2-tools');
+    expect(m.packages).toEqual(expect.arrayContaining(['/usr/sbin/zipl', 'veritysetup', 'qemu-user-static-x86']));
+  });
+
   it('takes the releasever >= 41 includes when releasever is 41', async () => {
     const dir = await copyDir(fixturePath('fcos-config'));
     const file = join(dir, 'manifest.yaml');
@@ -97,7 +104,7 @@ describe('flattening the Fedora CoreOS config', () => {
     const { manifest: m } = await flattenTreefile({ file: fcos, arch: 'x86_64', variables: { prod: true, stream: 'stable' } });
     expect(m['ostree-layers']).not.toContain('overlay/16disable-zincati');
     expect(m.ref).toBe('fedora/x86_64/coreos/stable');
-    expect(m.variables).toEqual({ stream: 'stable', prod: true });
+    expect(m.variables).toEqual({ basearch: 'x86_64', releasever: 40, stream: 'stable', prod: true });
   });
 
   it('reads nothing but the treefiles and writes nothing', async () => {
@@ -122,18 +129,21 @@ describe('treefile merge rules', () => {
       'top.yaml': [
         'include: [a.yaml, b.yaml]',
         'ref: top/ref',
-        'packages: [top-pkg]',
+        'packages: [top-pkg, shared]',
         'postprocess: [top]',
         'add-commit-metadata: {k1: top, k3: top}',
+        'ignore-removed-users: [root]',
       ].join('\n'),
-      'a.yaml': ['ref: a/ref', 'recommends: false', 'packages: [a-pkg]', 'postprocess: [a]', 'add-commit-metadata: {k1: a, k2: a}'].join('\n'),
+      'a.yaml': ['ref: a/ref', 'recommends: false', 'packages: [z-pkg, shared]', 'postprocess: [a]', 'add-commit-metadata: {k1: a, k2: a}', 'ignore-removed-users: [root, adm]'].join('\n'),
       'b.yaml': ['recommends: true', 'documentation: false', 'packages: [b-pkg]', 'postprocess: [b]'].join('\n'),
     });
     const { manifest: m } = await flattenTreefile({ file: join(dir, 'top.yaml'), arch: 'x86_64' });
     expect(m.ref).toBe('top/ref');
     expect(m.recommends).toBe(false);
     expect(m.documentation).toBe(false);
-    expect(m.packages).toEqual(['b-pkg', 'a-pkg', 'top-pkg']);
+    // packages and ignore-removed-* are sets in rpm-ostree: merged, sorted, no duplicates.
+    expect(m.packages).toEqual(['b-pkg', 'shared', 'top-pkg', 'z-pkg']);
+    expect(m['ignore-removed-users']).toEqual(['adm', 'root']);
     expect(m.postprocess).toEqual(['b', 'a', 'top']);
     expect(m['add-commit-metadata']).toEqual({ k1: 'top', k2: 'a', k3: 'top' });
   });
@@ -141,15 +151,15 @@ describe('treefile merge rules', () => {
   it('takes arch-include only for the target arch and after include', async () => {
     const dir = await configDir({
       'm.yaml': ['include: common.yaml', 'arch-include:', '  x86_64: x86.yaml', '  s390x: [s390x.yaml, more.yaml]'].join('\n'),
-      'common.yaml': 'packages: [common]\n',
-      'x86.yaml': 'packages: [x86-only]\n',
-      's390x.yaml': 'packages: [zipl]\n',
-      'more.yaml': 'packages: [s390utils]\n',
+      'common.yaml': 'remove-files: [common]\n',
+      'x86.yaml': 'remove-files: [x86-only]\n',
+      's390x.yaml': 'remove-files: [zipl]\n',
+      'more.yaml': 'remove-files: [s390utils]\n',
     });
     const x = await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'x86_64' });
-    expect(x.manifest.packages).toEqual(['x86-only', 'common']);
+    expect(x.manifest['remove-files']).toEqual(['x86-only', 'common']);
     const z = await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 's390x' });
-    expect(z.manifest.packages).toEqual(['s390utils', 'zipl', 'common']);
+    expect(z.manifest['remove-files']).toEqual(['s390utils', 'zipl', 'common']);
     expect(z.files.map((f) => f.slice(dir.length + 1))).toEqual(['m.yaml', 'common.yaml', 's390x.yaml', 'more.yaml']);
   });
 
@@ -190,14 +200,56 @@ describe('treefile merge rules', () => {
     const { manifest: m } = await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'riscv64' });
     expect(m.ref).toBe('myos/riscv64/rawhide/42');
     expect(m['mutate-os-release']).toBe('42');
-    expect(m.variables).toEqual({ osname: 'myos', stream: 'rawhide' });
+    expect(m.variables).toEqual({ basearch: 'riscv64', osname: 'myos', releasever: '42', stream: 'rawhide' });
     expect([...(m.packages ?? [])].sort()).toEqual(['new', 'raw']);
+  });
+
+  it('evaluates conditions when the file is read: a later include sees earlier variables, a file not those of its own includes', async () => {
+    const dir = await configDir({
+      'm.yaml': 'include: [defs.yaml, use.yaml]\n',
+      'defs.yaml': 'variables: {flavor: "big"}\n',
+      'use.yaml': 'conditional-include:\n  - {if: flavor == "big", include: big.yaml}\n',
+      'big.yaml': 'packages: [big]\n',
+    });
+    expect((await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'x86_64' })).manifest.packages).toEqual(['big']);
+    const own = await configDir({
+      'm.yaml': 'include: defs.yaml\nconditional-include:\n  - {if: flavor == "big", include: big.yaml}\n',
+      'defs.yaml': 'variables: {flavor: "big"}\n',
+      'big.yaml': 'packages: [big]\n',
+    });
+    const e = await caught(() => flattenTreefile({ file: join(own, 'm.yaml'), arch: 'x86_64' }));
+    expect(e.code).toBe('COSA_CONFIG_VARIABLE');
+  });
+
+  it('merges an inline conditional include into the including file', async () => {
+    const dir = await configDir({
+      'm.yaml': [
+        'packages: [base]',
+        'remove-files: [own]',
+        'conditional-include:',
+        '  - if: basearch == "aarch64"',
+        '    include: {packages: [arm-extra], remove-files: [inline], recommends: true}',
+      ].join('\n'),
+    });
+    const arm = await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'aarch64' });
+    expect(arm.manifest.packages).toEqual(['arm-extra', 'base']);
+    expect(arm.manifest['remove-files']).toEqual(['inline', 'own']);
+    expect(arm.manifest.recommends).toBe(true);
+    const x86 = await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'x86_64' });
+    expect(x86.manifest.packages).toEqual(['base']);
+  });
+
+  it('refuses a definition of the reserved variables basearch and releasever', async () => {
+    const dir = await configDir({ 'm.yaml': 'include: a.yaml\n', 'a.yaml': 'variables: {basearch: ppc64le}\n' });
+    const e = await caught(() => flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'x86_64' }));
+    expect(e.file).toBe(join(dir, 'a.yaml'));
+    expect((e as unknown as SchemaError).issues[0]?.path).toBe('variables.basearch');
   });
 
   it('keeps a single-quoted package entry whole and splits the others on whitespace', async () => {
     const dir = await configDir({ 'm.yaml': `packages:\n  - "a  b\\tc"\n  - "'podman >= 4.1'"\n` });
     const { manifest: m } = await flattenTreefile({ file: join(dir, 'm.yaml'), arch: 'x86_64' });
-    expect(m.packages).toEqual(['a', 'b', 'c', 'podman >= 4.1']);
+    expect([...(m.packages ?? [])].sort()).toEqual(['a', 'b', 'c', 'podman >= 4.1']);
   });
 
   it('reports unknown keys, keeps them, and refuses them with strict', async () => {
@@ -319,6 +371,8 @@ describe('treefile errors', () => {
     expect(e.file).toBe(join(dir, 'a.yaml'));
     expect(e.message).toContain('ref');
     expect(e.message).toContain('${stream}');
+    expect(e.message).toContain('m.yaml → a.yaml');
+    expect(e.chain).toEqual([join(dir, 'm.yaml'), join(dir, 'a.yaml')]);
   });
 
   it('reports a missing top-level treefile as missing config', async () => {
