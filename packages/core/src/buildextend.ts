@@ -9,6 +9,8 @@ import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema'
 import { run } from '@cosa/ostree';
 import { derivePlatformImages, getPlatform, listPlatforms, type PlatformImage, type PlatformsConfig } from '@cosa/image';
 import { Workdir } from './workdir.js';
+
+export { listPlatforms };
 import { hostArch } from './arch.js';
 
 /** Options of {@link buildExtend}. */

@@ -25,4 +25,4 @@ export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
 export {};
 export * from './compress.js';
-export { buildExtend, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';
+export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';

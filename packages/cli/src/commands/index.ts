@@ -1,5 +1,6 @@
 import type { RegisterCommand } from '../_context.js';
 import { registerBuild } from './build.js';
+import { registerBuildExtend } from './buildextend.js';
 import { registerClean } from './clean.js';
 import { registerFetch } from './fetch.js';
 import { registerInit } from './init.js';
@@ -22,4 +23,5 @@ export const commands: RegisterCommand[] = [
   registerFetch,
   registerBuild,
   registerRun,
+  registerBuildExtend,
 ];
