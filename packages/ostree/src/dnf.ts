@@ -7,13 +7,11 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CosaError, withPhase } from '@cosa/schema';
 import { run } from './_exec.js';
-import type { ComposeOptions, ComposeResult, Composer } from './composer.js';
+import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer } from './composer.js';
 import { postprocessTree, prepareOstreeTree } from './postprocess.js';
 import { commit, initRepo, revParse, showCommit } from './repo.js';
 import { dnfArgv, dnfError, installedPackages, privateRpmHome, RPMDB_PATH, rpmCacheRepo, rpmInputHash } from './rpm.js';
 
-/** Commit metadata key holding the input hash (rpm-ostree's key, which cosa reads). */
-export const INPUTHASH_KEY = 'rpmostree.inputhash';
 
 let cachedVersion: Promise<string> | undefined;
 
@@ -121,7 +119,8 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
         branch: o.ref,
         tree: root,
         subject: `${o.ref} ${o.version}`,
-        metadata: { version: o.version, [INPUTHASH_KEY]: inputHash, 'cosa.composer': 'dnf' },
+        // rpmostree.inputhash too: cosa's meta.json `rpm-ostree-inputhash` is read from it.
+        metadata: { version: o.version, [INPUTHASH_KEY]: inputHash, 'rpmostree.inputhash': inputHash, 'cosa.composer': 'dnf' },
         ...(parent ? { parent } : {}),
         ...sigOf(o),
       }),
