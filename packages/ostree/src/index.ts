@@ -16,7 +16,7 @@ export {
 } from './postprocess.js';
 export { createRpmOstreeComposer } from './rpm-ostree.js';
 export { createDnfComposer } from './dnf.js';
-export { writeRepoTar, importRepoTar, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';
+export { writeRepoTar, importRepoTar, tarDirectory, type TarDirectoryOptions, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';
 export {
   rpmOstreeComposeArgv, findLockfiles, parseComposeJson, composeJsonStats, pkglistFromCommitMeta, parseRpmOstreeVersion,
   type RpmOstreeArgvOptions, type RpmOstreeComposeJson,
