@@ -177,10 +177,10 @@ export interface ResolvedDeb {
 }
 
 /**
- * The names mmdebstrap's minbase installs besides the requested ones: every `Essential: yes` and
- * `Priority: required` package in the indexes (plus `apt`).
+ * The names mmdebstrap installs besides the requested ones: every `Essential: yes` package, with
+ * `level: 'required'` (minbase and up) also every `Priority: required` one, plus `apt`.
  */
-export async function minbaseNames(env: AptEnv): Promise<string[]> {
+export async function minbaseNames(env: AptEnv, level: 'essential' | 'required' = 'required'): Promise<string[]> {
   const names = new Set<string>(['apt']);
   for (const f of await packagesFiles(env)) {
     let pkg = '';
@@ -192,7 +192,7 @@ export async function minbaseNames(env: AptEnv): Promise<string[]> {
         pkg = '';
         take = false;
       } else if (line.startsWith('Package: ')) pkg = line.slice(9).trim();
-      else if (line === 'Essential: yes' || line === 'Priority: required') take = true;
+      else if (line === 'Essential: yes' || (level === 'required' && line === 'Priority: required')) take = true;
     }
     if (take && pkg) names.add(pkg);
   }
@@ -236,7 +236,8 @@ export async function aptResolve(env: AptEnv, names: readonly string[], o: AptRu
   }
   const debs: ResolvedDeb[] = [];
   for (const line of out.split('\n')) {
-    const m = /^'([^']+)' (\S+) (\d+) (\S+)/.exec(line);
+    // `'URI' FILE SIZE HASH`; the hash is empty for archives whose index apt has no MD5 for.
+    const m = /^'([^']+)' (\S+) (\d+) ?(\S*)/.exec(line);
     if (!m) continue;
     const file = m[2] ?? '';
     const [name = '', ver = '', archDeb = ''] = file.split('_');

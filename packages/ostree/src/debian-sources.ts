@@ -95,8 +95,11 @@ export async function debianSources(d: DebianSource, host?: HostMirrors): Promis
   const extra = d['extra-suites'] ?? [`${d.suite}-updates`, `${d.suite}-security`];
   // Debian archives are signed with debian-archive-keyring (installed on every Debian host and
   // pulled into the target by apt); local file: archives built by tests or users are unsigned.
+  // `trusted: true` (not yet in the manifest schema, read as an extra key) does the same for an
+  // unsigned archive served over http, e.g. a local test archive.
+  const trusted = (d as { trusted?: unknown }).trusted === true;
   const opts = (uri: string): Record<string, string> =>
-    uri.startsWith('file:') ? { trusted: 'yes' } : { 'signed-by': '/usr/share/keyrings/debian-archive-keyring.gpg' };
+    trusted || uri.startsWith('file:') ? { trusted: 'yes' } : { 'signed-by': '/usr/share/keyrings/debian-archive-keyring.gpg' };
   return [d.suite, ...extra].map((suite) => {
     const uri = suite.endsWith('-security') ? security : mirror;
     return { uri, suite, components, options: opts(uri) };

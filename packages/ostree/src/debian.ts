@@ -30,7 +30,9 @@ import { installedPackages, kernelVersion, prepareDebianTree } from './debian-tr
 import { computeInputHash } from './input-hash.js';
 
 /** Bumped whenever this composer's output for the same inputs changes. */
-const REVISION = '1';
+const REVISION = '2';
+/** Bumped whenever the cached base tree for the same inputs would differ. */
+const BASE_REVISION = '1';
 
 /** Options of {@link createDebianComposer}. */
 export interface DebianComposerOptions {
@@ -96,9 +98,9 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
 
   const version = (): Promise<string> => {
     versionMemo ??= (async () => {
-      const mm = (await run(['mmdebstrap', '--version'])).stdout.trim();
-      const os = /Version: '?([^'\n]+)'?/.exec((await run(['ostree', '--version'])).stdout)?.[1] ?? '?';
-      return `cosa-debian/${REVISION} ${mm} ostree ${os}`;
+      // One dpkg-query instead of starting perl (mmdebstrap) and ostree: the no-op check is timed.
+      const r = await run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'mmdebstrap', 'ostree'], { okExitCodes: [0, 1] });
+      return `cosa-debian/${REVISION} ${r.stdout.trim().split('\n').sort().join(' ')}`;
     })();
     return versionMemo;
   };
@@ -120,13 +122,14 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     }
     const include = [...new Set(o.manifest.packages ?? [])].sort();
     const variant = debian.variant ?? 'minbase';
-    const resolveFile = join(o.cacheDir, 'debian', 'resolve', `${sha256(stableStringify({ metaDigest, include, variant, arch: env.arch }))}.json`);
+    const resolveFile = join(o.cacheDir, 'debian', 'resolve', `${sha256(stableStringify({ REVISION, metaDigest, include, variant, arch: env.arch }))}.json`);
     let resolved: ResolvedDeb[];
     const cached = await readFile(resolveFile, 'utf8').catch(() => undefined);
     if (cached !== undefined) resolved = JSON.parse(cached) as ResolvedDeb[];
     else {
       resolved = await withPhase(o.onProgress, 'resolve', async () => {
-        const base = variant === 'minbase' || variant === 'required' || variant === 'important' || variant === 'standard' ? await minbaseNames(env) : ['apt'];
+        // What mmdebstrap adds to --include for the variant (custom/extract: nothing).
+        const base = variant === 'custom' || variant === 'extract' ? [] : await minbaseNames(env, variant === 'apt' || variant === 'essential' ? 'essential' : 'required');
         return aptResolve(env, [...new Set([...base, ...include])], { signal: o.signal });
       });
       await mkdir(join(o.cacheDir, 'debian', 'resolve'), { recursive: true });
@@ -155,14 +158,14 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
   async function ensureDebs(o: ComposeOptions, p: Plan): Promise<void> {
     if (await allCached(p.env, p.resolved)) return;
     if (o.offline) throw new CosaError('COSA_COMPOSE_FAILED', 'some packages are not in cache/ and the build is offline', { hint: 'run `cosa fetch` while online' });
-    await withPhase(o.onProgress, 'download', () => aptDownload(p.env, p.resolved.map((d) => `${d.name}=${d.version}`), { signal: o.signal, onProgress: o.onProgress }));
+    await aptDownload(p.env, p.resolved.map((d) => `${d.name}=${d.version}`), { signal: o.signal, onProgress: o.onProgress });
   }
 
   /** The installed tree before any per-build customisation, cached by everything that shapes it. */
   async function baseTree(o: ComposeOptions, p: Plan, stats: Record<string, number>): Promise<string> {
     const variant = p.debian.variant ?? 'minbase';
     const mm = await version();
-    const key = sha256(stableStringify({ REVISION, mm, sources: p.sourceLines, metaDigest: p.metaDigest, include: p.include, variant, arch: p.env.arch, assets: p.assetsDigest }));
+    const key = sha256(stableStringify({ BASE_REVISION, mm, sources: p.sourceLines, metaDigest: p.metaDigest, include: p.include, variant, arch: p.env.arch, assets: p.assetsDigest }));
     const root = join(o.cacheDir, 'debian', 'base');
     const dir = join(root, key);
     if (await exists(join(dir, 'done'))) {
@@ -247,6 +250,24 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     return assetsDir.replace(/\/+$/, '');
   }
 
+  /**
+   * The per-build copy of the base tree. Our own steps only rename, unlink and create files, so
+   * hard links are safe for them; /etc is copied for real (passwd rewrites /etc/shadow- in
+   * place). User hooks and postprocess scripts may write anything in place: then a full copy.
+   */
+  async function copyBase(o: ComposeOptions, p: Plan, base: string, tree: string): Promise<void> {
+    const m = o.manifest;
+    const overrides = o.overridesRootfs ? (await readdir(o.overridesRootfs).catch(() => [] as string[])).length > 0 : false;
+    const userCode = (p.debian['customize-hooks']?.length ?? 0) > 0 || (m.postprocess?.length ?? 0) > 0 || !!m['postprocess-script'] || (m['add-files']?.length ?? 0) > 0 || overrides;
+    if (userCode) {
+      await run(['cp', '-a', base, tree], { signal: o.signal });
+      return;
+    }
+    await run(['cp', '-al', base, tree], { signal: o.signal });
+    await rm(join(tree, 'etc'), { recursive: true, force: true });
+    await run(['cp', '-a', join(base, 'etc'), join(tree, 'etc')], { signal: o.signal });
+  }
+
   /** Hostname, unattended login and the manifest's customize hooks, on the per-build copy. */
   async function customize(o: ComposeOptions, p: Plan, tree: string): Promise<void> {
     if (p.debian.hostname) {
@@ -308,8 +329,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
       const tree = join(work, 'rootfs');
       try {
         await mkdir(work);
-        // A private copy: hooks and postprocess scripts may write files in place.
-        await time('copy', () => run(['cp', '-a', base, tree], { signal: o.signal }));
+        await time('copy', () => copyBase(o, p, base, tree));
         await time('customize', () => customize(o, p, tree));
         await time('postprocess', () => runPostprocess({ tree, manifest: o.manifest, configDir: o.configDir, overridesRootfs: o.overridesRootfs, signal: o.signal, onProgress: o.onProgress }));
         const kver = await kernelVersion(tree);
