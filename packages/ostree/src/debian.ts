@@ -34,6 +34,15 @@ const REVISION = '2';
 /** Bumped whenever the cached base tree for the same inputs would differ. */
 const BASE_REVISION = '1';
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Options of {@link createDebianComposer}. */
 export interface DebianComposerOptions {
   /** Where the initramfs-tools hook, script and config shipped with the package live. */
@@ -165,7 +174,8 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
   async function baseTree(o: ComposeOptions, p: Plan, stats: Record<string, number>): Promise<string> {
     const variant = p.debian.variant ?? 'minbase';
     const mm = await version();
-    const key = sha256(stableStringify({ BASE_REVISION, mm, sources: p.sourceLines, metaDigest: p.metaDigest, include: p.include, variant, arch: p.env.arch, assets: p.assetsDigest }));
+    const same = { BASE_REVISION, mm, sources: p.sourceLines, metaDigest: p.metaDigest, variant, arch: p.env.arch, assets: p.assetsDigest };
+    const key = sha256(stableStringify({ ...same, include: p.include }));
     const root = join(o.cacheDir, 'debian', 'base');
     const dir = join(root, key);
     if (await exists(join(dir, 'done'))) {
@@ -174,13 +184,36 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     }
     stats.baseTreeCached = 0;
     await mkdir(root, { recursive: true });
+    // Partial trees of builds that died (their pid is gone) are garbage.
+    for (const n of await readdir(root)) {
+      const pid = /\.partial-(\d+)-/.exec(n)?.[1];
+      if (pid && !isAlive(Number(pid))) await rm(join(root, n), { recursive: true, force: true });
+    }
+    // A cached base with the same archive state and a subset of the packages: install only the
+    // difference on top of a copy of it (mmdebstrap's documented refinement of an existing root).
+    const sameKey = sha256(stableStringify(same));
+    let from: { dir: string; add: string[] } | undefined;
+    for (const n of await readdir(root)) {
+      const info = await readFile(join(root, n, 'done'), 'utf8').then((t) => JSON.parse(t) as { sameKey?: string; include?: string[] }).catch(() => undefined);
+      if (!info || info.sameKey !== sameKey || !info.include) continue;
+      const have = new Set(info.include);
+      if (!info.include.every((x) => p.include.includes(x))) continue;
+      const add = p.include.filter((x) => !have.has(x));
+      if (!from || add.length < from.add.length) from = { dir: join(root, n, 'rootfs'), add };
+    }
     const partial = join(root, `.${key}.partial-${process.pid}-${randomBytes(3).toString('hex')}`);
     await mkdir(partial);
     try {
       const t0 = performance.now();
-      await withPhase(o.onProgress, 'mmdebstrap', () => mmdebstrap(o, p, join(partial, 'rootfs'), variant));
+      if (from && from.add.length > 0) {
+        stats.baseTreeIncremental = 1;
+        const f = from;
+        await withPhase(o.onProgress, 'mmdebstrap', () => mmdebstrap(o, p, join(partial, 'rootfs'), 'custom', f));
+      } else {
+        await withPhase(o.onProgress, 'mmdebstrap', () => mmdebstrap(o, p, join(partial, 'rootfs'), variant));
+      }
       stats.mmdebstrapMs = Math.round(performance.now() - t0);
-      await writeFile(join(partial, 'done'), `${new Date().toISOString()}\n`);
+      await writeFile(join(partial, 'done'), `${JSON.stringify({ sameKey, include: p.include, created: new Date().toISOString(), ...(from && from.add.length > 0 ? { derived: true } : {}) })}\n`);
       await rm(dir, { recursive: true, force: true });
       await rename(partial, dir);
     } finally {
@@ -198,7 +231,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     return join(dir, 'rootfs');
   }
 
-  async function mmdebstrap(o: ComposeOptions, p: Plan, target: string, variant: string): Promise<void> {
+  async function mmdebstrap(o: ComposeOptions, p: Plan, target: string, variant: string, from?: { dir: string; add: string[] }): Promise<void> {
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const lists = p.env.lists;
     const debs = p.env.debs;
@@ -218,19 +251,22 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
         : ['--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/info/*', '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright']),
       '--dpkgopt=path-exclude=/usr/share/locale/*',
       '--dpkgopt=path-include=/usr/share/locale/locale.alias',
+      ...(from ? [`--setup-hook=cp -a ${q(from.dir)}/. "$1/"`] : []),
       `--setup-hook=mkdir -p "$1/var/lib/apt/lists" "$1/var/cache/apt/archives" "$1/etc/initramfs-tools"`,
       // Hard links when cache/ and the target share a filesystem, copies otherwise.
       `--setup-hook=for f in ${q(lists)}/*Release ${q(lists)}/*_Packages; do [ -e "$f" ] && { ln "$f" "$1/var/lib/apt/lists/" 2>/dev/null || cp "$f" "$1/var/lib/apt/lists/"; }; done; true`,
       `--setup-hook=for f in ${q(debs)}/*.deb; do [ -e "$f" ] && { ln "$f" "$1/var/cache/apt/archives/" 2>/dev/null || cp "$f" "$1/var/cache/apt/archives/"; }; done; true`,
       // The ostree initramfs glue must be in place before any initramfs could be built.
       `--setup-hook=cp -a ${q(join(assetsDirAbs(), 'initramfs-tools'))}/. "$1/etc/initramfs-tools/"`,
-      // No initramfs while packages install: it is built once, afterwards, and cached.
-      `--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf '#!/bin/sh\\nexit 0\\n' > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"`,
+      // No initramfs while packages install: it is built once, afterwards, and cached. (On top of
+      // an existing root, dpkg is there from the start: divert in the setup hook.)
+      `--${from ? 'setup' : 'essential'}-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf '#!/bin/sh\\nexit 0\\n' > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"`,
       `--customize-hook=rm -f "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs`,
       // Anything apt had to download goes back to the shared cache.
       `--customize-hook=for f in "$1"/var/cache/apt/archives/*.deb; do [ -e "$f" ] && { [ -e ${q(debs)}/"$(basename "$f")" ] || cp "$f" ${q(debs)}/; }; done; true`,
     ];
-    if (p.include.length > 0) argv.push(`--include=${p.include.join(',')}`);
+    const include = from ? from.add : p.include;
+    if (include.length > 0) argv.push(`--include=${include.join(',')}`);
     argv.push(p.debian.suite, target, ...p.sourceLines);
     try {
       await run(argv, { signal: o.signal, onProgress: o.onProgress, phase: 'mmdebstrap', timeoutMs: 60 * 60_000, env: { LC_ALL: 'C.UTF-8' } });
