@@ -20,19 +20,21 @@ PP=${COSA_PART_PREFIX:-}
 P1=${COSA_DISK}${PP}1 P2=${COSA_DISK}${PP}2 P3=${COSA_DISK}${PP}3 P4=${COSA_DISK}${PP}4
 MNT=$COSA_MNT
 
-step() { echo "cosa-disk: $*"; }
+T0=$(date +%s%N)
+# Progress lines with the elapsed milliseconds, parsed by benchmarks: "cosa-disk: <ms> <step>".
+step() { echo "cosa-disk: $(( ($(date +%s%N) - T0) / 1000000 )) $*"; }
 cleanup() {
   local rc=$?
   sync || true
-  for m in "$MNT/boot" "$MNT"; do mountpoint -q "$m" 2>/dev/null && umount "$m" 2>/dev/null; done
   for d in "${BIND_MOUNTS[@]}"; do umount -l "$d" 2>/dev/null || true; done
+  for m in "$MNT/boot" "$MNT"; do if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; fi; done
   exit $rc
 }
 BIND_MOUNTS=()
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-step "partitioning $COSA_DISK"
+step "partition"
 # GPT: BIOS boot 1 MiB, ESP 127 MiB, /boot 384 MiB, / the rest (the layout of cosa's create_disk.sh).
 sgdisk -Z "$COSA_DISK" >/dev/null 2>&1 || true
 sgdisk -U 00000000-0000-4000-a000-000000000001 \
@@ -50,9 +52,10 @@ if [ -n "${ROOTFS_MIN_MB:-}" ] && [ "$ROOT_SIZE_MB" -lt "$ROOTFS_MIN_MB" ]; then
   echo "root partition is ${ROOT_SIZE_MB} MB, the commit needs ${ROOTFS_MIN_MB} MB" >&2; exit 1
 fi
 
-step "writing the ESP and the filesystems"
+step "esp"
 # The ESP (vfat, with BOOTX64.EFI) is prepared on the host with mtools; here it is only copied.
 dd if="$COSA_WORK/esp.img" of="$P2" bs=1M conv=sparse,fsync status=none
+step "mkfs"
 mkfs.ext4 -q -F -L boot -U 96d15588-3596-4b3c-adca-a2ff7279ea63 "$P3"
 mkfs.xfs -q -f -L root -m reflink=1 -m uuid=910678ff-f77e-4a7d-8d53-86f2ac47a823 "$P4"
 mkdir -p "$MNT"
@@ -60,12 +63,13 @@ mount "$P4" "$MNT"
 mkdir -p "$MNT/boot"
 mount "$P3" "$MNT/boot"
 
-step "deploying $OSTREE_COMMIT"
+step "init-fs"
 ostree admin init-fs "$MNT"
 REPO=$MNT/ostree/repo
 # No bootloader integration: ostree writes BLS entries only; the GRUB config is written below.
 ostree config --repo="$REPO" set sysroot.bootloader none
 ostree admin --sysroot="$MNT" os-init "$OSNAME"
+step "pull-local"
 ostree --repo="$REPO" pull-local "$COSA_IN_REPO" "$OSTREE_COMMIT"
 DEPLOY_REF=$OSTREE_COMMIT
 if [ -n "${OSTREE_REF:-}" ]; then
@@ -74,6 +78,7 @@ if [ -n "${OSTREE_REF:-}" ]; then
 fi
 KARG_ARGS=()
 for k in ${KARGS:-}; do KARG_ARGS+=("--karg-append=$k"); done
+step "deploy"
 ostree admin --sysroot="$MNT" deploy --os="$OSNAME" "${KARG_ARGS[@]}" "$DEPLOY_REF"
 DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
 
@@ -86,7 +91,7 @@ printf '{"build":"%s","imgid":"%s","ostree-commit":"%s","ref":"%s"}\n' \
 if [ -x "$DEPLOY/usr/bin/bootupctl" ]; then BOOTLOADER=bootupd
 elif [ -x "$DEPLOY/usr/sbin/grub2-install" ]; then BOOTLOADER=grub2
 else BOOTLOADER=grub; fi
-step "installing the bootloader ($BOOTLOADER)"
+step "bootloader $BOOTLOADER"
 
 chroot_deploy() {
   # Run a tool of the deployed tree with the new physical root at /sysroot.
@@ -142,7 +147,7 @@ ROOT_SIZE_MB=$ROOT_SIZE_MB
 ROOT_USED_MB=$ROOT_USED_MB
 RES
 
-step "trimming and unmounting"
+step "trim-unmount"
 fstrim "$MNT/boot" 2>/dev/null || true
 fstrim "$MNT" 2>/dev/null || true
 umount "$MNT/boot"

@@ -56,6 +56,11 @@ export async function estimateDiskSize(options: EstimateDiskSizeOptions): Promis
   return { contentBytes, rootMiB, diskMiB: rootMiB + FIXED_PARTITIONS_MIB };
 }
 
+async function repoMode(repo: string, signal?: AbortSignal): Promise<string> {
+  const r = await run(['ostree', `--repo=${repo}`, 'config', 'get', 'core.mode'], { signal, okExitCodes: [0, 1] });
+  return r.stdout.trim() || 'bare';
+}
+
 /** Options of {@link createDisk}. */
 export interface CreateDiskOptions {
   /** The OSTree repo holding the commit (any mode). */
@@ -135,6 +140,16 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
   const partial = join(dirname(options.output), `.${Date.now()}-${process.pid}.partial.raw`);
   try {
     await withPhase(onProgress, 'prepare-boot', () => prepareBootInputs(workDir, { signal, onProgress }));
+    // Inside the (emulated) VM, decompressing an archive repo costs minutes: stage the commit
+    // into a bare-user repo on the host first, where the same work takes seconds.
+    let repo = options.repo;
+    if (options.executor.kind === 'vm' && (await repoMode(options.repo, signal)) === 'archive') {
+      repo = join(tmp, 'staging-repo');
+      await withPhase(onProgress, 'stage-repo', async () => {
+        await run(['ostree', `--repo=${repo}`, 'init', '--mode=bare-user'], { signal });
+        await run(['ostree', `--repo=${repo}`, 'pull-local', options.repo, commit], { signal, onProgress });
+      });
+    }
     await writeFile(partial, '');
     await truncate(partial, diskMiB * 1024 * 1024);
     const env: Record<string, string> = {
@@ -148,7 +163,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
     };
     await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
       options.executor.run({
-        script: assetPath('disk.sh'), env, workDir, inputs: { repo: options.repo }, disk: partial, tmpDir: tmp,
+        script: assetPath('disk.sh'), env, workDir, inputs: { repo }, disk: partial, tmpDir: tmp,
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
         ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
       }),
