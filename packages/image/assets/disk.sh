@@ -1,18 +1,18 @@
 #!/bin/bash
-# cosa disk script: partition a block device, make the filesystems, deploy an OSTree commit and
-# install GRUB (BIOS + UEFI). The same script runs on the host (direct executor, loop device) and
+# cosa disk script: deploy an OSTree commit onto a laid-out disk and install GRUB (BIOS + UEFI). The same script runs on the host (direct executor, loop device) and
 # inside the supermin appliance (VM executor, virtio disk); only the variables below differ.
 #
 # Set by the executor:
 #   COSA_DISK         the target block device (/dev/loopN on the host, /dev/vdb in the VM)
 #   COSA_PART_PREFIX  partition name suffix before the number ("p" for loop devices, "" for vdX)
-#   COSA_WORK         a read-write directory with the prepared inputs (esp.img, grub-bios/)
+#   COSA_WORK         a read-write directory with the prepared inputs (grub-bios/)
 #   COSA_MNT          an empty directory to mount the new root on
 #   COSA_IN_REPO      the input OSTree repo (read-only)
-# Set by createDisk (params.env):
+# Set by createDisk:
 #   OSTREE_COMMIT OSTREE_REF OSNAME KARGS (space separated) ALEPH_BUILD ALEPH_IMGID
-#   ROOTFS_MIN_MB (fail early if the root partition is smaller)
-# Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_SIZE_MB, ROOT_USED_MB)
+# The disk arrives laid out by the host (createDisk's layoutDisk): GPT, the ESP with BOOTX64.EFI
+# and an empty ext4 /boot (LABEL=boot); this script makes the xfs / (LABEL=root).
+# Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_USED_MB)
 set -euo pipefail
 export LC_ALL=C
 : "${COSA_DISK:?}" "${COSA_WORK:?}" "${COSA_MNT:?}" "${COSA_IN_REPO:?}" "${OSTREE_COMMIT:?}" "${OSNAME:?}"
@@ -34,29 +34,14 @@ BIND_MOUNTS=()
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-step "partition"
-# GPT: BIOS boot 1 MiB, ESP 127 MiB, /boot 384 MiB, / the rest (the layout of cosa's create_disk.sh).
-sgdisk -Z "$COSA_DISK" >/dev/null 2>&1 || true
-sgdisk -U 00000000-0000-4000-a000-000000000001 \
-  -n 1:0:+1M -t 1:21686148-6449-6E6F-744E-656564454649 -c 1:BIOS-BOOT \
-  -n 2:0:+127M -t 2:C12A7328-F81F-11D2-BA4B-00A0C93EC93B -c 2:EFI-SYSTEM \
-  -n 3:0:+384M -t 3:0FC63DAF-8483-4772-8E79-3D69D8477DE4 -c 3:boot \
-  -n 4:0:0 -t 4:0FC63DAF-8483-4772-8E79-3D69D8477DE4 -c 4:root "$COSA_DISK" >/dev/null
-# Partition nodes appear asynchronously and there may be no udev to wait for: re-read, then poll.
+step "attach"
+# The host laid the disk out (GPT, ESP, empty ext4 /boot: see layoutDisk). Partition
+# nodes appear asynchronously and there may be no udev to wait for: re-read, then poll.
 partprobe "$COSA_DISK" 2>/dev/null || blockdev --rereadpt "$COSA_DISK" 2>/dev/null || true
 for _ in $(seq 100); do [ -b "$P4" ] && break; sleep 0.1; done
 [ -b "$P4" ] || { echo "partition $P4 did not appear within 10 s" >&2; exit 1; }
 
-ROOT_SIZE_MB=$(( $(blockdev --getsize64 "$P4") / 1048576 ))
-if [ -n "${ROOTFS_MIN_MB:-}" ] && [ "$ROOT_SIZE_MB" -lt "$ROOTFS_MIN_MB" ]; then
-  echo "root partition is ${ROOT_SIZE_MB} MB, the commit needs ${ROOTFS_MIN_MB} MB" >&2; exit 1
-fi
-
-step "esp"
-# The ESP (vfat, with BOOTX64.EFI) is prepared on the host with mtools; here it is only copied.
-dd if="$COSA_WORK/esp.img" of="$P2" bs=1M conv=sparse,fsync status=none
-step "mkfs"
-mkfs.ext4 -q -F -L boot -U 96d15588-3596-4b3c-adca-a2ff7279ea63 "$P3"
+step "mkfs-root"
 mkfs.xfs -q -f -L root -m reflink=1 -m uuid=910678ff-f77e-4a7d-8d53-86f2ac47a823 "$P4"
 mkdir -p "$MNT"
 mount "$P4" "$MNT"
@@ -143,7 +128,6 @@ ROOT_USED_MB=$(( $(df -B1 --output=used "$MNT" | tail -1) / 1048576 ))
 cat > "$COSA_WORK/result.env" <<RES
 DEPLOY_PATH=${DEPLOY#"$MNT"}
 BOOTLOADER=$BOOTLOADER
-ROOT_SIZE_MB=$ROOT_SIZE_MB
 ROOT_USED_MB=$ROOT_USED_MB
 RES
 

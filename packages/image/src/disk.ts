@@ -3,14 +3,14 @@
  * assets/disk.sh. Layout: BIOS boot 1 MiB, ESP 127 MiB (vfat), /boot 384 MiB (ext4, LABEL=boot),
  * / the rest (xfs, LABEL=root).
  */
-import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { run } from '@cosa/ostree';
 import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
 import { assetPath } from './_assets.js';
 import { hashFile } from './_hash.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
-import { prepareBootInputs } from './_prepare.js';
+import { layoutDisk, prepareBootInputs } from './_prepare.js';
 import type { Executor } from './executor.js';
 
 const MiB = 1024 * 1024;
@@ -150,8 +150,10 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
         await run(['ostree', `--repo=${repo}`, 'pull-local', options.repo, commit], { signal, onProgress });
       });
     }
-    await writeFile(partial, '');
-    await truncate(partial, diskMiB * 1024 * 1024);
+    const layout = await withPhase(onProgress, 'layout', () => layoutDisk(partial, diskMiB, workDir, { signal, onProgress }));
+    if (layout.rootMiB < est.rootMiB) {
+      throw new CosaError('COSA_IMAGE_TOO_SMALL', `the root partition is ${layout.rootMiB} MiB, commit ${commit.slice(0, 12)} needs ${est.rootMiB} MiB`);
+    }
     const env: Record<string, string> = {
       OSTREE_COMMIT: commit,
       OSTREE_REF: options.ref ?? '',
@@ -159,7 +161,6 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
       KARGS: diskKernelArgs(options.imageConfig, options.platform).join(' '),
       ALEPH_BUILD: options.buildId,
       ALEPH_IMGID: options.imgid ?? options.output.split('/').pop() ?? '',
-      ROOTFS_MIN_MB: String(est.rootMiB),
     };
     await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
       options.executor.run({
