@@ -87,8 +87,7 @@ test('image benchmarks', async () => {
 
   const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
   const lines = [
-    '## @cosa/image',
-    '',
+    '<!-- image-bench:start -->',
     `Measured ${new Date().toISOString().slice(0, 16)}Z by \`bench/image.bench.ts\` (2 cores, shared machine, load average ${load} at the end;`,
     'the host is shared with other jobs, so absolute times vary). Medians of the runs shown.',
     '',
@@ -101,12 +100,13 @@ test('image benchmarks', async () => {
     '| step | direct | vm | vm / direct |',
     '|---|---|---|---|',
     ...[...stepRows].map(([s, v]) => `| ${s} | ${v.direct === undefined ? '' : sec(v.direct)} | ${v.vm === undefined ? '' : sec(v.vm)} | ${v.direct && v.vm ? `${(v.vm / v.direct).toFixed(1)}×` : ''} |`),
-    '',
+    '<!-- image-bench:end -->',
   ];
   const section = lines.join('\n');
-  const doc = existsSync(DOC) ? await readFile(DOC, 'utf8') : '# Benchmarks\n\n';
-  const re = /## @cosa\/image\n[\s\S]*?(?=\n## |$)/;
-  const next = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}`;
+  // Only the generated table block is replaced; the prose around it in the section is kept.
+  const doc = existsSync(DOC) ? await readFile(DOC, 'utf8') : '# Benchmarks\n';
+  const re = /<!-- image-bench:start -->[\s\S]*?<!-- image-bench:end -->/;
+  const next = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n## @cosa/image\n\n${section}\n`;
   await mkdir(new URL('../docs', import.meta.url).pathname, { recursive: true });
   await writeFileAtomic(DOC, next.endsWith('\n') ? next : `${next}\n`);
   process.stdout.write(`${section}\n`);

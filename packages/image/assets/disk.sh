@@ -37,7 +37,7 @@ trap 'exit 143' TERM INT
 step "attach"
 # The host laid the disk out (GPT, ESP, empty ext4 /boot: see layoutDisk). Partition
 # nodes appear asynchronously and there may be no udev to wait for: re-read, then poll.
-partprobe "$COSA_DISK" 2>/dev/null || blockdev --rereadpt "$COSA_DISK" 2>/dev/null || true
+[ -b "$P4" ] || partprobe "$COSA_DISK" 2>/dev/null || blockdev --rereadpt "$COSA_DISK" 2>/dev/null || true
 for _ in $(seq 100); do [ -b "$P4" ] && break; sleep 0.1; done
 [ -b "$P4" ] || { echo "partition $P4 did not appear within 10 s" >&2; exit 1; }
 
