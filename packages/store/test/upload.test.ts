@@ -174,3 +174,17 @@ describe('an interrupted upload', () => {
     expect(stats.putBytes).toBeLessThan(total);
   });
 });
+
+describe('credentials', () => {
+  it('never appear in an error or a progress event when the store rejects them', async () => {
+    const src = await workdir();
+    await makeBuild(src, { artifacts: { ostree: 100 } });
+    const bad = new S3Client({ ...s3.clientConfig, credentials: { accessKeyId: 'NOSUCHKEY', secretAccessKey: 'TOPSECRETKEY123' } });
+    const events: unknown[] = [];
+    const err = await buildUpload({ workdir: src, bucketPrefix: 'builds/creds', s3Client: bad, onProgress: (e) => events.push(e) }).catch((e: unknown) => e);
+    bad.destroy();
+    expect(err).toMatchObject({ code: 'COSA_STORE_HTTP_STATUS', status: 403 });
+    const text = `${(err as Error).message} ${JSON.stringify(events)} ${(err as Error).stack}`;
+    expect(text).not.toContain('TOPSECRETKEY123');
+  });
+});
