@@ -36,6 +36,13 @@ export interface S3StoreOptions {
   partSize?: number;
   /** Parts of one object sent at the same time (default 2). */
   queueSize?: number;
+  /**
+   * Sign object bodies (`x-amz-content-sha256` = their sha256) or send them as UNSIGNED-PAYLOAD.
+   * `auto` (default): unsigned over HTTPS, where TLS already protects them, signed over plain
+   * HTTP, as boto3 does. Signing costs one more sha256 pass over every byte. Applies to the
+   * client created here, not to an injected one.
+   */
+  payloadSigning?: 'auto' | 'always' | 'never';
 }
 
 /** Reads `region` of a profile from an AWS config file (INI); undefined when absent. */
@@ -119,7 +126,22 @@ export class S3Store implements BuildStore {
         // The default credential chain reads this (like AWS_CONFIG_FILE) without touching process.env.
         ...(o.awsConfigFile ? { configFilepath: o.awsConfigFile } : {}),
       };
-      this.clientValue = new S3Client(config);
+      const client = new S3Client(config);
+      const signing = o.payloadSigning ?? 'auto';
+      const unsigned = signing === 'never' || (signing === 'auto' && (endpoint === undefined || endpoint.startsWith('https:')));
+      if (unsigned) {
+        client.middlewareStack.add(
+          (next, context) => async (args) => {
+            const req = args.request as { headers?: Record<string, string> } | undefined;
+            if (req?.headers && (context.commandName === 'PutObjectCommand' || context.commandName === 'UploadPartCommand')) {
+              req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+            }
+            return next(args);
+          },
+          { step: 'build', name: 'cosaUnsignedPayload' },
+        );
+      }
+      this.clientValue = client;
     }
     return this.clientValue;
   }

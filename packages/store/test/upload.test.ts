@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startS3Server, type S3Server } from '@cosa/test-utils';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildUpload, contentTypeOf } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
@@ -186,5 +186,22 @@ describe('credentials', () => {
     expect(err).toMatchObject({ code: 'COSA_STORE_HTTP_STATUS', status: 403 });
     const text = `${(err as Error).message} ${JSON.stringify(events)} ${(err as Error).stack}`;
     expect(text).not.toContain('TOPSECRETKEY123');
+  });
+});
+
+describe('the S3 client cosa creates itself', () => {
+  it('uses the endpoint, region and credentials from the environment, and sends unsigned payloads when asked', async () => {
+    for (const [k, v] of Object.entries(s3.env)) vi.stubEnv(k, v);
+    try {
+      const src = await workdir();
+      const { id, arch, meta } = await makeBuild(src, { artifacts: { ostree: 6 * MiB } });
+      const r = await buildUpload({ workdir: src, bucketPrefix: 'builds/unsigned', payloadSigning: 'never', partSize: 5 * MiB });
+      expect(r.bytesSent).toBeGreaterThan(6 * MiB);
+      const obj = await client.send(new GetObjectCommand({ Bucket: 'builds', Key: `unsigned/${id}/${arch}/${meta.images!.ostree.path}` }));
+      const bytes = Buffer.from(await obj.Body!.transformToByteArray());
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(meta.images!.ostree.sha256);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 });
