@@ -155,9 +155,8 @@ describe('buildfetch over HTTP', () => {
         if (req.url?.endsWith('.tar') && !dropped && !req.headers.range) {
           dropped = true;
           res.writeHead(200, { 'content-length': 2_000_000 });
-          res.write(Buffer.alloc(1000));
-          // Sends 1000 bytes of the wrong data, then the connection dies.
-          setTimeout(() => res.destroy(), 50);
+          // Sends 1000 bytes of the wrong data, then the connection dies (once they left).
+          res.write(Buffer.alloc(1000), () => setTimeout(() => res.destroy(), 300));
           return true;
         }
         return false;
@@ -180,8 +179,7 @@ describe('buildfetch over HTTP', () => {
         if (req.url?.endsWith('.tar') && !dropped && !req.headers.range) {
           dropped = true;
           res.writeHead(200, { 'content-length': real.length });
-          res.write(real.subarray(0, 700_000));
-          setTimeout(() => res.destroy(), 50);
+          res.write(real.subarray(0, 700_000), () => setTimeout(() => res.destroy(), 300));
           return true;
         }
         return false;
