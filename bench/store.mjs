@@ -163,6 +163,7 @@ for (let run = 0; run < RUNS; run++) {
   add('download rclone', timed([...env(rcloneEnv), 'rclone', 'copy', `bench:bench/cosa-${run}/${ID}`, dstR]).secs);
   await rm(dstR, { recursive: true, force: true });
   await Promise.all([dropPrefix(`cosa-${run}`), dropPrefix(`aws-${run}`), dropPrefix(`rclone-${run}`)]);
+  process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
 }
 
 // --- HTTP: nginx serving a store laid out like the bucket ----------------------------------
