@@ -112,6 +112,7 @@ describe('buildupload', () => {
     const obj = await client.send(new GetObjectCommand({ Bucket: 'builds', Key: `scrub/${id}/${arch}/meta.json` }));
     const remote = JSON.parse(await obj.Body!.transformToString()) as { images: Record<string, unknown> };
     expect(Object.keys(remote.images)).toEqual(['ostree']);
+    await expect(buildUpload({ workdir: src, bucketPrefix: 'builds/scrub', s3Client: client, artifacts: ['vmware'] })).rejects.toMatchObject({ code: 'COSA_STORE_ARTIFACT_UNKNOWN' });
   });
 
   it('reports what it would send in a dry run and sends nothing', async () => {
