@@ -16,4 +16,11 @@ export const commands: RegisterCommand[] = [
   registerPrune,
   registerClean,
   registerManifest,
+import { registerBuildfetch } from './buildfetch.js';
+import { registerBuildupload } from './buildupload.js';
+
+/** Every command module. Each file under commands/ registers its own subcommands. */
+export const commands: RegisterCommand[] = [
+  registerBuildfetch,
+  registerBuildupload,
 ];
