@@ -18,5 +18,4 @@ export { prune, DEFAULT_KEEP_LAST_N, type PruneOptions, type PruneResult, type S
 export { cleanWorkdir, type CleanOptions } from './clean.js';
 export { listBuilds, type BuildSummary } from './list.js';
 export { hostArch, isSafeSegment } from './arch.js';
-export {};
 export * from './compress.js';

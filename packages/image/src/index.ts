@@ -1,4 +1,3 @@
-export {};
 export * from './platforms.js';
 export * from './set-platform.js';
 export * from './convert.js';

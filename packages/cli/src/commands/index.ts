@@ -1,4 +1,6 @@
 import type { RegisterCommand } from '../_context.js';
+import { registerBuildfetch } from './buildfetch.js';
+import { registerBuildupload } from './buildupload.js';
 import { registerClean } from './clean.js';
 import { registerInit } from './init.js';
 import { registerList } from './list.js';
@@ -16,11 +18,6 @@ export const commands: RegisterCommand[] = [
   registerPrune,
   registerClean,
   registerManifest,
-import { registerBuildfetch } from './buildfetch.js';
-import { registerBuildupload } from './buildupload.js';
-
-/** Every command module. Each file under commands/ registers its own subcommands. */
-export const commands: RegisterCommand[] = [
   registerBuildfetch,
   registerBuildupload,
 ];
