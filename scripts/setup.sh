@@ -17,7 +17,7 @@ APT_PACKAGES=(
   git ca-certificates curl
   ostree ostree-boot
   supermin qemu-system-x86 qemu-utils linux-image-amd64 ovmf
-  mmdebstrap
+  mmdebstrap dpkg-dev
   rpm dnf createrepo-c
   gdisk parted xfsprogs e2fsprogs dosfstools mtools
   grub-pc-bin grub-efi-amd64-bin grub2-common

@@ -34,7 +34,7 @@ import {
   showCommit,
   writeRepoTar,
 } from '@cosa/ostree';
-import { buildImage, type ExecutorKind } from '@cosa/image';
+import { buildImage, selectExecutor, type ExecutorChoice } from '@cosa/image';
 import { BuildsDir, metaStampNow } from './builds-dir.js';
 import { Workdir } from './workdir.js';
 import { prune } from './prune.js';
@@ -64,7 +64,7 @@ export interface BuildOptions {
   /** Fail on unknown manifest keys and unlocked packages. */
   strict?: boolean;
   /** Where the disk image is written: auto (direct when root with loop devices, else the VM). */
-  executor?: ExecutorKind;
+  executor?: ExecutorChoice;
   /** Base arch (default: the host's). */
   arch?: string;
   /** How long to wait for another build in the same workdir before failing (ms, default 0). */
@@ -281,6 +281,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
         const imageConfigChecksum = resolved.imageConfigChecksum;
         const imageInputChecksumValue = imageInputChecksum(commit, imageConfigChecksum, resolved.platformsHash);
+        const executor = imageTargets.length > 0 ? await selectExecutor({ choice: options.executor ?? 'auto', cacheDir: wd.cacheDir }) : undefined;
         for (const platform of imageTargets) {
           const ext = platform === 'qemu' ? 'qcow2' : 'raw';
           const file = `${name}-${buildId}-${platform}.${arch}.${ext}`;
@@ -292,7 +293,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
               osname: name,
               platform: platform as 'qemu' | 'metal',
               imageConfig: resolved.imageConfig,
-              executor: options.executor ?? 'auto',
+              executor: executor!,
               output: join(stage, file),
               buildId,
               imgid: file,

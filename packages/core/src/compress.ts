@@ -211,10 +211,10 @@ export async function compressBuild(options: CompressBuildOptions): Promise<Comp
         result.skipped.push({ arch, artifact: key, reason: 'skip-compression' });
         continue;
       }
-      if (img['uncompressed-sha256'] !== undefined) {
+      if (img['uncompressed-sha256'] !== undefined || compressorOf(img.path)) {
         // A run killed between the meta.json write and the delete leaves the uncompressed file.
         const c = compressorOf(img.path);
-        if (c) await rm(join(archDir, img.path.slice(0, -SUFFIX[c].length)), { force: true });
+        if (c && img['uncompressed-sha256'] !== undefined) await rm(join(archDir, img.path.slice(0, -SUFFIX[c].length)), { force: true });
         result.skipped.push({ arch, artifact: key, reason: 'already-compressed' });
         continue;
       }
@@ -223,7 +223,13 @@ export async function compressBuild(options: CompressBuildOptions): Promise<Comp
       const src = join(archDir, img.path);
       const outName = `${img.path}${suffix}`;
       const done = await withPhase(onProgress, `compress:${arch}/${key}`, async () => {
-        const srcSize = img.size ?? (await stat(src)).size;
+        const st = await stat(src).catch((e: unknown) => {
+          throw new CosaError('COSA_BUILD_NOT_FOUND', `${key} (${arch}): ${img.path} is missing from ${archDir}`, {
+            hint: `fetch it first: cosa buildfetch --artifact ${key}`,
+            cause: e,
+          });
+        });
+        const srcSize = img.size ?? st.size;
         const staged = join(scratch, img.path);
         await link(src, staged);
         await run(compressArgv(compressor, options.fast ?? false, staged), { signal, onProgress, streamLines: false });

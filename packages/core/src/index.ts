@@ -23,6 +23,5 @@ export { build, recoverInterruptedBuilds, generatedLock, type BuildOptions, type
 export { fetchPackages, type FetchOptions } from './fetch.js';
 export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
-export {};
 export * from './compress.js';
 export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';

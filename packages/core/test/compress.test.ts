@@ -168,6 +168,22 @@ describe('compressBuild and decompressBuild', () => {
     expect(await readdir(join(buildDir, ARCH))).not.toContain('testos-1.0-qemu.x86_64.qcow2');
   });
 
+  it('leaves artifacts that already carry a compression suffix alone and names a missing artifact file', async () => {
+    const m = await meta();
+    const img = m.images!.metal!;
+    await writeFile(join(buildDir, ARCH, `${img.path}.gz`), 'born compressed');
+    await rm(join(buildDir, ARCH, img.path));
+    img.path = `${img.path}.gz`;
+    await writeFile(join(buildDir, ARCH, 'meta.json'), serializeMetaJson(m));
+    await rm(join(buildDir, ARCH, m.images!.qemu!.path));
+    const err = await compressBuild({ buildDir, compressor: 'gzip', fast: true }).catch((e: unknown) => e);
+    expect(isCosaError(err, 'COSA_BUILD_NOT_FOUND')).toBe(true);
+    expect((err as Error).message).toContain('testos-1.0-qemu.x86_64.qcow2');
+    const r = await compressBuild({ buildDir, compressor: 'gzip', fast: true, artifacts: ['metal'] });
+    expect(r.done).toEqual([]);
+    expect(r.skipped).toContainEqual({ arch: ARCH, artifact: 'metal', reason: 'already-compressed' });
+  });
+
   it('fails clearly on a missing build directory', async () => {
     const err = await compressBuild({ buildDir: join(dir, 'builds', 'nope'), compressor: 'xz' }).catch((e: unknown) => e);
     expect(isCosaError(err, 'COSA_BUILD_NOT_FOUND')).toBe(true);

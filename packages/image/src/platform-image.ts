@@ -28,8 +28,10 @@ export interface DerivePlatformImageOptions {
   platform: string;
   /** Directory the artifact is written to (usually `builds/<id>/<arch>`). */
   output: string;
-  /** image.yaml (for `vmware-*` OVF settings and the OVF product summary). */
+  /** image.yaml (for the `vmware-*` OVF settings). */
   imageConfig?: Partial<ImageConfig> | undefined;
+  /** meta.json `summary`, shown as the OVA product name (default: `name`). */
+  summary?: string | undefined;
   /** The config repo's platforms.yaml (default: the built-in console settings). */
   platformsConfig?: PlatformsConfig | undefined;
   /** OS name (meta.json `name`), build id and arch: the artifact is `<name>-<buildId>-<platform>.<arch>.<ext>`. */
@@ -112,7 +114,13 @@ export async function derivePlatformImage(options: DerivePlatformImageOptions): 
   const { signal, onProgress } = options;
   const spec: ResolvedPlatform = resolvePlatform(options.platform, { arch: options.arch, platformsConfig: options.platformsConfig });
   const fileName = platformArtifactName({ name: options.name, buildId: options.buildId, platform: spec.key, arch: options.arch });
-  const gpt = await readGpt(options.baseRaw);
+  const gpt = await readGpt(options.baseRaw).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    throw new CosaError('COSA_IMAGE_FAILED', `base disk ${options.baseRaw} not found`, {
+      hint: 'write the base disk first (cosa build, or cosa buildextend-qemu)',
+      cause: e,
+    });
+  });
   if (gpt.sectorSize !== spec.sectorSize) {
     throw new CosaError(
       'COSA_IMAGE_FAILED',
@@ -179,7 +187,7 @@ export async function derivePlatformImage(options: DerivePlatformImageOptions): 
     } else if (spec.packaging === 'ova') {
       const ova = join(work, 'image.ova');
       const cfg = options.imageConfig ?? {};
-      const summary = typeof cfg['summary' as keyof ImageConfig] === 'string' ? String(cfg['summary' as keyof ImageConfig]) : options.name;
+      const summary = options.summary ?? options.name;
       await withPhase(onProgress, phaseName(spec.key, 'package'), () =>
         writeOva({
           flavor: spec.ova ?? 'vmware',

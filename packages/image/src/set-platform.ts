@@ -139,6 +139,23 @@ interface DirEntry {
 
 const SAFE_NAME = /^[A-Za-z0-9._+@-]+$/;
 
+/** Splits `debugfs -f` output into each command's output, keyed by the command (echoed as `debugfs: <cmd>`). */
+function splitOutput(stdout: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let cur: string | undefined;
+  let buf: string[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^debugfs: (.*)$/.exec(line);
+    if (m) {
+      if (cur !== undefined) out.set(cur, buf.join('\n'));
+      cur = m[1] ?? '';
+      buf = [];
+    } else buf.push(line);
+  }
+  if (cur !== undefined) out.set(cur, buf.join('\n'));
+  return out;
+}
+
 function parseLsP(stdout: string): DirEntry[] {
   // `ls -p` lines: /inode/mode/uid/gid/name/size/
   const out: DirEntry[] = [];
@@ -190,30 +207,36 @@ export async function setPlatform(options: SetPlatformOptions): Promise<SetPlatf
     return run(['debugfs', ...(write ? ['-w'] : []), '-f', file, dev], { cwd: work, signal, onProgress, streamLines: false });
   };
   try {
-    // Which files to edit: BLS entries (loader is a symlink to loader.N in ostree's /boot) and grub.cfg.
-    const top = parseLsP((await debugfs(['ls -p /'])).stdout);
-    const entriesDir = top.some((e) => e.name === 'loader') ? 'loader/entries' : undefined;
+    // Which files to edit: BLS entries (loader is a symlink to loader.N in ostree's /boot) and
+    // grub.cfg. One debugfs run lists every candidate directory (a missing one only prints an error).
+    const listed = splitOutput((await debugfs(['ls -p loader/entries', 'ls -p grub', 'ls -p grub2'])).stdout);
     const files: { path: string; entry: DirEntry; kind: 'bls' | 'grub' }[] = [];
-    if (entriesDir) {
-      for (const e of parseLsP((await debugfs([`ls -p ${entriesDir}`])).stdout)) {
-        if ((e.mode & 0o170000) !== 0o100000 || !e.name.endsWith('.conf')) continue;
-        if (!SAFE_NAME.test(e.name)) throw new CosaError('COSA_IMAGE_FAILED', `unexpected BLS entry name "${e.name}"`);
-        files.push({ path: `${entriesDir}/${e.name}`, entry: e, kind: 'bls' });
-      }
+    for (const e of parseLsP(listed.get('ls -p loader/entries') ?? '')) {
+      if ((e.mode & 0o170000) !== 0o100000 || !e.name.endsWith('.conf')) continue;
+      if (!SAFE_NAME.test(e.name)) throw new CosaError('COSA_IMAGE_FAILED', `unexpected BLS entry name "${e.name}"`);
+      files.push({ path: `loader/entries/${e.name}`, entry: e, kind: 'bls' });
     }
-    if (!files.some((f) => f.kind === 'bls')) {
+    if (files.length === 0) {
       throw new CosaError('COSA_IMAGE_FAILED', `${rawDisk}: no BLS entries (loader/entries/*.conf) in the boot partition`);
     }
     for (const dir of ['grub', 'grub2']) {
-      if (!top.some((e) => e.name === dir)) continue;
-      const cfg = parseLsP((await debugfs([`ls -p ${dir}`])).stdout).find((e) => e.name === 'grub.cfg' && (e.mode & 0o170000) === 0o100000);
+      const cfg = parseLsP(listed.get(`ls -p ${dir}`) ?? '').find((e) => e.name === 'grub.cfg' && (e.mode & 0o170000) === 0o100000);
       if (cfg) files.push({ path: `${dir}/grub.cfg`, entry: cfg, kind: 'grub' });
     }
 
-    // Read them all in one debugfs run.
+    // Read them and list their extended attributes in one debugfs run.
     const local = (i: number) => `f${i}`;
-    await debugfs(files.map((f, i) => `dump ${f.path} ${local(i)}`));
+    const read = splitOutput((await debugfs(files.flatMap((f, i) => [`dump ${f.path} ${local(i)}`, `ea_list ${f.path}`]))).stdout);
     const texts = await Promise.all(files.map((_f, i) => readFile(join(work, local(i)), 'utf8')));
+    // Keep the files' extended attributes (SELinux labels on Fedora-like systems).
+    const xattrs = files.map((f, i) =>
+      [...(read.get(`ea_list ${f.path}`) ?? '').matchAll(/^\s+(\S+) \(\d+\)/gm)]
+        .map((m) => m[1] ?? '')
+        .filter((n) => SAFE_NAME.test(n))
+        .map((name, j) => ({ name, file: `x${i}-${j}` })),
+    );
+    const eaGets = files.flatMap((f, i) => (xattrs[i] ?? []).map((x) => `ea_get -f ${x.file} ${f.path} ${x.name}`));
+    if (eaGets.length > 0) await debugfs(eaGets);
 
     let previousPlatform: string | undefined;
     for (const [i, f] of files.entries()) {
@@ -236,11 +259,9 @@ export async function setPlatform(options: SetPlatformOptions): Promise<SetPlatf
       const src = `n${i}`;
       await writeFile(join(work, src), after);
       newTexts.set(i, after);
-      // Keep the file's extended attributes (SELinux labels on Fedora-like systems).
-      const xattrs = await readXattrs(f.path, i);
       cmds.push(`rm ${f.path}`, `write ${src} ${f.path}`);
       cmds.push(`sif ${f.path} mode 0${f.entry.mode.toString(8)}`, `sif ${f.path} uid ${f.entry.uid}`, `sif ${f.path} gid ${f.entry.gid}`);
-      for (const x of xattrs) cmds.push(`ea_set -f ${x.file} ${f.path} ${x.name}`);
+      for (const x of xattrs[i] ?? []) cmds.push(`ea_set -f ${x.file} ${f.path} ${x.name}`);
       changed.push(f.path);
     }
     if (cmds.length > 0) {
@@ -256,15 +277,6 @@ export async function setPlatform(options: SetPlatformOptions): Promise<SetPlatf
       await run(['e2fsck', '-fy', dev], { signal, onProgress, okExitCodes: [0, 1], streamLines: false });
     }
     return { previousPlatform, changed, partition: part };
-
-    async function readXattrs(path: string, i: number): Promise<{ name: string; file: string }[]> {
-      const listing = (await debugfs([`ea_list ${path}`])).stdout;
-      const names = [...listing.matchAll(/^\s+(\S+) \(\d+\)/gm)].map((m) => m[1] ?? '').filter((n) => SAFE_NAME.test(n));
-      if (names.length === 0) return [];
-      const out = names.map((name, j) => ({ name, file: `x${i}-${j}` }));
-      await debugfs(out.map((x) => `ea_get -f ${x.file} ${path} ${x.name}`));
-      return out;
-    }
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -74,6 +74,12 @@ export interface ComposeResult {
   stats: Record<string, number>;
 }
 
+/**
+ * Commit metadata key holding cosa's input hash ({@link InputHashResult.inputHash}); a composer
+ * compares it with the parent commit's to skip an unchanged compose.
+ */
+export const INPUTHASH_KEY = 'cosa.inputhash';
+
 /** Composer names. */
 export type ComposerName = 'rpm-ostree' | 'dnf' | 'debian';
 

@@ -6,7 +6,7 @@ export {
   type PullLocalOptions,
 } from './repo.js';
 export {
-  composerRegistry, registerComposer, selectComposer, manifestKind,
+  composerRegistry, registerComposer, INPUTHASH_KEY, selectComposer, manifestKind,
   type PackageInfo, type ComposeOptions, type InputHashResult, type ComposeResult, type Composer, type ComposerName,
   type ComposerFactory, type ComposerRegistry, type SelectComposerOptions,
 } from './composer.js';
@@ -16,4 +16,17 @@ export {
 } from './postprocess.js';
 export { createRpmOstreeComposer } from './rpm-ostree.js';
 export { createDnfComposer } from './dnf.js';
-export { writeRepoTar, importRepoTar, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';
+export { writeRepoTar, importRepoTar, tarDirectory, type TarDirectoryOptions, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';
+export {
+  rpmOstreeComposeArgv, findLockfiles, parseComposeJson, composeJsonStats, pkglistFromCommitMeta, parseRpmOstreeVersion,
+  type RpmOstreeArgvOptions, type RpmOstreeComposeJson,
+} from './rpm-ostree.js';
+export {
+  dnfArgv, resolveRpmPackages, rpmInputHash, installedPackages, nevra, privateRpmHome, rpmCacheRepo, repoChecksums, hostArch,
+  RPMDB_PATH, CACHE_REPO_ID, type DnfArgvOptions,
+} from './rpm.js';
+export { computeInputHash, packageKey, type InputHashOptions, type InputHashPackage } from './input-hash.js';
+export { createDebianComposer, debianComposer, type DebianComposerOptions } from './debian.js';
+export { debianSources, hostDebianMirrors, parseDeb822Sources, parseSourcesList, type HostMirrors } from './debian-sources.js';
+export { installedPackages as installedDebianPackages, kernelVersion, parseDpkgStatus, prepareDebianTree, varTmpfiles } from './debian-tree.js';
+export { ensureInitramfs, initramfsKey, type InitramfsOptions, type InitramfsResult } from './debian-initramfs.js';

@@ -267,8 +267,9 @@ async function varTmpfiles(dir: string, at: string, depth: number, out: string[]
     const st = await lstat(src);
     if (st.isSymbolicLink()) out.push(`L ${dest} - - - - ${await readlink(src)}`);
     else if (st.isDirectory()) {
-      // Deep enough and holding files (dpkg/rpm state, debconf): copy the whole directory once.
-      if (depth >= 1 && (await hasFiles(src))) out.push(`C ${dest} - - - - ${factoryPath}`);
+      // A state directory (dpkg, rpm, debconf, a home) is copied whole; /var/lib itself is recreated.
+      const copyWhole = depth >= 1 ? await hasFiles(src) : (await readdir(src, { withFileTypes: true })).some((e) => !e.isDirectory());
+      if (copyWhole) out.push(`C ${dest} - - - - ${factoryPath}`);
       else {
         out.push(`d ${dest} ${(st.mode & 0o7777).toString(8).padStart(4, '0')} ${st.uid} ${st.gid} -`);
         await varTmpfiles(src, dest, depth + 1, out);

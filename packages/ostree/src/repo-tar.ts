@@ -4,7 +4,7 @@
  * `ostree init --mode=archive; ostree pull-local; tar -C repo -cf x.tar .` gives).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
 import { link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -48,7 +48,6 @@ export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResul
   const sig = o.signal ? { signal: o.signal } : {};
   await mkdir(o.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(o.tmpDir, 'repo-tar-'));
-  const partial = `${o.output}.partial-${process.pid}`;
   try {
     const commit = await revParse({ repo: o.repo, ref: o.rev, ...sig });
     if (!commit) throw new CosaError('COSA_OSTREE_FAILED', `no commit ${o.rev} in ${o.repo}`);
@@ -59,22 +58,62 @@ export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResul
     // Every entry gets the commit's timestamp: the same commit always gives the same tar bytes.
     const mtime = (await showCommit({ repo, rev: commit, ...sig })).timestamp;
 
-    await mkdir(path.dirname(o.output), { recursive: true });
+    return await tarDirectory({ dir: repo, output: o.output, mtime, ...sig, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Options of {@link tarDirectory}. */
+export interface TarDirectoryOptions {
+  /** Directory to archive; entries are named like `tar -C dir -cf out .` names them (`./…`). */
+  dir: string;
+  /** The tar file to write (atomically: temp file + rename). */
+  output: string;
+  /** mtime of every entry (default: each file's own). */
+  mtime?: Date;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/**
+ * Writes an uncompressed tar of `dir`: entries sorted, owned by 0:0, streamed to a temp file and
+ * hashed while written, then renamed into place.
+ */
+export async function tarDirectory(o: TarDirectoryOptions): Promise<RepoTarResult> {
+  const sig = o.signal ? { signal: o.signal } : {};
+  await mkdir(path.dirname(o.output), { recursive: true });
+  const partial = `${o.output}.partial-${process.pid}`;
+  try {
     const pack = tar.pack();
     const hash = createHash('sha256');
     let size = 0;
+    // tar-stream emits header, body and padding as separate small chunks; coalescing them into
+    // 1 MiB writes saves a syscall (and a thread-pool round trip) per chunk.
+    let batch: Buffer[] = [];
+    let batched = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         hash.update(chunk);
         size += chunk.length;
-        cb(null, chunk);
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= 1024 * 1024) {
+          const out = Buffer.concat(batch, batched);
+          batch = [];
+          batched = 0;
+          cb(null, out);
+        } else cb();
+      },
+      flush(cb) {
+        cb(null, batched ? Buffer.concat(batch, batched) : undefined);
       },
     });
     const name = path.basename(o.output);
     let lastReport = 0;
     const feed = async () => {
       try {
-        await packDir(pack, repo, '.', mtime, o.signal, () => {
+        await packDir(pack, o.dir, o.mtime, o.signal, () => {
           if (o.onProgress && size - lastReport > 8 * 1024 * 1024) {
             lastReport = size;
             o.onProgress({ type: 'transfer', name, bytes: size });
@@ -92,7 +131,6 @@ export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResul
     return { path: o.output, size, sha256: hash.digest('hex') };
   } finally {
     await rm(partial, { force: true });
-    await rm(work, { recursive: true, force: true });
   }
 }
 
@@ -102,33 +140,74 @@ function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }
   });
 }
 
-async function packDir(pack: tar.Pack, abs: string, rel: string, mtime: Date, signal: AbortSignal | undefined, tick: () => void): Promise<void> {
-  signal?.throwIfAborted();
-  const st = await stat(abs);
-  const common = { uid: 0, gid: 0, uname: '', gname: '', mtime };
-  await addEntry(pack, { ...common, name: rel === '.' ? './' : `${rel}/`, type: 'directory', mode: st.mode & 0o7777 });
+interface WalkItem {
+  abs: string;
+  rel: string;
+  st: Stats;
+}
+
+/** Lists `abs` depth-first, sorted by name, directories before their content. */
+async function walk(abs: string, rel: string, out: WalkItem[]): Promise<void> {
   const names = (await readdir(abs)).sort();
-  for (const n of names) {
-    const a = path.join(abs, n);
-    const r = `${rel}/${n}`;
-    const s = await lstat(a);
+  const stats = await Promise.all(names.map((n) => lstat(path.join(abs, n))));
+  for (let i = 0; i < names.length; i++) {
+    const item = { abs: path.join(abs, names[i]!), rel: `${rel}/${names[i]!}`, st: stats[i]! };
+    out.push(item);
+    if (item.st.isDirectory()) await walk(item.abs, item.rel, out);
+  }
+}
+
+/** Files read ahead of the packer (small ones only), to overlap reads with packing. */
+const READ_AHEAD = 32;
+
+async function packDir(pack: tar.Pack, dir: string, mtime: Date | undefined, signal: AbortSignal | undefined, tick: () => void): Promise<void> {
+  const root: WalkItem = { abs: dir, rel: '.', st: await stat(dir) };
+  const items: WalkItem[] = [root];
+  await walk(dir, '.', items);
+  const reads = new Map<number, Promise<Buffer>>();
+  const small = (it: WalkItem) => it.st.isFile() && it.st.size <= SMALL_FILE;
+  let next = 0;
+  const readAhead = (from: number) => {
+    for (next = Math.max(next, from); next < items.length && next < from + READ_AHEAD; next++) {
+      const it = items[next]!;
+      if (small(it)) reads.set(next, readFile(it.abs));
+    }
+  };
+  // Buffer entries are queued synchronously by tar-stream; only a streamed entry must be awaited
+  // before the next one. Pending callbacks are collected and awaited in batches.
+  let pending: Promise<void>[] = [];
+  for (let i = 0; i < items.length; i++) {
+    signal?.throwIfAborted();
+    readAhead(i);
+    const it = items[i]!;
+    const s = it.st;
+    const base = { uid: 0, gid: 0, uname: '', gname: '', mtime: mtime ?? s.mtime };
     if (s.isDirectory()) {
-      await packDir(pack, a, r, mtime, signal, tick);
+      pending.push(addEntry(pack, { ...base, name: it.rel === '.' ? './' : `${it.rel}/`, type: 'directory', mode: s.mode & 0o7777 }));
     } else if (s.isSymbolicLink()) {
-      await addEntry(pack, { uid: 0, gid: 0, uname: '', gname: '', mtime, name: r, type: 'symlink', linkname: await readlink(a), mode: 0o777 });
+      pending.push(addEntry(pack, { ...base, name: it.rel, type: 'symlink', linkname: await readlink(it.abs), mode: 0o777 }));
     } else if (s.isFile()) {
-      const header: Partial<tar.Header> & { name: string } = { uid: 0, gid: 0, uname: '', gname: '', mtime, name: r, type: 'file', mode: s.mode & 0o7777, size: s.size };
-      if (s.size <= SMALL_FILE) {
-        await addEntry(pack, header, await readFile(a));
+      const header: Partial<tar.Header> & { name: string } = { ...base, name: it.rel, type: 'file', mode: s.mode & 0o7777, size: s.size };
+      if (small(it)) {
+        const body = await reads.get(i)!;
+        reads.delete(i);
+        pending.push(addEntry(pack, header, body));
       } else {
+        await Promise.all(pending);
+        pending = [];
         await new Promise<void>((resolve, reject) => {
           const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-          pipeline(createReadStream(a), entry).catch(reject);
+          pipeline(createReadStream(it.abs), entry).catch(reject);
         });
       }
       tick();
     }
+    if (pending.length >= 256) {
+      await Promise.all(pending);
+      pending = [];
+    }
   }
+  await Promise.all(pending);
 }
 
 /** Options of {@link importRepoTar}. */

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CosaError, fsyncDir } from '@cosa/schema';
 import type { BuildStore } from './store.js';
@@ -80,9 +80,26 @@ export async function downloadToFile(
 ): Promise<{ bytes: number; sha256: string } | undefined> {
   const { name, meter, signal } = options;
   const tmp = join(dirname(dest), `.${basename(dest)}.partial-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const fh = await open(tmp, 'w+', options.mode ?? 0o644);
+  // The hash and the count cover exactly the bytes on disk, so a retry can resume at `written`.
   let hash = createHash('sha256');
   let written = 0;
+  let pending: Promise<void> = Promise.resolve();
+  const sink = () =>
+    new Writable({
+      highWaterMark: 1024 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        pending = fh.write(chunk, 0, chunk.length, written).then(({ bytesWritten }) => {
+          if (bytesWritten !== chunk.length) throw new Error('short write');
+          hash.update(chunk);
+          written += chunk.length;
+          meter?.update(name, written);
+        });
+        pending.then(() => cb(), cb);
+      },
+    });
   meter?.start(name, options.size);
+  let closed = false;
   try {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -96,26 +113,14 @@ export async function downloadToFile(
           // The store ignored the range: start over.
           hash = createHash('sha256');
           written = 0;
+          await fh.truncate(0);
         }
-        const hasher = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            hash.update(chunk);
-            written += chunk.length;
-            meter?.update(name, written);
-            cb(null, chunk);
-          },
-        });
-        await pipeline(obj.body, hasher, createWriteStream(tmp, { flags: written > 0 || obj.offset > 0 ? 'r+' : 'w', start: obj.offset, mode: options.mode ?? 0o644 }), ...(signal ? [{ signal }] : []));
+        await pipeline(obj.body, sink(), ...(signal ? [{ signal }] : []));
         break;
       } catch (e) {
+        await pending.catch(() => {});
         if (signal?.aborted) throw abortError(signal, e);
         if (attempt >= (options.attempts ?? 5) || !isTransient(e)) throw e;
-        // Resume only when every hashed byte reached the file; otherwise start over.
-        const onDisk = await stat(tmp).then((s) => s.size, () => 0);
-        if (onDisk !== written) {
-          hash = createHash('sha256');
-          written = 0;
-        }
         await sleep(backoffMs(attempt), signal);
       }
     }
@@ -127,12 +132,10 @@ export async function downloadToFile(
         { hint: 'the remote file is corrupt or was tampered with; it was not kept' },
       );
     }
-    const fh = await open(tmp, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fh.truncate(written);
+    await fh.sync();
+    await fh.close();
+    closed = true;
     await rename(tmp, dest);
     await fsyncDir(dirname(dest));
     meter?.finish(name);
@@ -141,6 +144,7 @@ export async function downloadToFile(
     meter?.drop(name);
     throw e;
   } finally {
+    if (!closed) await fh.close().catch(() => {});
     await rm(tmp, { force: true });
   }
 }

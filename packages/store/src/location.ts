@@ -3,7 +3,7 @@ import { CosaError } from '@cosa/schema';
 import type { Dispatcher } from 'undici';
 import { FileStore } from './file-store.js';
 import { HttpStore } from './http-store.js';
-import { S3Store } from './s3-store.js';
+import { S3Store, type S3StoreOptions } from './s3-store.js';
 import type { BuildStore } from './store.js';
 import { redactUrl } from './_util.js';
 
@@ -23,6 +23,8 @@ export interface OpenStoreOptions {
   partSize?: number;
   /** S3: parts of one object in flight. */
   queueSize?: number;
+  /** S3: sign object bodies (see {@link S3StoreOptions.payloadSigning}). */
+  payloadSigning?: 'auto' | 'always' | 'never';
   /** HTTP: undici dispatcher (e.g. an Agent trusting a private CA). */
   dispatcher?: Dispatcher;
 }
@@ -43,6 +45,7 @@ const backends: Record<string, Backend> = {
       ...opt('awsConfigFile', o.awsConfigFile),
       ...opt('partSize', o.partSize),
       ...opt('queueSize', o.queueSize),
+      ...opt('payloadSigning', o.payloadSigning),
     }),
   'http:': (location, o) => new HttpStore({ location, ...opt('dispatcher', o.dispatcher) }),
   'https:': (location, o) => new HttpStore({ location, ...opt('dispatcher', o.dispatcher) }),

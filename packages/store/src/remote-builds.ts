@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { CosaError, parseBuildsJson, serializeBuildsJson, type BuildEntry, type BuildsJson, type BuildTag, type OnProgress } from '@cosa/schema';
+import { CosaError, HttpStatusError, parseBuildsJson, serializeBuildsJson, type BuildEntry, type BuildsJson, type BuildTag, type OnProgress } from '@cosa/schema';
 import type { BuildStore } from './store.js';
 import { isCosaConflict, readObjectText } from './_io.js';
 import { backoffMs, rfc3339, sleep } from './_util.js';
@@ -63,7 +63,8 @@ export function probeConditionalWrites(store: BuildStore, options: { signal?: Ab
         await store.put(key, Buffer.from('probe\n'), { ifMatch: '"cosa-probe-never-matches"', contentType: 'text/plain', ...(options.signal ? { signal: options.signal } : {}) });
       } catch (e) {
         if (isCosaConflict(e)) return true;
-        if (e instanceof CosaError && /HTTP 50[01]/.test(e.message)) return false;
+        // Stores that reject the header instead of ignoring it (400 InvalidRequest, 501 NotImplemented).
+        if (e instanceof HttpStatusError && (e.status === 400 || e.status === 501)) return false;
         throw e;
       }
       await store.delete(key).catch(() => {});

@@ -2,16 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  S3Client,
-  type ObjectCannedACL,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { CosaError, HttpStatusError } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
 import { abortError, checkKey, countingStream, joinKey } from './_util.js';
@@ -36,6 +27,13 @@ export interface S3StoreOptions {
   partSize?: number;
   /** Parts of one object sent at the same time (default 2). */
   queueSize?: number;
+  /**
+   * Sign object bodies (`x-amz-content-sha256` = their sha256) or send them as UNSIGNED-PAYLOAD.
+   * `auto` (default): unsigned over HTTPS, where TLS already protects them, signed over plain
+   * HTTP, as boto3 does. Signing costs one more sha256 pass over every byte. Applies to the
+   * client created here, not to an injected one.
+   */
+  payloadSigning?: 'auto' | 'always' | 'never';
 }
 
 /** Reads `region` of a profile from an AWS config file (INI); undefined when absent. */
@@ -70,6 +68,12 @@ export function parseS3Location(location: string): { bucket: string; prefix: str
   return { bucket, prefix };
 }
 
+// The AWS SDK takes a while to load: only S3 locations pay for it, on first use.
+let sdkModule: Promise<typeof import('@aws-sdk/client-s3')> | undefined;
+const sdk = () => (sdkModule ??= import('@aws-sdk/client-s3'));
+let storageModule: Promise<typeof import('@aws-sdk/lib-storage')> | undefined;
+const storage = () => (storageModule ??= import('@aws-sdk/lib-storage'));
+
 interface SdkError {
   name?: string;
   $metadata?: { httpStatusCode?: number };
@@ -101,9 +105,10 @@ export class S3Store implements BuildStore {
     this.clientValue = options.client;
   }
 
-  /** The S3 client (created on first use unless one was injected). */
-  get client(): S3Client {
+  /** The S3 client (created on first use unless one was injected; loads the SDK then). */
+  async client(): Promise<S3Client> {
     if (!this.clientValue) {
+      const { S3Client } = await sdk();
       const o = this.options;
       const env = process.env;
       const endpoint = o.endpointUrl ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -119,7 +124,22 @@ export class S3Store implements BuildStore {
         // The default credential chain reads this (like AWS_CONFIG_FILE) without touching process.env.
         ...(o.awsConfigFile ? { configFilepath: o.awsConfigFile } : {}),
       };
-      this.clientValue = new S3Client(config);
+      const client = new S3Client(config);
+      const signing = o.payloadSigning ?? 'auto';
+      const unsigned = signing === 'never' || (signing === 'auto' && (endpoint === undefined || endpoint.startsWith('https:')));
+      if (unsigned) {
+        client.middlewareStack.add(
+          (next, context) => async (args) => {
+            const req = args.request as { headers?: Record<string, string> } | undefined;
+            if (req?.headers && (context.commandName === 'PutObjectCommand' || context.commandName === 'UploadPartCommand')) {
+              req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+            }
+            return next(args);
+          },
+          { step: 'build', name: 'cosaUnsignedPayload' },
+        );
+      }
+      this.clientValue ??= client;
     }
     return this.clientValue;
   }
@@ -151,7 +171,8 @@ export class S3Store implements BuildStore {
 
   async head(key: string, options: RequestOptions = {}): Promise<ObjectInfo | undefined> {
     try {
-      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), options.signal ? { abortSignal: options.signal } : {});
+      const { HeadObjectCommand } = await sdk();
+      const r = await (await this.client()).send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), options.signal ? { abortSignal: options.signal } : {});
       return { size: r.ContentLength, etag: r.ETag, metadata: { ...(r.Metadata ?? {}) } };
     } catch (e) {
       if (S3Store.missing(e)) return undefined;
@@ -162,7 +183,8 @@ export class S3Store implements BuildStore {
   async get(key: string, options: GetOptions = {}): Promise<StoreObject | undefined> {
     const start = options.start ?? 0;
     try {
-      const r = await this.client.send(
+      const { GetObjectCommand } = await sdk();
+      const r = await (await this.client()).send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), ...(start > 0 ? { Range: `bytes=${start}-` } : {}) }),
         options.signal ? { abortSignal: options.signal } : {},
       );
@@ -201,7 +223,8 @@ export class S3Store implements BuildStore {
           payload = body.pipe(countingStream(options.onBytes));
           body.on('error', (e) => (payload as Readable).destroy(e));
         }
-        const r = await this.client.send(
+        const { PutObjectCommand } = await sdk();
+        const r = await (await this.client()).send(
           new PutObjectCommand({
             ...params,
             Body: payload,
@@ -218,8 +241,9 @@ export class S3Store implements BuildStore {
       const onAbort = () => ac.abort(signal?.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
+        const { Upload } = await storage();
         const upload = new Upload({
-          client: this.client,
+          client: await this.client(),
           params: { ...params, Body: body },
           partSize: this.partSize,
           queueSize: this.queueSize,
@@ -245,7 +269,8 @@ export class S3Store implements BuildStore {
 
   async delete(key: string, options: RequestOptions = {}): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), options.signal ? { abortSignal: options.signal } : {});
+      const { DeleteObjectCommand } = await sdk();
+      await (await this.client()).send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), options.signal ? { abortSignal: options.signal } : {});
     } catch (e) {
       if (S3Store.missing(e)) return;
       throw this.fail(e, key, options.signal);

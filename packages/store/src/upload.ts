@@ -162,12 +162,14 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
   const metaItems: Item[] = [];
 
   await withPhase(onProgress, 'plan', async () => {
+    const known = new Set<string>();
     for (const arch of arches) {
       const dir = join(buildDir, arch);
       const metaText = await readFile(join(dir, 'meta.json'), 'utf8');
       const meta = parseMetaJson(metaText, join(dir, 'meta.json'));
       if (meta.buildid !== buildId) throw new CosaError('COSA_SCHEMA_INVALID', `${join(dir, 'meta.json')} describes build ${meta.buildid}`);
       const images = (meta.images ?? {}) as Record<string, { path: string; sha256: string; size?: number }>;
+      for (const k of Object.keys(images)) known.add(k);
       const scrub: string[] = [];
       const artifactPaths = new Set(Object.values(images).map((i) => i.path));
       for (const [name, img] of Object.entries(images)) {
@@ -200,6 +202,10 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
         onProgress({ type: 'info', message: `${arch}: leaving ${scrub.join(', ')} out of the uploaded meta.json (not in the store)` });
       }
       metaItems.push({ key: `${buildId}/${arch}/meta.json`, path: scrub.length > 0 ? '' : join(dir, 'meta.json'), body, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), verify: false, cacheControl: METADATA_CACHE, name: `${arch}/meta.json` });
+    }
+    const unknown = (options.artifacts ?? []).filter((a) => !known.has(a));
+    if (unknown.length > 0) {
+      throw new CosaError('COSA_STORE_ARTIFACT_UNKNOWN', `build ${buildId} has no artifact ${unknown.join(', ')}`, { hint: `known: ${[...known].join(', ')}` });
     }
     for (const d of await readdir(buildDir, { withFileTypes: true })) {
       if (!d.isFile() || d.name.startsWith('.')) continue;

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startS3Server, type S3Server } from '@cosa/test-utils';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildUpload, contentTypeOf } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
@@ -112,6 +112,7 @@ describe('buildupload', () => {
     const obj = await client.send(new GetObjectCommand({ Bucket: 'builds', Key: `scrub/${id}/${arch}/meta.json` }));
     const remote = JSON.parse(await obj.Body!.transformToString()) as { images: Record<string, unknown> };
     expect(Object.keys(remote.images)).toEqual(['ostree']);
+    await expect(buildUpload({ workdir: src, bucketPrefix: 'builds/scrub', s3Client: client, artifacts: ['vmware'] })).rejects.toMatchObject({ code: 'COSA_STORE_ARTIFACT_UNKNOWN' });
   });
 
   it('reports what it would send in a dry run and sends nothing', async () => {
@@ -172,5 +173,36 @@ describe('an interrupted upload', () => {
     const total = sizes.reduce((a, b) => a + b, 0);
     expect(stats.putBytes).toBeGreaterThanOrEqual(12 * MiB);
     expect(stats.putBytes).toBeLessThan(total);
+  });
+});
+
+describe('credentials', () => {
+  it('never appear in an error or a progress event when the store rejects them', async () => {
+    const src = await workdir();
+    await makeBuild(src, { artifacts: { ostree: 100 } });
+    const bad = new S3Client({ ...s3.clientConfig, credentials: { accessKeyId: 'NOSUCHKEY', secretAccessKey: 'TOPSECRETKEY123' } });
+    const events: unknown[] = [];
+    const err = await buildUpload({ workdir: src, bucketPrefix: 'builds/creds', s3Client: bad, onProgress: (e) => events.push(e) }).catch((e: unknown) => e);
+    bad.destroy();
+    expect(err).toMatchObject({ code: 'COSA_STORE_HTTP_STATUS', status: 403 });
+    const text = `${(err as Error).message} ${JSON.stringify(events)} ${(err as Error).stack}`;
+    expect(text).not.toContain('TOPSECRETKEY123');
+  });
+});
+
+describe('the S3 client cosa creates itself', () => {
+  it('uses the endpoint, region and credentials from the environment, and sends unsigned payloads when asked', async () => {
+    for (const [k, v] of Object.entries(s3.env)) vi.stubEnv(k, v);
+    try {
+      const src = await workdir();
+      const { id, arch, meta } = await makeBuild(src, { artifacts: { ostree: 6 * MiB } });
+      const r = await buildUpload({ workdir: src, bucketPrefix: 'builds/unsigned', payloadSigning: 'never', partSize: 5 * MiB });
+      expect(r.bytesSent).toBeGreaterThan(6 * MiB);
+      const obj = await client.send(new GetObjectCommand({ Bucket: 'builds', Key: `unsigned/${id}/${arch}/${meta.images!.ostree.path}` }));
+      const bytes = Buffer.from(await obj.Body!.transformToByteArray());
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(meta.images!.ostree.sha256);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 });

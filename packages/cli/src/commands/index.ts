@@ -1,6 +1,8 @@
 import type { RegisterCommand } from '../_context.js';
 import { registerBuild } from './build.js';
 import { registerBuildExtend } from './buildextend.js';
+import { registerBuildfetch } from './buildfetch.js';
+import { registerBuildupload } from './buildupload.js';
 import { registerClean } from './clean.js';
 import { registerFetch } from './fetch.js';
 import { registerInit } from './init.js';
@@ -14,14 +16,16 @@ import { registerTag } from './tag.js';
 /** Every command module. Each file under commands/ registers its own subcommands. */
 export const commands: RegisterCommand[] = [
   registerInit,
+  registerFetch,
+  registerBuild,
+  registerBuildExtend,
+  registerRun,
   registerList,
   registerMeta,
   registerTag,
   registerPrune,
   registerClean,
   registerManifest,
-  registerFetch,
-  registerBuild,
-  registerRun,
-  registerBuildExtend,
+  registerBuildfetch,
+  registerBuildupload,
 ];

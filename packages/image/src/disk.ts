@@ -1,0 +1,179 @@
+/**
+ * createDisk: a bootable GPT disk (raw) from an OSTree commit, written by an executor running
+ * assets/disk.sh. Layout: BIOS boot 1 MiB, ESP 127 MiB (vfat), /boot 384 MiB (ext4, LABEL=boot),
+ * / the rest (xfs, LABEL=root).
+ */
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { run } from '@cosa/ostree';
+import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
+import { assetPath } from './_assets.js';
+import { hashFile } from './_hash.js';
+import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
+import { layoutDisk, prepareBootInputs } from './_prepare.js';
+import type { Executor } from './executor.js';
+
+const MiB = 1024 * 1024;
+/** BIOS boot + ESP + /boot + GPT headers and alignment, in MiB. */
+export const FIXED_PARTITIONS_MIB = 1 + 127 + 384 + 2;
+/** mkfs.xfs refuses smaller filesystems. */
+const XFS_MIN_MIB = 300;
+
+/** Options of {@link estimateDiskSize}. */
+export interface EstimateDiskSizeOptions {
+  repo: string;
+  /** A commit checksum or ref. */
+  commit: string;
+  /** Margin over the commit's content size (default 35 %, as the original). */
+  addPercent?: number;
+  signal?: AbortSignal;
+}
+
+/** The sizes the disk needs for a commit. */
+export interface DiskSizeEstimate {
+  /** Sum of the commit's file sizes (bytes). */
+  contentBytes: number;
+  /** Root filesystem size needed (MiB). */
+  rootMiB: number;
+  /** Whole disk needed (MiB). */
+  diskMiB: number;
+}
+
+/** Estimates the root filesystem and disk size a commit needs (content + margin + fixed partitions). */
+export async function estimateDiskSize(options: EstimateDiskSizeOptions): Promise<DiskSizeEstimate> {
+  const r = await run(['ostree', `--repo=${options.repo}`, 'ls', '-R', options.commit], { signal: options.signal });
+  let contentBytes = 0;
+  let entries = 0;
+  for (const line of r.stdout.split('\n')) {
+    entries++;
+    if (!line.startsWith('-')) continue;
+    const size = Number(line.trim().split(/\s+/)[3]);
+    if (Number.isFinite(size)) contentBytes += size;
+  }
+  // Per-entry metadata (inodes, directories) plus the margin, plus the XFS log and metadata.
+  const withMargin = (contentBytes + entries * 4096) * (1 + (options.addPercent ?? 35) / 100);
+  const rootMiB = Math.max(XFS_MIN_MIB, Math.ceil(withMargin / MiB) + 64);
+  return { contentBytes, rootMiB, diskMiB: rootMiB + FIXED_PARTITIONS_MIB };
+}
+
+async function repoMode(repo: string, signal?: AbortSignal): Promise<string> {
+  const r = await run(['ostree', `--repo=${repo}`, 'config', 'get', 'core.mode'], { signal, okExitCodes: [0, 1] });
+  return r.stdout.trim() || 'bare';
+}
+
+/** Options of {@link createDisk}. */
+export interface CreateDiskOptions {
+  /** The OSTree repo holding the commit (any mode). */
+  repo: string;
+  /** The commit checksum; resolved from `ref` when absent. */
+  commit?: string;
+  /** The ref, recorded in the deployment's origin and the aleph file. */
+  ref?: string;
+  /** The stateroot (`ostree admin os-init`), e.g. `debian` or `fedora-coreos`. */
+  osname: string;
+  /** image.yaml (merged, with defaults). `size` (GiB) fixes the disk size, `extra-kargs` are appended. */
+  imageConfig?: Partial<ImageConfig>;
+  /** The platform id: `ignition.platform.id=<platform>` on the kernel command line. */
+  platform: string;
+  /** The raw disk image to write (replaced atomically). */
+  output: string;
+  /** Disk size in GiB; overrides image.yaml `size`; estimated from the commit when neither is set. */
+  sizeGiB?: number;
+  executor: Executor;
+  /** Build id, for the aleph file. */
+  buildId: string;
+  /** Image file name, for the aleph file (default: the output's name). */
+  imgid?: string;
+  /** Scratch space; a private subdirectory is made and removed. */
+  tmpDir: string;
+  /** Cache directory (host-prepared boot inputs are cheap and not cached today). */
+  cacheDir?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/** A written image. */
+export interface ImageResult {
+  path: string;
+  /** Apparent size in bytes. */
+  size: number;
+  sha256: string;
+}
+
+/** The kernel arguments of a deployment (console, extra-kargs, platform id). */
+export function diskKernelArgs(imageConfig: Partial<ImageConfig> | undefined, platform: string): string[] {
+  const consoles = imageConfig?.console ?? ['ttyS0,115200n8'];
+  return ['root=LABEL=root', 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`];
+}
+
+/**
+ * Writes a bootable raw disk from `commit` through `executor`: partitions, filesystems,
+ * `ostree admin init-fs/os-init/deploy`, the aleph file, GRUB for BIOS and UEFI.
+ * Throws COSA_IMAGE_TOO_SMALL (with the needed size) when the requested size cannot hold the commit.
+ */
+export async function createDisk(options: CreateDiskOptions): Promise<ImageResult> {
+  const { signal, onProgress } = options;
+  await requireHostTools(DISK_TOOLS);
+  const rev = options.commit ?? options.ref;
+  if (!rev) throw new CosaError('COSA_USAGE', 'createDisk needs a commit or a ref');
+  const commit = (await run(['ostree', `--repo=${options.repo}`, 'rev-parse', rev], { signal })).stdout.trim();
+  const est = await withPhase(onProgress, 'estimate-size', () => estimateDiskSize({ repo: options.repo, commit, signal }));
+  const sizeGiB = options.sizeGiB ?? options.imageConfig?.size;
+  let diskMiB: number;
+  if (sizeGiB !== undefined) {
+    diskMiB = Math.floor(sizeGiB * 1024);
+    if (diskMiB < est.diskMiB) {
+      const need = Math.ceil((est.diskMiB / 1024) * 10) / 10;
+      throw new CosaError('COSA_IMAGE_TOO_SMALL', `a ${sizeGiB} GiB disk is too small for commit ${commit.slice(0, 12)}: it needs at least ${need} GiB (${est.diskMiB} MiB)`, {
+        hint: `set size: ${Math.ceil(need)} (or more) in image.yaml`,
+      });
+    }
+  } else {
+    diskMiB = est.diskMiB;
+  }
+
+  await mkdir(options.tmpDir, { recursive: true });
+  const tmp = await mkdtemp(join(options.tmpDir, 'disk-'));
+  const workDir = join(tmp, 'work');
+  await mkdir(workDir);
+  const partial = join(dirname(options.output), `.${Date.now()}-${process.pid}.partial.raw`);
+  try {
+    await withPhase(onProgress, 'prepare-boot', () => prepareBootInputs(workDir, { signal, onProgress }));
+    // Inside the (emulated) VM, decompressing an archive repo costs minutes: stage the commit
+    // into a bare-user repo on the host first, where the same work takes seconds.
+    let repo = options.repo;
+    if (options.executor.kind === 'vm' && (await repoMode(options.repo, signal)) === 'archive') {
+      repo = join(tmp, 'staging-repo');
+      await withPhase(onProgress, 'stage-repo', async () => {
+        await run(['ostree', `--repo=${repo}`, 'init', '--mode=bare-user'], { signal });
+        await run(['ostree', `--repo=${repo}`, 'pull-local', options.repo, commit], { signal, onProgress });
+      });
+    }
+    const layout = await withPhase(onProgress, 'layout', () => layoutDisk(partial, diskMiB, workDir, { signal, onProgress }));
+    if (layout.rootMiB < est.rootMiB) {
+      throw new CosaError('COSA_IMAGE_TOO_SMALL', `the root partition is ${layout.rootMiB} MiB, commit ${commit.slice(0, 12)} needs ${est.rootMiB} MiB`);
+    }
+    const env: Record<string, string> = {
+      OSTREE_COMMIT: commit,
+      OSTREE_REF: options.ref ?? '',
+      OSNAME: options.osname,
+      KARGS: diskKernelArgs(options.imageConfig, options.platform).join(' '),
+      ALEPH_BUILD: options.buildId,
+      ALEPH_IMGID: options.imgid ?? options.output.split('/').pop() ?? '',
+    };
+    await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
+      options.executor.run({
+        script: assetPath('disk.sh'), env, workDir, inputs: { repo }, disk: partial, tmpDir: tmp,
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
+      }),
+    );
+    const { sha256, size } = await withPhase(onProgress, 'hash', () => hashFile(partial, signal));
+    await rename(partial, options.output);
+    return { path: options.output, size, sha256 };
+  } finally {
+    await rm(partial, { force: true });
+    await rm(tmp, { recursive: true, force: true });
+  }
+}

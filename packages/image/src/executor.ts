@@ -1,0 +1,287 @@
+/**
+ * Executors: where the privileged disk work runs. Both run the same shell script with the same
+ * variables (COSA_DISK, COSA_PART_PREFIX, COSA_WORK, COSA_MNT, COSA_IN_<NAME> and the caller's
+ * env), so the two cannot drift apart:
+ * - direct: on the host, the disk attached as a loop device (root with working loop devices);
+ * - vm: inside the supermin appliance under qemu, the disk as /dev/vdb, directories over 9p.
+ */
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '@cosa/ostree';
+import { CommandFailedError, CosaError, isCosaError, type OnProgress } from '@cosa/schema';
+import { followFile, lineSplitter, tail } from './_console.js';
+import { DIRECT_TOOLS, requireHostTools, VM_TOOLS } from './_host-packages.js';
+import { probeAccelerator, type Accelerator } from './accel.js';
+import { prepareAppliance } from './appliance.js';
+
+/** What an executor runs. */
+export interface ExecutorRunOptions {
+  /** The shell script (a host path); run with bash. */
+  script: string;
+  /** Variables for the script (names must be shell identifiers; values are passed verbatim). */
+  env?: Record<string, string>;
+  /** A read-write host directory, the script's `$COSA_WORK` (and its cwd). */
+  workDir: string;
+  /** Read-only host directories, seen by the script as `$COSA_IN_<NAME>` (name upper-cased). */
+  inputs?: Record<string, string>;
+  /** A raw disk image file; the script sees it as the block device `$COSA_DISK`. */
+  disk?: string;
+  /** Scratch space of this run (console log, mount point); the caller removes it. */
+  tmpDir: string;
+  /** Kill the run after this long (default 30 minutes). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/** Runs a script with a disk and directories, on the host or in a VM. */
+export interface Executor {
+  readonly kind: 'direct' | 'vm';
+  /**
+   * Runs the script; resolves when it exited 0. A failing script throws a CommandFailedError
+   * with code COSA_IMAGE_FAILED carrying its stderr (and, in the VM, the console tail).
+   */
+  run(options: ExecutorRunOptions): Promise<void>;
+}
+
+const DEFAULT_TIMEOUT = 30 * 60_000;
+
+function inputEnv(inputs: Record<string, string> | undefined, map: (name: string, path: string) => string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, path] of Object.entries(inputs ?? {})) {
+    if (!/^[a-z][a-z0-9_]*$/i.test(name)) throw new CosaError('COSA_INTERNAL', `bad executor input name: ${name}`);
+    env[`COSA_IN_${name.toUpperCase()}`] = map(name, path);
+  }
+  return env;
+}
+
+function scriptFailed(script: string, exitCode: number | undefined, stderr: string, consoleTail?: string, cause?: unknown): CommandFailedError {
+  const err = tail(stderr, 30);
+  const msg =
+    `the disk script failed${exitCode === undefined ? '' : ` with exit code ${exitCode}`}` +
+    (err ? `\n--- stderr (tail) ---\n${err}` : '') +
+    (consoleTail ? `\n--- console (tail) ---\n${consoleTail}` : '');
+  return new CommandFailedError(['bash', script], exitCode, stderr, { code: 'COSA_IMAGE_FAILED', message: msg, cause });
+}
+
+// ---------------------------------------------------------------- direct
+
+/** Why the direct executor cannot run here, or undefined when it can. */
+export async function directUnavailable(): Promise<CosaError | undefined> {
+  if (process.getuid?.() !== 0) {
+    return new CosaError('COSA_IMAGE_NOT_ROOT', 'the direct executor needs root (it attaches loop devices and mounts)', {
+      hint: 'run as root, or use the VM executor (--vm)',
+    });
+  }
+  if (!existsSync('/dev/loop-control')) {
+    return new CosaError('COSA_IMAGE_NO_LOOP', 'no loop devices on this host (/dev/loop-control is missing)', { hint: 'use the VM executor (--vm)' });
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'cosa-loop-probe-'));
+  try {
+    const f = join(dir, 'probe.img');
+    await writeFile(f, Buffer.alloc(1024 * 1024));
+    const loop = (await run(['losetup', '--find', '--show', f])).stdout.trim();
+    await run(['losetup', '-d', loop]);
+    return undefined;
+  } catch (e) {
+    return new CosaError('COSA_IMAGE_NO_LOOP', 'loop devices do not work on this host', { hint: 'use the VM executor (--vm)', cause: e });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mounts', 'utf8');
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return text
+    .split('\n')
+    .map((l) => unescape(l.split(' ')[1] ?? ''))
+    .filter((m) => m === dir || m.startsWith(`${dir}/`));
+}
+
+async function killGroup(pidFile: string): Promise<void> {
+  const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const alive = () => {
+    try {
+      process.kill(-pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+  for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+/**
+ * The direct executor: runs the script on the host with the disk attached as a loop device.
+ * Needs root and working loop devices. The script runs in its own process group; afterwards
+ * (also on failure, timeout or abort) the group is killed, everything mounted under the mount
+ * point is unmounted and the loop device detached.
+ */
+export function directExecutor(): Executor {
+  return {
+    kind: 'direct',
+    async run(o) {
+      await requireHostTools(DIRECT_TOOLS);
+      const why = await directUnavailable();
+      if (why) throw why;
+      const mnt = join(o.tmpDir, 'mnt');
+      const pidFile = join(o.tmpDir, 'script.pid');
+      await mkdir(mnt, { recursive: true });
+      let loop: string | undefined;
+      try {
+        if (o.disk) loop = (await run(['losetup', '--find', '--show', '--partscan', o.disk], { signal: o.signal })).stdout.trim();
+        const env = {
+          ...o.env,
+          ...inputEnv(o.inputs, (_n, p) => p),
+          COSA_WORK: o.workDir,
+          COSA_MNT: mnt,
+          COSA_DISK: loop ?? '',
+          COSA_PART_PREFIX: 'p',
+        };
+        try {
+          await run(['setsid', 'bash', '-c', 'echo $$ > "$0"; exec bash "$1"', pidFile, o.script], {
+            env, cwd: o.workDir, signal: o.signal, timeoutMs: o.timeoutMs ?? DEFAULT_TIMEOUT, onProgress: o.onProgress, phase: 'disk-script',
+          });
+        } catch (e) {
+          if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') throw scriptFailed(o.script, e.exitCode, e.stderr, undefined, e);
+          throw e;
+        }
+      } finally {
+        await killGroup(pidFile);
+        for (const m of (await mountsUnder(mnt)).reverse()) {
+          await run(['umount', m]).catch(() => run(['umount', '-l', m]).catch(() => {}));
+        }
+        if (loop) await run(['losetup', '-d', loop]).catch(() => {});
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------- vm
+
+/** Options of {@link vmExecutor}. */
+export interface VmExecutorOptions {
+  /** Where the appliance and the accelerator answer are cached. */
+  cacheDir: string;
+  /** Guest memory in MiB (default `COSA_SUPERMIN_MEMORY` or 2048). */
+  memoryMiB?: number;
+  /** Guest CPUs (default: the host's, at most 4). */
+  cpus?: number;
+  /** Accelerator (default: probed once, see {@link probeAccelerator}). */
+  accel?: Accelerator;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The VM executor: runs the script inside the cached supermin appliance under qemu (no root
+ * needed). The work directory and inputs are 9p shares, the disk is the second virtio disk
+ * (/dev/vdb), the appliance root is booted with `snapshot=on`. The exit status comes back in an
+ * `rc` file; the serial console is logged to `<tmpDir>/runvm-console.txt` and its tail goes into
+ * the error on failure. qemu is always killed on timeout and abort.
+ */
+export function vmExecutor(options: VmExecutorOptions): Executor {
+  return {
+    kind: 'vm',
+    async run(o) {
+      await requireHostTools(VM_TOOLS, { kernel: true });
+      const app = await prepareAppliance({ cacheDir: options.cacheDir, signal: o.signal, onProgress: o.onProgress });
+      const accel = options.accel ?? (await probeAccelerator({ cacheDir: options.cacheDir, signal: o.signal, onProgress: o.onProgress }));
+      const memory = options.memoryMiB ?? (Number(process.env.COSA_SUPERMIN_MEMORY) || 2048);
+      const cpus = options.cpus ?? Math.min(availableParallelism(), 4);
+      const env: Record<string, string> = {
+        ...o.env,
+        ...inputEnv(o.inputs, (n) => `/cosa/in/${n}`),
+        COSA_WORK: '/cosa/work',
+        COSA_MNT: '/tmp/cosa-mnt',
+        COSA_DISK: o.disk ? '/dev/vdb' : '',
+        COSA_PART_PREFIX: '',
+      };
+      for (const k of Object.keys(env)) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new CosaError('COSA_INTERNAL', `bad variable name: ${k}`);
+      const files = ['.cosa-rc', '.cosa-out', '.cosa-err'].map((f) => join(o.workDir, f));
+      for (const f of files) await rm(f, { force: true });
+      await copyFile(o.script, join(o.workDir, '.cosa-cmd.sh'));
+      await writeFile(join(o.workDir, '.cosa-env'), Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''));
+      const consoleLog = join(o.tmpDir, 'runvm-console.txt');
+      await rm(consoleLog, { force: true });
+      const names = Object.keys(o.inputs ?? {});
+      const argv = [
+        'qemu-system-x86_64', '-accel', accel, '-m', String(memory), '-smp', String(cpus),
+        '-nodefaults', '-display', 'none', '-monitor', 'none', '-no-reboot',
+        '-kernel', app.kernel, '-initrd', app.initrd,
+        '-append', `console=ttyS0 root=/dev/vda panic=-1 quiet${names.length ? ` cosa.in=${names.join(',')}` : ''}`,
+        '-serial', `file:${consoleLog}`,
+        '-drive', `file=${app.root},format=raw,if=virtio,snapshot=on`,
+        ...(o.disk ? ['-drive', `file=${o.disk},format=raw,if=virtio,cache=unsafe,discard=unmap`] : []),
+        '-virtfs', `local,path=${o.workDir},mount_tag=work,security_model=none,id=work`,
+        ...Object.entries(o.inputs ?? {}).flatMap(([n, p]) => ['-virtfs', `local,path=${p},mount_tag=in_${n},security_model=none,id=in_${n},readonly=on`]),
+      ];
+      const emit = o.onProgress;
+      const follower = emit ? followFile(consoleLog, lineSplitter((line) => emit({ type: 'log', line, phase: 'vm-console' }))) : undefined;
+      let qemuError: unknown;
+      try {
+        await run(argv, { signal: o.signal, timeoutMs: o.timeoutMs ?? DEFAULT_TIMEOUT, onProgress: o.onProgress, phase: 'qemu' });
+      } catch (e) {
+        qemuError = e;
+      } finally {
+        await follower?.stop();
+      }
+      const consoleTail = tail(await readFile(consoleLog, 'utf8').catch(() => ''), 40);
+      if (qemuError) {
+        if (isCosaError(qemuError, 'COSA_EXEC_ABORTED')) throw qemuError;
+        if (isCosaError(qemuError, 'COSA_EXEC_TIMEOUT')) {
+          throw new CosaError('COSA_VM_TIMEOUT', `the VM did not finish within ${Math.round((o.timeoutMs ?? DEFAULT_TIMEOUT) / 1000)} s\n--- console (tail) ---\n${consoleTail}`, { cause: qemuError });
+        }
+        throw new CosaError('COSA_VM_FAILED', `qemu failed: ${(qemuError as Error).message}\n--- console (tail) ---\n${consoleTail}`, { cause: qemuError });
+      }
+      const rcText = await readFile(join(o.workDir, '.cosa-rc'), 'utf8').catch(() => undefined);
+      if (rcText === undefined) {
+        throw new CosaError('COSA_VM_FAILED', `no rc file: the appliance did not run the script (failure inside its init?)\n--- console (tail) ---\n${consoleTail}`, {
+          hint: `the whole console log is ${consoleLog}`,
+        });
+      }
+      const rc = Number(rcText.trim());
+      if (rc !== 0) {
+        const stderr = await readFile(join(o.workDir, '.cosa-err'), 'utf8').catch(() => '');
+        throw scriptFailed(o.script, rc, stderr, consoleTail);
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------- selection
+
+/** Which executor to use: `auto` picks direct when it can run here, else the VM. */
+export type ExecutorChoice = 'auto' | 'vm' | 'direct';
+
+/** Options of {@link selectExecutor}. */
+export interface SelectExecutorOptions extends VmExecutorOptions {
+  choice?: ExecutorChoice;
+}
+
+/**
+ * Returns an executor: `direct` (throws COSA_IMAGE_NOT_ROOT / COSA_IMAGE_NO_LOOP when it cannot
+ * run here), `vm`, or `auto` = direct when root with working loop devices, else the VM.
+ */
+export async function selectExecutor(options: SelectExecutorOptions): Promise<Executor> {
+  const choice = options.choice ?? 'auto';
+  if (choice === 'vm') return vmExecutor(options);
+  const why = await directUnavailable();
+  if (choice === 'direct') {
+    if (why) throw why;
+    return directExecutor();
+  }
+  return why ? vmExecutor(options) : directExecutor();
+}

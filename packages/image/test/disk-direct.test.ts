@@ -1,0 +1,83 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { run } from '@cosa/ostree';
+import { bootCheck, buildImage, createDisk, directExecutor } from '../src/index.ts';
+import { debianTestCommit, type TestCommit } from './_commit.ts';
+import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
+
+let commit: TestCommit;
+beforeAll(async () => {
+  commit = await debianTestCommit();
+}, 20 * 60_000);
+
+/** Reads files from the partitions of a raw image, attached read-only. */
+async function readFromImage(raw: string, files: { part: number; path: string }[]): Promise<string[]> {
+  await using tmp = await tempDir('cosa-image-read-');
+  const loop = (await run(['losetup', '--find', '--show', '--partscan', '--read-only', raw])).stdout.trim();
+  const out: string[] = [];
+  try {
+    await run(['partprobe', loop]).catch(() => {});
+    for (const f of files) {
+      const dev = `${loop}p${f.part}`;
+      for (let i = 0; i < 50; i++) if (await run(['test', '-b', dev], { okExitCodes: [0, 1] }).then((r) => r.exitCode === 0)) break; else await new Promise((r) => setTimeout(r, 100));
+      const mnt = join(tmp.path, `p${f.part}`);
+      await mkdir(mnt, { recursive: true });
+      await run(['mount', '-o', 'ro,norecovery', dev, mnt]).catch(() => run(['mount', '-o', 'ro', dev, mnt]));
+      try {
+        out.push(await readFile(join(mnt, f.path), 'utf8'));
+      } finally {
+        await run(['umount', mnt]);
+      }
+    }
+  } finally {
+    await run(['losetup', '-d', loop]);
+  }
+  return out;
+}
+
+describe('the direct executor', () => {
+  test('writes a qcow2 from a Debian OSTree commit that boots to a login prompt with BIOS and with UEFI', async () => {
+    await using tmp = await tempDir();
+    const output = join(tmp.path, 'debian-qemu.qcow2');
+    const img = await buildImage({
+      repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu',
+      imageConfig: { 'extra-kargs': ['cosa.test=1'] }, executor: directExecutor(), output, buildId: 'test.1',
+      tmpDir: join(tmp.path, 'tmp'), cacheDir: CACHE_DIR,
+    });
+    expect(img.path).toBe(output);
+    expect(img.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const sha = (await run(['sha256sum', output])).stdout.split(' ')[0];
+    expect(img.sha256).toBe(sha);
+    expect((await run(['qemu-img', 'info', '--output=json', output])).stdout).toContain('"format": "qcow2"');
+    expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
+
+    const raw = join(tmp.path, 'back.raw');
+    await run(['qemu-img', 'convert', '-O', 'raw', output, raw]);
+    const [aleph, grubCfg] = await readFromImage(raw, [
+      { part: 4, path: '.coreos-aleph-version.json' },
+      { part: 3, path: 'grub/grub.cfg' },
+    ]);
+    expect(JSON.parse(aleph!)).toEqual({ build: 'test.1', ref: commit.ref, 'ostree-commit': commit.commit, imgid: 'debian-qemu.qcow2' });
+    expect(grubCfg).toMatch(/linux \/ostree\/debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu ostree=/);
+
+    for (const firmware of ['bios', 'uefi'] as const) {
+      const boot = await bootCheck({ image: output, firmware, timeoutMs: 600_000, cacheDir: CACHE_DIR });
+      expect(boot.ok, `${firmware} console:\n${boot.consoleLog.slice(-3000)}`).toBe(true);
+      expect(boot.consoleLog).toMatch(/Command line: .*ostree=\/ostree\/boot/);
+    }
+    expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
+  }, 30 * 60_000);
+
+  test('a step failing after the disk is mounted leaves no loop device, mount or process behind', async () => {
+    await using tmp = await tempDir();
+    const err = await createDisk({
+      // An OS name with a slash makes `ostree admin os-init` fail after the partitions are made and mounted.
+      repo: commit.repo, commit: commit.commit, osname: 'no/such/os', platform: 'qemu',
+      executor: directExecutor(), output: join(tmp.path, 'x.raw'), buildId: 'x', tmpDir: join(tmp.path, 'tmp'),
+    }).then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'COSA_IMAGE_FAILED' });
+    expect((err as Error).message).toContain('Creating ostree/deploy/no/such/os');
+    expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
+  }, 5 * 60_000);
+});

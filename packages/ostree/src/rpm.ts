@@ -1,0 +1,282 @@
+/**
+ * What the two RPM composers share: the dnf invocation (private HOME whose `.rpmmacros` puts the
+ * rpmdb where rpm-ostree has it), package resolution against repo metadata, and the input hash.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { CommandFailedError, CosaError, stableStringify, type Manifest } from '@cosa/schema';
+import { run } from './_exec.js';
+import type { ComposeOptions, InputHashResult, PackageInfo } from './composer.js';
+import { resolveInside } from './postprocess.js';
+
+/** Where the rpmdb lives in composed trees (rpm-ostree's location). */
+export const RPMDB_PATH = '/usr/lib/sysimage/rpm';
+
+/** The repo id under which the package cache filled by `fetch` is offered to dnf. */
+export const CACHE_REPO_ID = 'cosa-cache';
+
+/** Directory of downloaded RPMs (a local repo) inside the cache dir. */
+export function rpmCacheRepo(cacheDir: string, arch: string): string {
+  return path.join(cacheDir, 'rpms', arch);
+}
+
+/** `name-[epoch:]version-release.arch`. */
+export function nevra(p: PackageInfo): string {
+  const e = p.epoch && p.epoch !== '0' ? `${p.epoch}:` : '';
+  return `${p.name}-${e}${p.version}${p.release ? `-${p.release}` : ''}.${p.arch}`;
+}
+
+/** Creates a private HOME whose `.rpmmacros` sets `%_dbpath` (Debian's rpm defaults to ~/.rpmdb). */
+export async function privateRpmHome(tmpDir: string): Promise<string> {
+  await mkdir(tmpDir, { recursive: true });
+  const home = await mkdtemp(path.join(tmpDir, 'rpm-home-'));
+  await writeFile(path.join(home, '.rpmmacros'), `%_dbpath ${RPMDB_PATH}\n`);
+  return home;
+}
+
+/** Options of {@link dnfArgv}. */
+export interface DnfArgvOptions {
+  manifest: Manifest;
+  configDir: string;
+  installroot: string;
+  cacheDir: string;
+  arch: string;
+  /** Use only the local package cache repo (what `fetch` downloaded). */
+  offline?: boolean;
+}
+
+/** The host's base architecture as rpm names it. */
+export function hostArch(): string {
+  return ({ x64: 'x86_64', arm64: 'aarch64', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
+}
+
+/**
+ * The dnf options every call shares: installroot, repos (the manifest's repo ids from the `.repo`
+ * files in configDir, or only the package cache when offline), release version, excludes, weak
+ * dependencies and documentation as the manifest says.
+ */
+export function dnfArgv(o: DnfArgvOptions): string[] {
+  const m = o.manifest;
+  const argv = [
+    'dnf', '-y', `--installroot=${o.installroot}`, `--releasever=${String(m.releasever ?? '1')}`,
+    `--setopt=cachedir=${path.join(o.cacheDir, 'dnf')}`, '--setopt=keepcache=True',
+    '--setopt=install_weak_deps=' + (m.recommends === false ? 'False' : 'True'),
+    '--disablerepo=*',
+  ];
+  if (o.arch !== hostArch()) argv.push(`--forcearch=${o.arch}`);
+  if (o.offline) {
+    argv.push('--setopt=reposdir=/dev/null', `--repofrompath=${CACHE_REPO_ID},${rpmCacheRepo(o.cacheDir, o.arch)}`, `--enablerepo=${CACHE_REPO_ID}`, `--setopt=${CACHE_REPO_ID}.gpgcheck=False`, `--setopt=${CACHE_REPO_ID}.metadata_expire=0`);
+  } else {
+    argv.push(`--setopt=reposdir=${o.configDir}`);
+    for (const r of m.repos ?? []) argv.push(`--enablerepo=${r}`);
+  }
+  if (m.documentation === false) argv.push('--setopt=tsflags=nodocs');
+  for (const x of m['exclude-packages'] ?? []) argv.push(`--exclude=${x}`);
+  return argv;
+}
+
+/** The repos a query searches, for error messages. */
+export function reposSearched(o: { manifest: Manifest; cacheDir: string; arch: string; offline?: boolean }): string {
+  return o.offline ? `${CACHE_REPO_ID} (${rpmCacheRepo(o.cacheDir, o.arch)})` : (o.manifest.repos ?? []).join(', ') || '(none: the manifest lists no repos)';
+}
+
+/** Turns dnf's "no match" failures into COSA_COMPOSE_PACKAGE_NOT_FOUND naming the packages. */
+export function dnfError(e: unknown, o: { manifest: Manifest; cacheDir: string; arch: string; offline?: boolean }, what: string): never {
+  if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') {
+    const text = e.stderr;
+    const missing = [...text.matchAll(/(?:No match for argument|Unable to find a match):?\s*(.+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    const unknownRepo = /Unknown repo:\s*'?([^'\s]+)/.exec(text);
+    if (missing.length) {
+      throw new CosaError('COSA_COMPOSE_PACKAGE_NOT_FOUND', `package${missing.length > 1 ? 's' : ''} not found: ${[...new Set(missing)].join(', ')} (repos searched: ${reposSearched(o)})`, {
+        cause: e,
+        hint: o.offline ? 'run `cosa fetch` to download the packages' : 'check the package name and the repos in the manifest',
+      });
+    }
+    if (unknownRepo) {
+      throw new CosaError('COSA_COMPOSE_FAILED', `repo ${unknownRepo[1]} is not defined by any .repo file in the config directory`, { cause: e });
+    }
+    if (/Failed to download metadata|Cannot download repomd|Curl error/i.test(text)) {
+      throw new CosaError('COSA_COMPOSE_MIRROR_UNREACHABLE', `cannot reach the repos (${reposSearched(o)}): ${text.trim().split('\n').slice(-3).join(' ')}`, { cause: e });
+    }
+    throw new CosaError('COSA_COMPOSE_FAILED', `${what}: ${text.trim().split('\n').slice(-10).join('\n')}`, { cause: e });
+  }
+  throw e;
+}
+
+const QF = '%{name}\\t%{epoch}\\t%{version}\\t%{release}\\t%{arch}\\t%{sourcerpm}\\t%{reponame}\\t%{location}';
+
+function parseQuery(stdout: string): (PackageInfo & { repo: string; location: string })[] {
+  const out: (PackageInfo & { repo: string; location: string })[] = [];
+  for (const line of stdout.split('\n')) {
+    const f = line.split('\t');
+    if (f.length < 8) continue;
+    const [name, epoch, version, release, arch, source, repo, location] = f as [string, string, string, string, string, string, string, string];
+    out.push({ name, version, release, arch, ...(epoch && epoch !== '0' ? { epoch } : {}), ...(source && source !== '(none)' ? { source } : {}), repo, location });
+  }
+  return out;
+}
+
+/**
+ * Resolves the manifest's `packages` against the repo metadata (`dnf repoquery`: the named
+ * packages plus their recursive requirements, newest of each) without installing anything, and
+ * adds each package's checksum from the repos' primary.xml. Unknown packages →
+ * COSA_COMPOSE_PACKAGE_NOT_FOUND.
+ */
+export async function resolveRpmPackages(o: ComposeOptions): Promise<PackageInfo[]> {
+  const pkgs = o.manifest.packages ?? [];
+  if (pkgs.length === 0) return [];
+  const sig = o.signal ? { signal: o.signal } : {};
+  const home = await privateRpmHome(o.tmpDir);
+  const root = path.join(home, 'root');
+  try {
+    const base = [...dnfArgv({ ...o, installroot: root }), '-q'];
+    const env = { HOME: home };
+    const q = (extra: string[]) =>
+      run([...base, 'repoquery', '--latest-limit=1', `--queryformat=${QF}\\n`, ...extra, ...pkgs], { env, ...sig, phase: 'resolve' }).catch((e: unknown) =>
+        dnfError(e, o, 'cannot resolve the package set'),
+      );
+    const [named, deps] = await Promise.all([q([]), q(['--resolve', '--recursive', '--requires'])]);
+    const found = parseQuery(named.stdout);
+    const missing = pkgs.filter((p) => /^[A-Za-z0-9_.+-]+$/.test(p) && !found.some((f) => f.name === p));
+    if (missing.length) {
+      throw new CosaError('COSA_COMPOSE_PACKAGE_NOT_FOUND', `package${missing.length > 1 ? 's' : ''} not found: ${missing.join(', ')} (repos searched: ${reposSearched(o)})`, {
+        hint: o.offline ? 'run `cosa fetch` to download the packages' : 'check the package name and the repos in the manifest',
+      });
+    }
+    const all = new Map<string, PackageInfo & { repo: string; location: string }>();
+    for (const p of [...found, ...parseQuery(deps.stdout)]) all.set(nevra(p), p);
+    const sums = await repoChecksums(path.join(o.cacheDir, 'dnf'), o.offline ? [CACHE_REPO_ID] : [...new Set([...all.values()].map((p) => p.repo))]);
+    return [...all.values()]
+      .map(({ repo, location, ...p }) => {
+        const c = sums.get(`${repo}\0${location}`);
+        return c ? { ...p, checksum: c } : p;
+      })
+      .sort((a, b) => nevra(a).localeCompare(nevra(b)));
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Reads `location → checksum` from the primary.xml of each repo in dnf's cache
+ * (`<cachedir>/<repoid>-<hash>/repodata/*-primary.xml.{gz,zst,xz}`; dnf's repo names may differ from ids,
+ * so a repo matches by directory prefix).
+ */
+export async function repoChecksums(dnfCache: string, repos: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let dirs: string[] = [];
+  try {
+    dirs = await readdir(dnfCache);
+  } catch {
+    return out;
+  }
+  for (const repo of repos) {
+    for (const d of dirs.filter((x) => x.startsWith(`${repo}-`))) {
+      const repodata = path.join(dnfCache, d, 'repodata');
+      const primary = (await readdir(repodata).catch(() => [] as string[])).find((f) => /primary\.xml(\.gz|\.zst|\.xz)?$/.test(f));
+      if (!primary) continue;
+      const xml = await readCompressed(path.join(repodata, primary));
+      for (const m of xml.matchAll(/<package\b[\s\S]*?<\/package>/g)) {
+        const c = /<checksum type="([^"]+)"[^>]*>([0-9a-f]+)<\/checksum>/.exec(m[0]);
+        const l = /<location\b[^>]*href="([^"]+)"/.exec(m[0]);
+        if (c && l) out.set(`${repo}\0${l[1]}`, `${c[1]}:${c[2]}`);
+      }
+    }
+  }
+  return out;
+}
+
+async function readCompressed(file: string): Promise<string> {
+  if (file.endsWith('.gz')) {
+    const chunks: Buffer[] = [];
+    for await (const c of createReadStream(file).pipe(createGunzip())) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+  if (file.endsWith('.zst')) return (await run(['zstd', '-dc', file])).stdout;
+  if (file.endsWith('.xz')) return (await run(['xz', '-dc', file])).stdout;
+  return readFile(file, 'utf8');
+}
+
+/** Files a manifest references (add-files sources, postprocess-script, the repos' .repo files). */
+async function referencedFiles(o: ComposeOptions): Promise<string[]> {
+  const m = o.manifest;
+  const out = new Set<string>(o.files.map((f) => path.resolve(o.configDir, f)));
+  for (const [src] of m['add-files'] ?? []) out.add(resolveInside(o.configDir, src));
+  if (m['postprocess-script']) out.add(resolveInside(o.configDir, m['postprocess-script']));
+  if (!o.offline && (m.repos?.length ?? 0) > 0) {
+    for (const f of await readdir(o.configDir).catch(() => [] as string[])) if (f.endsWith('.repo')) out.add(path.join(o.configDir, f));
+  }
+  return [...out].sort();
+}
+
+/** Feeds a file tree (paths, modes, symlink targets, contents) into `h`. */
+async function hashTree(h: ReturnType<typeof createHash>, root: string, rel = ''): Promise<void> {
+  let names: string[];
+  try {
+    names = (await readdir(path.join(root, rel))).sort();
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const r = rel ? `${rel}/${n}` : n;
+    const abs = path.join(root, r);
+    const st = await lstat(abs);
+    if (st.isDirectory()) {
+      h.update(`dir ${r} ${(st.mode & 0o7777).toString(8)}\n`);
+      await hashTree(h, root, r);
+    } else if (st.isSymbolicLink()) h.update(`link ${r} ${await readlink(abs)}\n`);
+    else h.update(`file ${r} ${(st.mode & 0o7777).toString(8)} ${await fileSha256(abs)}\n`);
+  }
+}
+
+async function fileSha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * The input hash of an RPM compose: sha256 over the flattened manifest (stable JSON), the content
+ * of every config file it reads or references, `overrides/rootfs`, the resolved package set
+ * (NEVRA + repo checksum) and the composer name and version. Composes nothing.
+ */
+export async function rpmInputHash(o: ComposeOptions, composer: { name: string; version: string }): Promise<InputHashResult> {
+  const packages = await resolveRpmPackages(o);
+  const h = createHash('sha256');
+  h.update('cosa-rpm-inputhash 1\n');
+  h.update(`composer ${composer.name} ${composer.version}\n`);
+  h.update(`arch ${o.arch}\n`);
+  h.update(`manifest ${stableStringify(o.manifest)}\n`);
+  for (const f of await referencedFiles(o)) {
+    const rel = path.relative(o.configDir, f);
+    try {
+      h.update(`config ${rel} ${await fileSha256(f)}\n`);
+    } catch (e) {
+      throw new CosaError('COSA_CONFIG_MISSING', `${rel}: referenced by the manifest but cannot be read`, { cause: e });
+    }
+  }
+  if (o.overridesRootfs) {
+    h.update('overrides-rootfs\n');
+    await hashTree(h, o.overridesRootfs);
+  }
+  for (const p of packages) h.update(`package ${nevra(p)} ${p.checksum ?? ''}\n`);
+  return { inputHash: h.digest('hex'), packages };
+}
+
+/** Reads the installed package set from a tree's rpmdb. */
+export async function installedPackages(tree: string, o: { signal?: AbortSignal } = {}): Promise<PackageInfo[]> {
+  const r = await run(['rpm', `--root=${tree}`, `--dbpath=${RPMDB_PATH}`, '-qa', '--qf', '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\t%{SHA256HEADER}\\n'], {
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name = '', epoch, version = '', release, arch = '', source] = l.split('\t');
+      return { name, version, arch, ...(release ? { release } : {}), ...(epoch && epoch !== '(none)' && epoch !== '0' ? { epoch } : {}), ...(source && source !== '(none)' ? { source } : {}) };
+    })
+    .sort((a, b) => nevra(a).localeCompare(nevra(b)));
+}

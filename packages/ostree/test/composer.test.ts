@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import type { Manifest } from '@cosa/schema';
+import { hasTool, registerComposer, selectComposer, manifestKind, type Composer, type ComposerRegistry } from '@cosa/ostree';
+
+const fakeDebian: Composer = {
+  name: 'debian',
+  version: async () => 'test',
+  inputHash: async () => ({ inputHash: 'x', packages: [] }),
+  compose: async () => { throw new Error('unused'); },
+  fetch: async () => {},
+};
+
+describe('composer selection', () => {
+  it('picks the registered Debian composer for a manifest with a debian section', async () => {
+    const registry: ComposerRegistry = new Map();
+    registerComposer('debian', () => fakeDebian, registry);
+    const m = { debian: { suite: 'bookworm' } } as Manifest;
+    expect(manifestKind(m)).toBe('debian');
+    expect(await selectComposer(m, { registry })).toBe(fakeDebian);
+  });
+
+  it('fails clearly when no Debian composer is registered', async () => {
+    await expect(selectComposer({ debian: { suite: 'bookworm' } } as Manifest, { registry: new Map() })).rejects.toMatchObject({ code: 'COSA_COMPOSE_FAILED' });
+  });
+
+  it('picks rpm-ostree when it is installed and dnf otherwise for an RPM treefile', async () => {
+    const m = { packages: ['bash'] } as Manifest;
+    expect((await selectComposer(m, { registry: new Map(), hasRpmOstree: true })).name).toBe('rpm-ostree');
+    expect((await selectComposer(m, { registry: new Map(), hasRpmOstree: false })).name).toBe('dnf');
+    // Without the override the binary is probed on PATH.
+    expect((await selectComposer(m, { registry: new Map() })).name).toBe((await hasTool('rpm-ostree')) ? 'rpm-ostree' : 'dnf');
+  });
+});
