@@ -39,6 +39,7 @@ const schema = await import(join(repo, 'packages', 'schema', 'dist', 'index.js')
 const scratch = await mkdtemp(join(tmpdir(), 'cosa-bench-buildextend-'));
 process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 const sh = (argv, opts = {}) => {
   const r = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'], ...opts });
@@ -173,7 +174,7 @@ for (const [compressor, cli] of [
 }
 
 // ---- report ------------------------------------------------------------------------------------
-const mbps = (bytes, ms) => (bytes / MiB / (ms / 1000)).toFixed(0);
+const mbps = (bytes, ms) => (bytes / MiB / (ms / 1000)).toFixed(2);
 const lines = [];
 lines.push(`Base disk: ${DISK_MIB} MiB virtual, ${(allocated / MiB).toFixed(0)} MiB allocated (${DATA_MIB} MiB of /usr in the root partition); ` +
   `${cpus().length} CPUs; medians of ${RUNS} run(s). The machine is shared, so absolute times are noisy.`);
