@@ -7,6 +7,13 @@ export const alias = Object.fromEntries(
   pkgs.map((p) => [`@cosa/${p}`, fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url))]),
 );
 
+/**
+ * Slow tests (real composes, disk writes, VM boots) are named `*.slow.test.ts`. They share
+ * caches under $COSA_TEST_CACHE and the machine's 2 cores, so they run in one project, one file at
+ * a time; `pnpm run test:quick` leaves that project out.
+ */
+export const SLOW_GLOB = 'test/**/*.slow.test.ts';
+
 /** The vitest project settings every package shares. */
 export function sharedProject(name: string) {
   return {
@@ -14,8 +21,22 @@ export function sharedProject(name: string) {
     test: {
       name,
       include: ['test/**/*.test.ts'],
-      testTimeout: 30_000,
-      hookTimeout: 60_000,
+      exclude: [SLOW_GLOB, '**/node_modules/**'],
+      testTimeout: 60_000,
+      hookTimeout: 120_000,
     },
   };
 }
+
+/** The project that runs every package's slow tests, sequentially. */
+export const slowProject = {
+  resolve: { alias },
+  test: {
+    name: 'slow',
+    root: fileURLToPath(new URL('.', import.meta.url)),
+    include: [`packages/*/${SLOW_GLOB}`],
+    fileParallelism: false,
+    testTimeout: 20 * 60_000,
+    hookTimeout: 30 * 60_000,
+  },
+};

@@ -138,6 +138,7 @@ export async function selectComposer(manifest: Manifest, o: SelectComposerOption
     // Lazy so that importing the contract doesn't load both RPM composers.
     if (name === 'rpm-ostree') return (await import('./rpm-ostree.js')).createRpmOstreeComposer;
     if (name === 'dnf') return (await import('./dnf.js')).createDnfComposer;
+    if (name === 'debian') return (await import('./debian.js')).createDebianComposer;
     return undefined;
   };
   if (manifestKind(manifest) === 'debian') {
