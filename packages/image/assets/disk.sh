@@ -44,7 +44,8 @@ for _ in $(seq 100); do [ -b "$P4" ] && break; sleep 0.1; done
 step "mkfs-root"
 mkfs.xfs -q -f -L root -m reflink=1 -m uuid=910678ff-f77e-4a7d-8d53-86f2ac47a823 "$P4"
 mkdir -p "$MNT"
-mount "$P4" "$MNT"
+# nouuid: the root UUID is fixed (as in the original), so concurrent builds on one host would clash.
+mount -o nouuid "$P4" "$MNT"
 mkdir -p "$MNT/boot"
 mount "$P3" "$MNT/boot"
 

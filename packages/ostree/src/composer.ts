@@ -25,7 +25,7 @@ export interface ComposeOptions {
   manifest: Manifest;
   /** The config directory (`src/config`): relative paths in the manifest resolve against it. */
   configDir: string;
-  /** Every config file read to produce the manifest (they feed the input hash). */
+  /** Every config file read to produce the manifest, absolute or relative to configDir (they feed the input hash). */
   files: string[];
   /** Package cache (`cache/`), kept between builds; `fetch` fills it. */
   cacheDir: string;

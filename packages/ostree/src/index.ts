@@ -1,6 +1,6 @@
 export { run, hasTool, missingTools, type RunOptions, type RunResult } from './_exec.js';
 export {
-  initRepo, commit, commitToArchive, revParse, showCommit, readCommitMeta, listRefs, setRef, deleteRef, pullLocal, prune,
+  initRepo, commit, commitTree, commitToArchive, revParse, showCommit, readCommitMeta, listRefs, setRef, deleteRef, pullLocal, prune,
   commitSize, readRepoMode, isRepo,
   type RepoMode, type RepoCallOptions, type CommitOptions, type CommitResult, type CommitToArchiveOptions, type CommitInfo,
   type PullLocalOptions,
@@ -11,7 +11,7 @@ export {
   type ComposerFactory, type ComposerRegistry, type SelectComposerOptions,
 } from './composer.js';
 export {
-  postprocessTree, prepareOstreeTree, resolveInside,
+  postprocessTree, runPostprocess, prepareOstreeTree, resolveInside,
   type PostprocessOptions, type PostprocessStats, type PrepareOstreeTreeOptions, type PrepareOstreeTreeResult,
 } from './postprocess.js';
 export { createRpmOstreeComposer } from './rpm-ostree.js';

@@ -36,11 +36,11 @@ export interface PostprocessOptions {
   /** Where `add-files` sources and `postprocess-script` resolve. */
   configDir: string;
   /** `overrides/rootfs`, overlaid last when it exists. */
-  overridesRootfs?: string;
+  overridesRootfs?: string | undefined;
   /** Environment for the scripts (merged over a minimal PATH/LANG). */
   env?: Record<string, string>;
-  signal?: AbortSignal;
-  onProgress?: OnProgress;
+  signal?: AbortSignal | undefined;
+  onProgress?: OnProgress | undefined;
 }
 
 /** Durations of the postprocess steps in ms. */
@@ -86,6 +86,9 @@ export async function postprocessTree(o: PostprocessOptions): Promise<Postproces
   }
   return { 'postprocess-ms': Math.round(performance.now() - t0), 'postprocess-scripts': scripts.length };
 }
+
+/** Alias of {@link postprocessTree} (the name the Debian composer uses). */
+export const runPostprocess = postprocessTree;
 
 /** Runs one script (inline `body` or a `file`) in `tree`. */
 async function runTreeScript(o: PostprocessOptions & { name: string; body?: string; file?: string }): Promise<void> {
@@ -145,7 +148,7 @@ export interface PrepareOstreeTreeOptions {
   fstab?: string;
   /** Name of the generated tmpfiles.d file (default `cosa-ostree.conf`). */
   tmpfilesName?: string;
-  onProgress?: OnProgress;
+  onProgress?: OnProgress | undefined;
 }
 
 /** What {@link prepareOstreeTree} did. */

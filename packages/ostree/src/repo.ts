@@ -12,8 +12,8 @@ export type RepoMode = 'archive' | 'bare-user' | 'bare';
 
 /** Options shared by the repo verbs. */
 export interface RepoCallOptions {
-  signal?: AbortSignal;
-  onProgress?: OnProgress;
+  signal?: AbortSignal | undefined;
+  onProgress?: OnProgress | undefined;
 }
 
 function ostreeError(e: unknown, message: string): never {
@@ -83,12 +83,14 @@ export interface CommitOptions extends RepoCallOptions {
   timestamp?: Date;
   /** Parent commit (default the branch's current commit); `'none'` for no parent. */
   parent?: string;
+  /** `false` skips fsync (`--fsync=false`): much faster, fine for scratch repos under tmp/. */
+  fsync?: boolean;
 }
 
 /** The result of {@link commit}. */
 export interface CommitResult {
   commit: string;
-  /** False when `skipIfUnchanged` found the tree unchanged and no commit was written. */
+  /** False when the branch already pointed at this commit (`skipIfUnchanged` found the tree unchanged). */
   changed: boolean;
 }
 
@@ -105,10 +107,17 @@ export async function commit(o: CommitOptions): Promise<CommitResult> {
   if (o.skipIfUnchanged) args.push('--skip-if-unchanged');
   if (o.timestamp) args.push(`--timestamp=${o.timestamp.toISOString().replace(/\.\d{3}Z$/, 'Z')}`);
   if (o.parent) args.push(`--parent=${o.parent}`);
+  if (o.fsync === false) args.push('--fsync=false');
   const r = await ostree(o.repo, args, { ...o, what: `cannot commit ${o.tree} on ${o.branch}` });
   const sha = r.stdout.trim().split('\n').pop() ?? '';
   if (!/^[0-9a-f]{64}$/.test(sha)) throw new CosaError('COSA_OSTREE_FAILED', `ostree commit printed no checksum: ${r.stdout}`);
-  return { commit: sha, changed: !(o.skipIfUnchanged && before === sha) };
+  return { commit: sha, changed: before !== sha };
+}
+
+/** {@link commit} into a repo created as bare-user when missing. */
+export async function commitTree(o: CommitOptions): Promise<CommitResult> {
+  await initRepo({ path: o.repo, mode: (await readRepoMode(o.repo)) ?? 'bare-user' });
+  return commit(o);
 }
 
 /** Options of {@link commitToArchive}. */

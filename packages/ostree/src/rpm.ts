@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { CommandFailedError, CosaError, stableStringify, type Manifest } from '@cosa/schema';
+import { CommandFailedError, CosaError, stableStringify, writeFileAtomic, type Manifest } from '@cosa/schema';
 import { run } from './_exec.js';
 import type { ComposeOptions, InputHashResult, PackageInfo } from './composer.js';
 import { resolveInside } from './postprocess.js';
@@ -128,6 +128,78 @@ function parseQuery(stdout: string): (PackageInfo & { repo: string; location: st
 export async function resolveRpmPackages(o: ComposeOptions): Promise<PackageInfo[]> {
   const pkgs = o.manifest.packages ?? [];
   if (pkgs.length === 0) return [];
+  // The resolution is a function of the package request and the repos' metadata: when every
+  // repo's repomd.xml is unchanged, the previous answer stands and dnf (seconds) is not run.
+  const key = await resolutionKey(o);
+  const cacheFile = key ? path.join(o.cacheDir, 'rpm-resolve', `${key}.json`) : undefined;
+  if (cacheFile) {
+    const hit = await readFile(cacheFile, 'utf8').then((t) => JSON.parse(t) as PackageInfo[], () => undefined);
+    if (hit) return hit;
+  }
+  const resolved = await resolveWithDnf(o, pkgs);
+  if (cacheFile) {
+    await mkdir(path.dirname(cacheFile), { recursive: true });
+    await writeFileAtomic(cacheFile, JSON.stringify(resolved));
+  }
+  return resolved;
+}
+
+/** Parses the `[id]` sections of .repo files into `id → baseurl` (first URL). */
+async function repoBaseUrls(configDir: string): Promise<Map<string, string | undefined>> {
+  const out = new Map<string, string | undefined>();
+  for (const f of (await readdir(configDir).catch(() => [] as string[])).filter((x) => x.endsWith('.repo')).sort()) {
+    let id: string | undefined;
+    for (const line of (await readFile(path.join(configDir, f), 'utf8')).split('\n')) {
+      const sec = /^\s*\[([^\]]+)\]/.exec(line);
+      if (sec) {
+        id = sec[1]!.trim();
+        out.set(id, undefined);
+        continue;
+      }
+      const kv = /^\s*(baseurl|metalink|mirrorlist)\s*=\s*(\S+)/.exec(line);
+      if (id && kv) out.set(id, kv[1] === 'baseurl' ? kv[2] : undefined);
+    }
+  }
+  return out;
+}
+
+/**
+ * A cache key for the package resolution, or undefined when a repo's metadata revision cannot be
+ * read cheaply (metalink/mirrorlist repos, unreachable repos): then dnf decides.
+ */
+async function resolutionKey(o: ComposeOptions): Promise<string | undefined> {
+  const m = o.manifest;
+  const h = createHash('sha256');
+  h.update(stableStringify({ v: 1, packages: m.packages, exclude: m['exclude-packages'] ?? [], repos: m.repos ?? [], releasever: m.releasever ?? null, recommends: m.recommends ?? null, arch: o.arch, offline: !!o.offline }));
+  const urls: [string, string | undefined][] = o.offline
+    ? [[CACHE_REPO_ID, `file://${rpmCacheRepo(o.cacheDir, o.arch)}`]]
+    : await repoBaseUrls(o.configDir).then((all) => (m.repos ?? []).map((id) => [id, all.get(id)] as [string, string | undefined]));
+  if (!o.offline) {
+    // includepkgs/exclude/priority in .repo files change the answer too.
+    for (const f of (await readdir(o.configDir).catch(() => [] as string[])).filter((x) => x.endsWith('.repo')).sort()) {
+      h.update(`repofile ${f} ${createHash('sha256').update(await readFile(path.join(o.configDir, f))).digest('hex')}\n`);
+    }
+  }
+  for (const [id, url0] of urls) {
+    if (!url0) return undefined;
+    const url = url0.replaceAll('$releasever', String(m.releasever ?? '1')).replaceAll('$basearch', o.arch).replace(/\/+$/, '');
+    let repomd: string | undefined;
+    try {
+      if (url.startsWith('file://')) repomd = await readFile(path.join(new URL(url).pathname, 'repodata', 'repomd.xml'), 'utf8');
+      else if (/^https?:\/\//.test(url)) {
+        const r = await fetch(`${url}/repodata/repomd.xml`, { signal: AbortSignal.timeout(5000) });
+        if (r.ok) repomd = await r.text();
+      }
+    } catch {
+      repomd = undefined;
+    }
+    if (repomd === undefined) return undefined;
+    h.update(`${id} ${url} ${createHash('sha256').update(repomd).digest('hex')}\n`);
+  }
+  return h.digest('hex');
+}
+
+async function resolveWithDnf(o: ComposeOptions, pkgs: string[]): Promise<PackageInfo[]> {
   const sig = o.signal ? { signal: o.signal } : {};
   const home = await privateRpmHome(o.tmpDir);
   const root = path.join(home, 'root');
@@ -135,7 +207,7 @@ export async function resolveRpmPackages(o: ComposeOptions): Promise<PackageInfo
     const base = [...dnfArgv({ ...o, installroot: root }), '-q'];
     const env = { HOME: home };
     const q = (extra: string[]) =>
-      run([...base, 'repoquery', '--latest-limit=1', `--queryformat=${QF}\\n`, ...extra, ...pkgs], { env, ...sig, phase: 'resolve' }).catch((e: unknown) =>
+      run([...base, 'repoquery', '--latest-limit=1', `--queryformat=${QF}\\n`, ...extra, ...pkgs], { env, ...sig, ...(o.onProgress ? { onProgress: o.onProgress } : {}), streamLines: false, phase: 'resolve' }).catch((e: unknown) =>
         dnfError(e, o, 'cannot resolve the package set'),
       );
     const [named, deps] = await Promise.all([q([]), q(['--resolve', '--recursive', '--requires'])]);

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '@cosa/schema';
+import type { Manifest, ProgressEvent } from '@cosa/schema';
 import { createDnfComposer, listRefs, readCommitMeta, run, type ComposeOptions } from '@cosa/ostree';
 import { tempDir } from './_tmp.js';
 import { buildRpmRepo, writeRepoFile } from './_rpm.js';
@@ -83,8 +83,14 @@ describe('dnf composer', () => {
     const { work, o } = await setup();
     const composer = createDnfComposer();
     const a = await composer.inputHash(o);
-    const b = await composer.inputHash(o);
+    const events: ProgressEvent[] = [];
+    const t0 = performance.now();
+    const b = await composer.inputHash({ ...o, onProgress: (e) => events.push(e) });
+    const warmMs = performance.now() - t0;
     expect(b.inputHash).toBe(a.inputHash);
+    // Unchanged repo metadata: the resolution comes from the cache, dnf is not run.
+    expect(events.filter((e) => e.type === 'command')).toEqual([]);
+    expect(warmMs).toBeLessThan(1000);
     expect(a.inputHash).toMatch(/^[0-9a-f]{64}$/);
     expect(a.packages.map((p) => p.name)).toEqual(['cosa-test-app', 'cosa-test-base', 'cosa-test-filesystem']);
     expect(a.packages[0]!.checksum).toMatch(/^sha256:[0-9a-f]{64}$/);

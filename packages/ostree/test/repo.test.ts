@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  commit, commitSize, commitToArchive, deleteRef, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
+  commit, commitSize, commitToArchive, commitTree, deleteRef, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
   revParse, run, setRef, showCommit,
 } from '@cosa/ostree';
 import { tempDir, writeTree } from './_tmp.js';
@@ -29,7 +29,7 @@ describe('repo operations', () => {
   it('commits a tree with metadata, subject and timestamp and reads them back', async () => {
     const { repo, tree } = await fixture();
     const ts = new Date('2024-02-03T04:05:06Z');
-    const r = await commit({ repo, branch: 'os/x86_64/test', tree, subject: "it's a test", metadata: { version: '1.2.3', 'rpmostree.inputhash': 'abc' }, timestamp: ts });
+    const r = await commit({ repo, branch: 'os/x86_64/test', tree, subject: "it's a test", metadata: { version: '1.2.3', 'rpmostree.inputhash': 'abc' }, timestamp: ts, fsync: false });
     expect(r.changed).toBe(true);
     expect(r.commit).toMatch(/^[0-9a-f]{64}$/);
     expect(await revParse({ repo, ref: 'os/x86_64/test' })).toBe(r.commit);
@@ -52,6 +52,14 @@ describe('repo operations', () => {
     const b = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true, metadata: { version: '2' } });
     expect(b.changed).toBe(true);
     expect((await showCommit({ repo, rev: 'b' })).parent).toBe(a.commit);
+  });
+
+  it('creates a missing repo as bare-user when committing with commitTree', async () => {
+    const d = await tempDir();
+    await writeTree(path.join(d, 't'), { 'usr/x': 'x' });
+    const r = await commitTree({ repo: path.join(d, 'new'), branch: 'b', tree: path.join(d, 't') });
+    expect(r.changed).toBe(true);
+    expect(await readRepoMode(path.join(d, 'new'))).toBe('bare-user');
   });
 
   it('returns undefined for a missing ref and fails on a broken repo', async () => {

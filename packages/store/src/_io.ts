@@ -88,11 +88,14 @@ export async function downloadToFile(
   const sink = () =>
     new Writable({
       highWaterMark: 1024 * 1024,
-      write(chunk: Buffer, _enc, cb) {
-        pending = fh.write(chunk, 0, chunk.length, written).then(({ bytesWritten }) => {
-          if (bytesWritten !== chunk.length) throw new Error('short write');
-          hash.update(chunk);
-          written += chunk.length;
+      // Chunks that queue up while a write is in flight go down in one writev.
+      writev(chunks: Array<{ chunk: Buffer }>, cb) {
+        const bufs = chunks.map((c) => c.chunk);
+        const len = bufs.reduce((n, b) => n + b.length, 0);
+        pending = fh.writev(bufs, written).then(({ bytesWritten }) => {
+          if (bytesWritten !== len) throw new Error('short write');
+          for (const b of bufs) hash.update(b);
+          written += len;
           meter?.update(name, written);
         });
         pending.then(() => cb(), cb);

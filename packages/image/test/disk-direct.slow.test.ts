@@ -23,7 +23,7 @@ async function readFromImage(raw: string, files: { part: number; path: string }[
       for (let i = 0; i < 50; i++) if (await run(['test', '-b', dev], { okExitCodes: [0, 1] }).then((r) => r.exitCode === 0)) break; else await new Promise((r) => setTimeout(r, 100));
       const mnt = join(tmp.path, `p${f.part}`);
       await mkdir(mnt, { recursive: true });
-      await run(['mount', '-o', 'ro,norecovery', dev, mnt]).catch(() => run(['mount', '-o', 'ro', dev, mnt]));
+      await run(['mount', '-o', f.part === 4 ? 'ro,norecovery,nouuid' : 'ro', dev, mnt]);
       try {
         out.push(await readFile(join(mnt, f.path), 'utf8'));
       } finally {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { isCosaError } from '@cosa/schema';
-import { createDisk, diskKernelArgs, directExecutor, estimateDiskSize, qemuArgs, selectExecutor } from '../src/index.ts';
+import { createDisk, directExecutor, estimateDiskSize, selectExecutor } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
@@ -49,22 +49,5 @@ describe('bad input', () => {
     expect((await selectExecutor({ choice: 'auto', cacheDir: CACHE_DIR })).kind).toBe('direct');
     expect((await selectExecutor({ choice: 'direct', cacheDir: CACHE_DIR })).kind).toBe('direct');
     expect((await selectExecutor({ choice: 'vm', cacheDir: CACHE_DIR })).kind).toBe('vm');
-  });
-});
-
-describe('command lines', () => {
-  test('the kernel arguments carry the root label, the console, extra-kargs and the platform id', () => {
-    expect(diskKernelArgs({ 'extra-kargs': ['mitigations=auto'] }, 'metal')).toEqual([
-      'root=LABEL=root', 'rw', 'console=ttyS0,115200n8', 'mitigations=auto', 'ignition.platform.id=metal',
-    ]);
-  });
-
-  test('qemuArgs boots a snapshot of the image with the serial console on the terminal for cosa run', () => {
-    const argv = qemuArgs({ image: '/x/disk.qcow2', accel: 'tcg', memoryMiB: 4096, extraDisks: ['/x/extra.qcow2'] });
-    expect(argv.join(' ')).toContain('-accel tcg -m 4096');
-    expect(argv).toContain('file=/x/disk.qcow2,if=virtio,snapshot=on');
-    expect(argv).toContain('file=/x/extra.qcow2,if=virtio,format=qcow2');
-    expect(argv.join(' ')).toContain('-serial mon:stdio');
-    expect(() => qemuArgs({ image: '/x', accel: 'tcg', firmware: 'uefi' })).toThrow(/OVMF/);
   });
 });
