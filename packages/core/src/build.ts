@@ -5,7 +5,7 @@
  * in builds.json + builds/latest, prune.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CosaError,
@@ -67,7 +67,10 @@ export interface BuildOptions {
   executor?: ExecutorChoice;
   /** Base arch (default: the host's). */
   arch?: string;
-  /** How long to wait for another build in the same workdir before failing (ms, default 0). */
+  /**
+   * How long to wait for another build in the same workdir before failing (ms, default 15 s: long
+   * enough for the lock of a killed build to go stale).
+   */
   lockWaitMs?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
@@ -274,9 +277,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const info = await showCommit({ repo: wd.repo, rev: commit });
         const artifacts: Record<string, { path: string; sha256: string; size: number; 'skip-compression'?: boolean }> = {};
         const tarName = `${name}-${buildId}-ostree.${arch}.tar`;
-        const tar = await withPhase(onProgress, 'export', () =>
-          writeRepoTar({ repo: wd.repo, rev: commit, ref: resolved.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) }),
-        );
+        const prevTar = prevMeta && prevMeta['ostree-commit'] === commit && prevMeta.ref === resolved.ref ? prevMeta.images?.ostree : undefined;
+        const tar = await withPhase(onProgress, 'export', async () => {
+          // Same commit and ref as the previous build: the repo tar is byte-identical (it is
+          // deterministic), so link it instead of writing it again.
+          if (prevTar) {
+            const src = join(wd.buildsDir, prevMeta!.buildid, arch, prevTar.path);
+            const ok = await link(src, join(stage, tarName)).then(() => true, () => copyFile(src, join(stage, tarName)).then(() => true, () => false));
+            if (ok && prevTar.size !== undefined) return { sha256: prevTar.sha256, size: prevTar.size };
+          }
+          return writeRepoTar({ repo: wd.repo, rev: commit, ref: resolved.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) });
+        });
         artifacts.ostree = { path: tarName, sha256: tar.sha256, size: tar.size, 'skip-compression': true };
 
         const imageConfigChecksum = resolved.imageConfigChecksum;
@@ -393,7 +404,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         await rm(stage, { recursive: true, force: true });
       }
     },
-    { waitMs: options.lockWaitMs ?? 0, what: `the workdir ${wd.dir} (another cosa build is running)` },
+    { waitMs: options.lockWaitMs ?? 15_000, what: `the workdir ${wd.dir} (another cosa build is running)` },
   );
 }
 

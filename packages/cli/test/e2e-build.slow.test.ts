@@ -1,0 +1,163 @@
+/**
+ * The product end to end, as a user runs it: init from examples → build → meta.json valid against
+ * the original schema → `cosa run --check` reaches login → a second build is a no-op → edit the
+ * manifest → a new build with a pkgdiff → more builds leave 3 (+ tagged) → SIGKILL during a build
+ * leaves builds/ as before and the next build succeeds.
+ *
+ * Real mmdebstrap, ostree, disk writer and qemu (TCG here). Composes are cached under
+ * $COSA_TEST_CACHE (the workdir's cache/ is a link there), so a second local run is quicker; CI
+ * starts cold.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { cpSync, existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseBuildsJson, parseMetaJson, type MetaJson } from '@cosa/schema';
+import { snapshotTree, tempDir, validateWithOriginalSchema } from '@cosa/test-utils';
+import { runCli } from './_run.js';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const cliBin = join(repoRoot, 'packages/cli/bin/cosa.js');
+const testCache = join(process.env.COSA_TEST_CACHE ?? '/var/tmp/cosa-test-cache', 'e2e-workdir-cache');
+
+let base: { dir: string; cleanup(): Promise<void> };
+let config: string;
+let wd: string;
+
+function git(...args: string[]): void {
+  execFileSync('git', ['-C', config, '-c', 'user.name=cosa-test', '-c', 'user.email=test@cosa.invalid', ...args], { stdio: 'ignore' });
+}
+
+async function readMeta(id: string): Promise<MetaJson> {
+  return parseMetaJson(await readFile(join(wd, 'builds', id, 'x86_64', 'meta.json'), 'utf8'));
+}
+
+async function buildIds(): Promise<string[]> {
+  return parseBuildsJson(await readFile(join(wd, 'builds', 'builds.json'), 'utf8')).builds.map((b) => b.id);
+}
+
+function lastJson(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split('\n').filter((l) => l.startsWith('{'));
+  return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  if (!existsSync(join(repoRoot, 'packages/cli/dist/index.js'))) {
+    throw new Error('the CLI is not built: run `pnpm -r run build` (scripts/setup.sh does) before the slow tests');
+  }
+  base = await tempDir('cosa-e2e-');
+  config = join(base.dir, 'config');
+  wd = join(base.dir, 'wd');
+  cpSync(join(repoRoot, 'examples/debian'), config, { recursive: true });
+  execFileSync('git', ['init', '-q', '-b', 'main', config]);
+  git('add', '-A');
+  git('commit', '-qm', 'example config');
+});
+
+afterAll(async () => {
+  await base?.cleanup();
+});
+
+describe('cosa build end to end (bundled Debian example)', () => {
+  let first = '';
+  let second = '';
+
+  it('initialises a workdir from the example config', async () => {
+    await mkdir(wd, { recursive: true });
+    const r = await runCli(['init', config], wd);
+    expect(r.code, r.stderr).toBe(0);
+    // Share composes with earlier local runs (CI starts with an empty cache anyway).
+    await mkdir(testCache, { recursive: true });
+    await rm(join(wd, 'cache'), { recursive: true });
+    await symlink(testCache, join(wd, 'cache'));
+  });
+
+  it('builds a commit and a qemu image whose meta.json the original schema accepts', async () => {
+    const r = await runCli(['build', '--json'], wd);
+    expect(r.code, r.stderr + r.stdout.slice(-3000)).toBe(0);
+    const res = lastJson(r.stdout);
+    expect(res.status).toBe('built');
+    first = String(res.buildId);
+    const meta = await readMeta(first);
+    validateWithOriginalSchema(meta);
+    expect(meta.images?.ostree?.path).toBe(`cosa-debian-${first}-ostree.x86_64.tar`);
+    expect(meta.images?.qemu?.path).toBe(`cosa-debian-${first}-qemu.x86_64.qcow2`);
+    expect(meta['coreos-assembler.config-dirty']).toBe('false');
+    expect(await readlink(join(wd, 'builds', 'latest'))).toBe(first);
+    // The progress went out as JSON Lines, one per event.
+    expect(r.stdout.split('\n').filter((l) => l.includes('"event":"phase"')).length).toBeGreaterThan(4);
+  });
+
+  it('boots the image to the login prompt with cosa run --check', async () => {
+    const r = await runCli(['run', '--check', '--timeout', '600'], wd);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Reached the login prompt/);
+  });
+
+  it('builds nothing when the inputs did not change', async () => {
+    const before = await snapshotTree(join(wd, 'builds'));
+    const r = await runCli(['build'], wd);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`No changes since build ${first}`);
+    expect(await snapshotTree(join(wd, 'builds'))).toEqual(before);
+  });
+
+  it('makes a new build with a pkgdiff when a package is added to the manifest', async () => {
+    const man = join(config, 'manifest.yaml');
+    await writeFile(man, (await readFile(man, 'utf8')).replace(/^packages:\n/m, 'packages:\n  - jq\n'));
+    git('commit', '-qam', 'add jq');
+    const r = await runCli(['build', '--json'], wd);
+    expect(r.code, r.stderr + r.stdout.slice(-3000)).toBe(0);
+    second = String(lastJson(r.stdout).buildId);
+    expect(second).not.toBe(first);
+    const meta = await readMeta(second);
+    validateWithOriginalSchema(meta);
+    const jq = (meta.pkgdiff as [string, number, unknown][]).find((d) => d[0] === 'jq');
+    expect(jq?.[1]).toBe(0); // rpm-ostree's "added"
+    expect(meta['fedora-coreos.parent-version']).toBe(first);
+    expect(await buildIds()).toEqual([second, first]);
+  });
+
+  it('keeps the last 3 builds plus tagged ones as more builds come', async () => {
+    expect((await runCli(['tag', 'update', '--tag', 'keep', '--build', first], wd)).code).toBe(0);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await runCli(['build', '--force-image', '--json'], wd);
+      expect(r.code, r.stderr + r.stdout.slice(-2000)).toBe(0);
+      ids.push(String(lastJson(r.stdout).buildId));
+    }
+    expect(ids).toEqual([`${second}-1`, `${second}-2`, `${second}-3`]);
+    expect(await buildIds()).toEqual([`${second}-3`, `${second}-2`, `${second}-1`, first]);
+    expect(existsSync(join(wd, 'builds', second))).toBe(false);
+    expect(existsSync(join(wd, 'builds', first))).toBe(true);
+    expect(await readlink(join(wd, 'builds', 'latest'))).toBe(`${second}-3`);
+    const meta = await readMeta(`${second}-3`);
+    expect(meta['coreos-assembler.image-genver']).toBe(3);
+    validateWithOriginalSchema(meta);
+  });
+
+  it('leaves builds/ as it was when a build is killed with SIGKILL, and the next build succeeds', async () => {
+    const before = await snapshotTree(join(wd, 'builds'));
+    const child = spawn(process.execPath, [cliBin, 'build', '--force'], { cwd: wd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<void>((res) => child.on('exit', () => res()));
+    // Kill the whole process group a few seconds into the compose.
+    for (let i = 0; i < 600 && !/compose…/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(out).toMatch(/compose…/);
+    await new Promise((r) => setTimeout(r, 4000));
+    process.kill(-child.pid!, 'SIGKILL');
+    await exited;
+    expect(await snapshotTree(join(wd, 'builds'))).toEqual(before);
+
+    const r = await runCli(['build', '--force', '--json'], wd);
+    expect(r.code, r.stderr + r.stdout.slice(-3000)).toBe(0);
+    const id = String(lastJson(r.stdout).buildId);
+    expect((await buildIds())[0]).toBe(id);
+    validateWithOriginalSchema(await readMeta(id));
+    expect((await readdir(join(wd, 'tmp'))).filter((f) => f.startsWith('build-'))).toEqual([]);
+  });
+});
