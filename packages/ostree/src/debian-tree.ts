@@ -8,7 +8,7 @@
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError } from '@cosa/schema';
-import type { PackageInfo } from './_debian-upstream.js';
+import type { PackageInfo } from './composer.js';
 
 /** Returns the kernel version installed in the tree (the only directory in /usr/lib/modules). */
 export async function kernelVersion(tree: string): Promise<string> {

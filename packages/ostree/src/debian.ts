@@ -14,16 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { CommandFailedError, CosaError, stableStringify, withPhase, type DebianSource } from '@cosa/schema';
 import { run } from './_exec.js';
 import { aptDownload, aptEnv, aptResolve, aptUpdate, allCached, dpkgArch, metadataDigest, minbaseNames, sourceLine, type AptEnv, type ResolvedDeb } from './_apt.js';
-import {
-  commitTree,
-  prepareOstreeTree,
-  runPostprocess,
-  type ComposeOptions,
-  type ComposeResult,
-  type Composer,
-  type InputHashResult,
-  type PackageInfo,
-} from './_debian-upstream.js';
+import type { ComposeOptions, ComposeResult, Composer, InputHashResult, PackageInfo } from './composer.js';
+import { commitTree } from './repo.js';
+import { postprocessTree, prepareOstreeTree } from './postprocess.js';
 import { ensureInitramfs } from './debian-initramfs.js';
 import { debianSources, type HostMirrors } from './debian-sources.js';
 import { installedPackages, kernelVersion, prepareDebianTree } from './debian-tree.js';
@@ -367,7 +360,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
         await mkdir(work);
         await time('copy', () => copyBase(o, p, base, tree));
         await time('customize', () => customize(o, p, tree));
-        await time('postprocess', () => runPostprocess({ tree, manifest: o.manifest, configDir: o.configDir, overridesRootfs: o.overridesRootfs, signal: o.signal, onProgress: o.onProgress }));
+        await time('postprocess', () => postprocessTree({ tree, manifest: o.manifest, configDir: o.configDir, overridesRootfs: o.overridesRootfs, signal: o.signal, onProgress: o.onProgress }));
         const kver = await kernelVersion(tree);
         const initrd = await time('initramfs', () => ensureInitramfs({ tree, kver, cacheDir: o.cacheDir, signal: o.signal, onProgress: o.onProgress }));
         stats.initramfsCached = initrd.cached ? 1 : 0;
@@ -384,6 +377,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
             subject: `${o.manifest.rojig?.name ?? 'cosa'} ${o.version}`,
             metadata: { version: o.version, 'cosa.inputhash': inputHash },
             skipIfUnchanged: true,
+            fsync: false,
             signal: o.signal,
             onProgress: o.onProgress,
           }),
