@@ -1,14 +1,8 @@
-const ARCHES: Record<string, string> = {
-  x64: 'x86_64',
-  arm64: 'aarch64',
-  ppc64: 'ppc64le',
-  s390x: 's390x',
-  riscv64: 'riscv64',
-};
+import { hostBasearch } from '@cosa/schema';
 
 /** The host architecture under the original's names (`x86_64`, `aarch64`, `ppc64le`, `s390x`, `riscv64`). */
 export function hostArch(): string {
-  return ARCHES[process.arch] ?? process.arch;
+  return hostBasearch();
 }
 
 /** True when `s` is one safe path segment (not empty, no `/` or `\`, not `.`/`..`, no NUL): a valid build id or arch. */

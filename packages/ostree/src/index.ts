@@ -22,7 +22,7 @@ export {
   type RpmOstreeArgvOptions, type RpmOstreeComposeJson,
 } from './rpm-ostree.js';
 export {
-  dnfArgv, resolveRpmPackages, rpmInputHash, installedPackages, nevra, privateRpmHome, rpmCacheRepo, repoChecksums, hostArch,
+  dnfArgv, resolveRpmPackages, rpmInputHash, installedPackages, nevra, privateRpmHome, rpmCacheRepo, repoChecksums,
   RPMDB_PATH, CACHE_REPO_ID, type DnfArgvOptions,
 } from './rpm.js';
 export { computeInputHash, packageKey, type InputHashOptions, type InputHashPackage } from './input-hash.js';

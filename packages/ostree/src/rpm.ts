@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { CommandFailedError, CosaError, stableStringify, writeFileAtomic, type Manifest } from '@cosa/schema';
+import { CommandFailedError, CosaError, hostBasearch, stableStringify, writeFileAtomic, type Manifest } from '@cosa/schema';
 import { run } from './_exec.js';
 import type { ComposeOptions, InputHashResult, PackageInfo } from './composer.js';
 import { resolveInside } from './postprocess.js';
@@ -48,10 +48,6 @@ export interface DnfArgvOptions {
   offline?: boolean;
 }
 
-/** The host's base architecture as rpm names it. */
-export function hostArch(): string {
-  return ({ x64: 'x86_64', arm64: 'aarch64', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
-}
 
 /**
  * The dnf options every call shares: installroot, repos (the manifest's repo ids from the `.repo`
@@ -66,7 +62,7 @@ export function dnfArgv(o: DnfArgvOptions): string[] {
     '--setopt=install_weak_deps=' + (m.recommends === false ? 'False' : 'True'),
     '--disablerepo=*',
   ];
-  if (o.arch !== hostArch()) argv.push(`--forcearch=${o.arch}`);
+  if (o.arch !== hostBasearch()) argv.push(`--forcearch=${o.arch}`);
   if (o.offline) {
     argv.push('--setopt=reposdir=/dev/null', `--repofrompath=${CACHE_REPO_ID},${rpmCacheRepo(o.cacheDir, o.arch)}`, `--enablerepo=${CACHE_REPO_ID}`, `--setopt=${CACHE_REPO_ID}.gpgcheck=False`, `--setopt=${CACHE_REPO_ID}.metadata_expire=0`);
   } else {

@@ -98,11 +98,6 @@ export function bareEtag(etag: string | undefined): string | undefined {
   return etag?.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
 }
 
-/** The cosa basearch of this machine (x86_64, aarch64, ppc64le, s390x, riscv64). */
-export function hostArch(): string {
-  const map: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
-  return map[process.arch] ?? process.arch;
-}
 
 /** An RFC 3339 UTC timestamp without fractions, like the original writes. */
 export function rfc3339(date: Date = new Date()): string {

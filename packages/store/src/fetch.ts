@@ -14,13 +14,14 @@ import {
   type BuildsJson,
   type MetaJson,
   type OnProgress,
+  hostBasearch,
 } from '@cosa/schema';
 import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
 import type { BuildStore } from './store.js';
 import { TransferMeter } from './_transfer.js';
 import { downloadToFile, hashFile, readObjectText } from './_io.js';
-import { hostArch, throwIfAborted } from './_util.js';
+import { throwIfAborted } from './_util.js';
 
 /** Options of {@link buildFetch}. */
 export interface BuildFetchOptions extends OpenStoreOptions {
@@ -140,7 +141,7 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
     if (why) throw new CosaError('COSA_STORE_LOCAL_CHANGES', why, { hint: 'run buildfetch with --force to replace it' });
   }
 
-  const wanted = options.arch === 'all' ? 'all' : (options.arch ?? [hostArch()]);
+  const wanted = options.arch === 'all' ? 'all' : (options.arch ?? [hostBasearch()]);
   if (wanted !== 'all') for (const a of wanted) safeSegment.parse(a);
   let buildId: string | undefined;
   if (options.build !== undefined) {

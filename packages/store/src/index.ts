@@ -6,4 +6,4 @@ export { S3Store, parseS3Location, type S3StoreOptions } from './s3-store.js';
 export { mergeBuildsJson, probeConditionalWrites, updateRemoteBuildsJson, type UpdateRemoteBuildsOptions, type UpdateRemoteBuildsResult } from './remote-builds.js';
 export { buildFetch, type BuildFetchOptions, type BuildFetchResult, type FetchedFile } from './fetch.js';
 export { buildUpload, contentTypeOf, type BuildUploadOptions, type BuildUploadResult, type UploadedFile } from './upload.js';
-export { redactUrl, hostArch } from './_util.js';
+export { redactUrl } from './_util.js';

@@ -43,8 +43,9 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
         c.stdout.write(`${JSON.stringify({ event: 'result', status: r.status, buildId: r.buildId, arch: r.arch, buildDir: r.buildDir, artifacts: r.artifacts, reason: r.reason, durationMs: r.durationMs })}\n`);
         return;
       }
-      if (r.status === 'unchanged') return; // "No changes since build X" was printed as info
-      c.print(`Build ${r.buildId} (${r.arch}) done in ${(r.durationMs / 1000).toFixed(1)}s (${r.reason})`);
+      // "No changes since build X" went out as a progress message; still say where the build is.
+      if (r.status === 'unchanged') c.print(`Build ${r.buildId} (${r.arch}) is up to date`);
+      else c.print(`Build ${r.buildId} (${r.arch}) done in ${(r.durationMs / 1000).toFixed(1)}s (${r.reason})`);
       for (const [k, p] of Object.entries(r.artifacts)) c.print(`  ${k.padEnd(8)} ${p}`);
     });
 };
