@@ -272,13 +272,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // 4. Stage everything in tmp/build-<id>-<rand>/.
       const stage = join(wd.tmpDir, `build-${buildId}-${randomBytes(3).toString('hex')}`);
       await mkdir(stage, { recursive: true });
+      let exporting: Promise<{ sha256: string; size: number }> | undefined;
       try {
         const name = osName(resolved.manifest);
         const info = await showCommit({ repo: wd.repo, rev: commit });
         const artifacts: Record<string, { path: string; sha256: string; size: number; 'skip-compression'?: boolean }> = {};
         const tarName = `${name}-${buildId}-ostree.${arch}.tar`;
         const prevTar = prevMeta && prevMeta['ostree-commit'] === commit && prevMeta.ref === resolved.ref ? prevMeta.images?.ostree : undefined;
-        const tar = await withPhase(onProgress, 'export', async () => {
+        const exportTar = async () => {
           // Same commit and ref as the previous build: the repo tar is byte-identical (it is
           // deterministic), so link it instead of writing it again.
           if (prevTar) {
@@ -286,12 +287,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             const ok = await link(src, join(stage, tarName)).then(() => true, () => copyFile(src, join(stage, tarName)).then(() => true, () => false));
             if (ok && prevTar.size !== undefined) return { sha256: prevTar.sha256, size: prevTar.size };
           }
-          return writeRepoTar({ repo: wd.repo, rev: commit, ref: resolved.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, ...(options.signal ? { signal: options.signal } : {}) });
-        });
-        artifacts.ostree = { path: tarName, sha256: tar.sha256, size: tar.size, 'skip-compression': true };
+          const archiveCache = join(wd.tmpDir, 'repo-archive');
+          const r = await writeRepoTar({ repo: wd.repo, rev: commit, ref: resolved.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, archiveCache, ...(options.signal ? { signal: options.signal } : {}) });
+          await setRef({ repo: archiveCache, ref: buildId, rev: commit });
+          return r;
+        };
 
         const imageConfigChecksum = resolved.imageConfigChecksum;
         const imageInputChecksumValue = imageInputChecksum(commit, imageConfigChecksum, resolved.platformsHash);
+        // The repo tar and the disk images both only read tmp/repo: write them at the same time.
+        exporting = withPhase(onProgress, 'export', exportTar);
+        exporting.catch(() => undefined);
         const executor = imageTargets.length > 0 ? await selectExecutor({ choice: options.executor ?? 'auto', cacheDir: wd.cacheDir }) : undefined;
         for (const platform of imageTargets) {
           const ext = platform === 'qemu' ? 'qcow2' : 'raw';
@@ -316,6 +322,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           );
           artifacts[platform] = { path: file, sha256: img.sha256, size: img.size };
         }
+
+        const tar = await exporting;
+        artifacts.ostree = { path: tarName, sha256: tar.sha256, size: tar.size, 'skip-compression': true };
 
         const meta = await withPhase(onProgress, 'finalize', async () => {
           const git = await configGit(wd.configDir);
@@ -401,6 +410,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           durationMs: Math.round(performance.now() - t0),
         };
       } finally {
+        // A failed image must not leave the export writing into a removed stage.
+        await exporting?.catch(() => undefined);
         await rm(stage, { recursive: true, force: true });
       }
     },

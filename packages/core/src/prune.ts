@@ -125,6 +125,19 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       failures.push(`${b.id}: ${(e as Error).message}`);
     }
   }
+  // The archive cache (tmp/repo-archive, see build) keeps a ref per build too; drop the pruned
+  // builds' refs and the objects no ref reaches any more, in both repos.
+  const archive = join(wd.tmpDir, 'repo-archive');
+  if (p.deleted.length > 0 && (await isDirectory(archive))) {
+    for (const b of p.deleted) {
+      await run(['ostree', 'refs', `--repo=${archive}`, '--delete', b.id], { signal: options.signal, phase: 'prune' }).catch(() => undefined);
+    }
+    for (const repo of [archive, ...(repoExists ? [wd.repo] : [])]) {
+      await run(['ostree', 'prune', `--repo=${repo}`, '--refs-only'], { signal: options.signal, onProgress: options.onProgress, phase: 'prune' }).catch((e: unknown) => {
+        failures.push(`pruning objects in ${repo}: ${(e as Error).message}`);
+      });
+    }
+  }
   if (failures.length > 0) throw new CosaError('COSA_OSTREE_FAILED', `pruned builds.json, but cleaning up failed for ${failures.join('; ')}`);
   return { kept: p.kept.map((b) => b.id), deleted: p.deleted.map((b) => b.id), tagged: p.tagged, dryRun: false };
 }

@@ -25,6 +25,12 @@ export interface WriteRepoTarOptions {
   output: string;
   /** Scratch space for the archive repo (removed afterwards). */
   tmpDir: string;
+  /**
+   * A persistent archive-mode repo used as a cache (created when missing): the commit is pulled
+   * into it first, so only objects it lacks are compressed; the shipped repo then hardlinks them.
+   * Rebuilds of unchanged or slightly changed trees skip nearly all zlib work.
+   */
+  archiveCache?: string;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -53,7 +59,13 @@ export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResul
     if (!commit) throw new CosaError('COSA_OSTREE_FAILED', `no commit ${o.rev} in ${o.repo}`);
     const repo = path.join(work, 'repo');
     await initRepo({ path: repo, mode: 'archive', ...sig });
-    await pullLocal({ repo, srcRepo: o.repo, revs: [commit], ...sig });
+    let src = o.repo;
+    if (o.archiveCache) {
+      await initRepo({ path: o.archiveCache, mode: 'archive', ...sig });
+      await pullLocal({ repo: o.archiveCache, srcRepo: o.repo, revs: [commit], trusted: true, ...sig });
+      src = o.archiveCache;
+    }
+    await pullLocal({ repo, srcRepo: src, revs: [commit], ...(o.archiveCache ? { trusted: true } : {}), ...sig });
     await setRef({ repo, ref: o.ref, rev: commit, ...sig });
     // Every entry gets the commit's timestamp: the same commit always gives the same tar bytes.
     const mtime = (await showCommit({ repo, rev: commit, ...sig })).timestamp;

@@ -242,6 +242,11 @@ export interface PullLocalOptions extends RepoCallOptions {
   /** Parent commits to pull as well (default 0). */
   depth?: number;
   /**
+   * Trust the source repo (one of cosa's own): skip re-verifying checksums, and let ostree
+   * hardlink objects when both repos have the same mode on one file system (default false).
+   */
+  trusted?: boolean;
+  /**
    * Check that each pulled ref is among the commit's `ostree.ref-binding` (default false: local
    * pulls between cosa's own repos ship a commit under another ref than it was composed on).
    */
@@ -252,7 +257,8 @@ export interface PullLocalOptions extends RepoCallOptions {
 export async function pullLocal(o: PullLocalOptions): Promise<void> {
   const what = [...(o.refs ?? []), ...(o.revs ?? [])];
   if (what.length === 0) throw new TypeError('pullLocal(): refs or revs required');
-  const args = ['pull-local', '--untrusted'];
+  const args = ['pull-local'];
+  if (!o.trusted) args.push('--untrusted');
   if (!o.verifyBindings) args.push('--disable-verify-bindings');
   if (o.depth !== undefined) args.push(`--depth=${o.depth}`);
   args.push(o.srcRepo, ...what);
