@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBuildsJson, parseMetaJson, type MetaJson } from '@cosa/schema';
-import { snapshotTree, tempDir, validateWithOriginalSchema } from '@cosa/test-utils';
+import { snapshotTree, tempDir, testWorkdirCache, validateWithOriginalSchema } from '@cosa/test-utils';
 import { runCli } from './_run.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const cliBin = join(repoRoot, 'packages/cli/bin/cosa.js');
-const testCache = join(process.env.COSA_TEST_CACHE ?? '/var/tmp/cosa-test-cache', 'e2e-workdir-cache');
+const testCache = testWorkdirCache();
 
 let base: { dir: string; cleanup(): Promise<void> };
 let config: string;

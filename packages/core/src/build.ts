@@ -98,9 +98,9 @@ function sha256(s: string | Buffer): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
-/** As the original: sha256 of "<commit>\n<image-config-checksum>\n" (+ platforms.yaml's hash when present). */
-function imageInputChecksum(commit: string, imageConfigChecksum: string, platformsHash: string): string {
-  return sha256(`${commit}\n${imageConfigChecksum}\n${platformsHash ? `${platformsHash}\n` : ''}`);
+/** As the original: sha256 of "<commit>\n<image-config-checksum>\n". */
+function imageInputChecksum(commit: string, imageConfigChecksum: string): string {
+  return sha256(`${commit}\n${imageConfigChecksum}\n`);
 }
 
 function rfc3339(d: Date): string {
@@ -173,7 +173,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
       // 1. Resolve: config, composer, input hash.
       const resolved = await withPhase(onProgress, 'resolve', async () => {
-        const cfg = await loadConfig({ configDir: wd.configDir, variant: await wd.configVariant(), arch });
+        const variant = await wd.configVariant();
+        const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}), ...(options.strict ? { strict: true } : {}) });
         const manifest: Manifest = cfg.manifest;
         const composer: Composer = await selectComposer(manifest);
         const ref = manifest.ref ?? `${osName(manifest)}/${arch}/default`;
@@ -194,9 +195,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         };
         const { inputHash } = await composer.inputHash(baseOpts);
         const imageConfigRendered: string = cfg.imageConfigRendered;
-        // platforms.yaml feeds the images too (the original ignores it: coreos-assembler#3172).
-        const platformsJson = cfg.platforms ? stableStringify(cfg.platforms) : '';
-        return { cfg, manifest, composer, ref, baseOpts, inputHash, imageConfig: cfg.imageConfig as ImageConfig, imageConfigChecksum: sha256(imageConfigRendered), imageConfigRendered, platformsHash: platformsJson ? sha256(platformsJson) : '' };
+        return { cfg, manifest, composer, ref, baseOpts, inputHash, imageConfig: cfg.imageConfig as ImageConfig, imageConfigChecksum: sha256(imageConfigRendered), imageConfigRendered };
       });
 
       // 2. Change detection against the latest build for this arch.
@@ -207,7 +206,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const parentMeta = options.parentBuild ? await builds.getMeta(options.parentBuild, arch) : prevMeta;
       const sameCommitInputs = !!prevMeta && !options.force && prevMeta['rpm-ostree-inputhash'] === resolved.inputHash && prevMeta.ref === resolved.ref;
       if (sameCommitInputs && prevMeta) {
-        const imageInput = imageInputChecksum(prevMeta['ostree-commit'], resolved.imageConfigChecksum, resolved.platformsHash);
+        const imageInput = imageInputChecksum(prevMeta['ostree-commit'], resolved.imageConfigChecksum);
         const imagesPresent = imageTargets.every((t) => prevMeta.images?.[t as 'qemu'] !== undefined);
         if (!options.forceImage && imageInput === prevMeta['coreos-assembler.image-input-checksum'] && imagesPresent) {
           const msg = `No changes since build ${prevMeta.buildid}`;
@@ -294,7 +293,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         };
 
         const imageConfigChecksum = resolved.imageConfigChecksum;
-        const imageInputChecksumValue = imageInputChecksum(commit, imageConfigChecksum, resolved.platformsHash);
+        const imageInputChecksumValue = imageInputChecksum(commit, imageConfigChecksum);
         // The repo tar and the disk images both only read tmp/repo: write them at the same time.
         exporting = withPhase(onProgress, 'export', exportTar);
         exporting.catch(() => undefined);

@@ -22,7 +22,7 @@ export async function fetchPackages(options: FetchOptions): Promise<{ composer: 
   const wd = await Workdir.open(options.workdir);
   const arch = options.arch ?? hostArch();
   const variant = await wd.configVariant();
-  const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}) });
+  const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}), ...(options.strict ? { strict: true } : {}) });
   const composer = await selectComposer(cfg.manifest);
   await mkdir(wd.cacheDir, { recursive: true });
   await withPhase(options.onProgress, 'fetch', () =>

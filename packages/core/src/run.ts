@@ -49,7 +49,7 @@ async function resolveImage(o: RunImageOptions): Promise<{ image: string; cacheD
   const id = await wd.builds.resolve(o.build ?? 'latest', arch);
   const meta = await wd.builds.getMeta(id, arch);
   const q = meta.images?.qemu?.path;
-  if (!q) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${id} has no qemu image`, { hint: 'cosa build qemu (or cosa buildextend-qemu)' });
+  if (!q) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${id} has no qemu image`, { hint: 'cosa build qemu (or cosa build --force-image)' });
   if (q.endsWith('.xz') || q.endsWith('.gz') || q.endsWith('.zst')) {
     throw new CosaError('COSA_USAGE', `the qemu image of build ${id} is compressed (${q})`, { hint: 'cosa decompress' });
   }

@@ -10,9 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestSchema, parseYamlText, validate, type Manifest } from '@cosa/schema';
 import { createDebianComposer, run } from '@cosa/ostree';
+import { testWorkdirCache } from '@cosa/test-utils';
 
 const example = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../examples/debian');
-const cacheDir = process.env.COSA_TEST_CACHE ?? join(tmpdir(), 'cosa-test-cache');
+const cacheDir = testWorkdirCache();
 const ref = 'cosa-debian/x86_64/stable';
 let work: string;
 let manifest: Manifest;

@@ -25,8 +25,8 @@ export type OnProgress = (event: ProgressEvent) => void;
 export const noProgress: OnProgress = () => {};
 
 /**
- * Runs `fn` as a named phase: emits `start`, then `end` with the elapsed time (also on failure
- * the `end` is not emitted, so a renderer can tell a failed phase from a finished one).
+ * Runs `fn` as a named phase: emits `start`, then `end` with the elapsed time. When `fn` throws,
+ * no `end` is emitted, so a renderer can tell a failed phase from a finished one.
  */
 export async function withPhase<T>(onProgress: OnProgress | undefined, phase: string, fn: () => Promise<T>): Promise<T> {
   const emit = onProgress ?? noProgress;

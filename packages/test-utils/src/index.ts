@@ -11,3 +11,4 @@ export function fixturePath(...parts: string[]): string {
 export { validateWithOriginalSchema } from './original-schema.js';
 export { snapshotTree, type TreeSnapshot } from './tree.js';
 export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempWorkdir, type FakeMetaOptions } from './workdir.js';
+export { testCacheRoot, testWorkdirCache } from './cache.js';
