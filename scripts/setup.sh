@@ -14,7 +14,7 @@ done
 
 # The system packages the project uses. Keep in sync with packages/image/src/_host-packages.ts.
 APT_PACKAGES=(
-  git ca-certificates curl
+  git ca-certificates curl openssl
   ostree ostree-boot
   supermin qemu-system-x86 qemu-utils linux-image-amd64 ovmf
   mmdebstrap dpkg-dev
