@@ -160,4 +160,30 @@ describe('cosa build end to end (bundled Debian example)', () => {
     validateWithOriginalSchema(await readMeta(id));
     expect((await readdir(join(wd, 'tmp'))).filter((f) => f.startsWith('build-'))).toEqual([]);
   });
+
+  it('derives platform images from the build and the metal image boots with BIOS and UEFI', async () => {
+    const r = await runCli(['buildextend', '--platforms', 'metal,aws,azure,gcp,vmware', '--json'], wd);
+    expect(r.code, r.stderr).toBe(0);
+    const id = (await buildIds())[0]!;
+    const meta = await readMeta(id);
+    validateWithOriginalSchema(meta);
+    const dir = join(wd, 'builds', id, 'x86_64');
+    const info = (file: string, fmt?: string) =>
+      JSON.parse(execFileSync('qemu-img', ['info', '--output=json', ...(fmt ? ['-f', fmt] : []), join(dir, file)], { encoding: 'utf8' })) as { format: string; 'virtual-size': number };
+    const qemuSize = info(meta.images!.qemu!.path)['virtual-size'];
+    expect(info(meta.images!.metal!.path)).toMatchObject({ format: 'raw', 'virtual-size': qemuSize });
+    expect(info(meta.images!.aws!.path).format).toBe('vmdk');
+    const vhd = info(meta.images!.azure!.path, 'vpc');
+    expect(vhd['virtual-size'] % (1024 * 1024)).toBe(0);
+    expect(execFileSync('tar', ['-tzf', join(dir, meta.images!.gcp!.path)], { encoding: 'utf8' }).trim()).toBe('disk.raw');
+    expect(execFileSync('tar', ['-tf', join(dir, meta.images!.vmware!.path)], { encoding: 'utf8' }).trim().split('\n')[0]).toMatch(/\.ovf$/);
+    // A second run finds them all and does nothing.
+    const again = await runCli(['buildextend-aws'], wd);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('already exists');
+    for (const fw of [[], ['--uefi']]) {
+      const boot = await runCli(['run', '--qemu-image', join(dir, meta.images!.metal!.path), '--check', '--timeout', '600', ...fw], wd);
+      expect(boot.code, boot.stderr).toBe(0);
+    }
+  });
 });
