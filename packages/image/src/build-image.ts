@@ -62,7 +62,7 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
     if (options.platform === 'metal') {
       return await createDisk({ ...options, output: options.output });
     }
-    const raw = await createDisk({ ...options, output: join(tmp, 'disk.raw'), imgid: options.imgid ?? options.output.split('/').pop() ?? '' });
+    const raw = await createDisk({ ...options, hash: false, output: join(tmp, 'disk.raw'), imgid: options.imgid ?? options.output.split('/').pop() ?? '' });
     return await withPhase(options.onProgress, 'convert-qcow2', () =>
       convertImage({ input: raw.path, output: options.output, format: 'qcow2', ...(options.signal ? { signal: options.signal } : {}) }),
     );

@@ -65,6 +65,8 @@ async function repoMode(repo: string, signal?: AbortSignal): Promise<string> {
 export interface CreateDiskOptions {
   /** The OSTree repo holding the commit (any mode). */
   repo: string;
+  /** Hash the raw disk (default true; off when it is only an intermediate to convert). */
+  hash?: boolean;
   /** The commit checksum; resolved from `ref` when absent. */
   commit?: string;
   /** The ref, recorded in the deployment's origin and the aleph file. */
@@ -169,7 +171,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
         ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
       }),
     );
-    const { sha256, size } = await withPhase(onProgress, 'hash', () => hashFile(partial, signal));
+    const { sha256, size } = options.hash === false ? { sha256: '', size: 0 } : await withPhase(onProgress, 'hash', () => hashFile(partial, signal));
     await rename(partial, options.output);
     return { path: options.output, size, sha256 };
   } finally {
