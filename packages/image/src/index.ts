@@ -19,3 +19,4 @@ export {
   type BootCheckOptions, type BootCheckResult, type Firmware, type OvmfFiles, type QemuArgsOptions,
 } from './boot.js';
 export { requireHostTools, APPLIANCE_PACKAGES, TOOL_PACKAGES } from './_host-packages.js';
+export type { GptPartition } from './_gpt.js';

@@ -30,3 +30,4 @@ export { createDebianComposer, debianComposer, type DebianComposerOptions } from
 export { debianSources, hostDebianMirrors, parseDeb822Sources, parseSourcesList, type HostMirrors } from './debian-sources.js';
 export { installedPackages as installedDebianPackages, kernelVersion, parseDpkgStatus, prepareDebianTree, varTmpfiles } from './debian-tree.js';
 export { ensureInitramfs, initramfsKey, type InitramfsOptions, type InitramfsResult } from './debian-initramfs.js';
+export type { AptSource } from './_apt.js';
