@@ -34,7 +34,8 @@ import {
   showCommit,
   writeRepoTar,
 } from '@cosa/ostree';
-import { buildImage, selectExecutor, type ExecutorChoice } from '@cosa/image';
+import { buildImage, listPlatforms, selectExecutor, type ExecutorChoice } from '@cosa/image';
+import { buildExtend } from './buildextend.js';
 import { BuildsDir, metaStampNow } from './builds-dir.js';
 import { Workdir } from './workdir.js';
 import { prune } from './prune.js';
@@ -158,12 +159,29 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const wd = await Workdir.open(options.workdir);
   const arch = options.arch ?? hostArch();
   const targets = options.targets && options.targets.length > 0 ? options.targets : ['qemu'];
-  const imageTargets = targets.filter((t) => t !== 'ostree' && t !== 'container');
-  for (const t of imageTargets) {
-    if (t !== 'qemu' && t !== 'metal') {
-      throw new CosaError('COSA_USAGE', `unknown build target "${t}"`, { hint: 'targets: ostree, qemu, metal (more with cosa buildextend-<platform>)' });
+  // As the original: `ostree` (alias `container`) is always built; `qemu` is written by the disk
+  // writer; every other platform target runs buildextend-<platform> afterwards, derived from the
+  // qemu disk (so qemu is written whenever a platform is asked for).
+  const known = listPlatforms();
+  const extendTargets = [...new Set(targets.filter((t) => t !== 'ostree' && t !== 'container' && t !== 'qemu'))];
+  for (const t of extendTargets) {
+    if (!known.includes(t)) {
+      throw new CosaError('COSA_PLATFORM_UNKNOWN', `unknown build target "${t}"; targets: ostree, ${known.join(', ')}`);
     }
   }
+  const imageTargets = targets.includes('qemu') || extendTargets.length > 0 ? ['qemu'] : [];
+  const extend = async (buildId: string): Promise<MetaJson | undefined> => {
+    if (extendTargets.length === 0) return undefined;
+    await buildExtend({
+      workdir: wd.dir,
+      build: buildId,
+      arch,
+      platforms: extendTargets,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(onProgress ? { onProgress } : {}),
+    });
+    return new BuildsDir(wd.buildsDir).getMeta(buildId, arch);
+  };
   await mkdir(wd.tmpDir, { recursive: true });
   return withLock(
     join(wd.tmpDir, 'build'),
@@ -212,13 +230,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const msg = `No changes since build ${prevMeta.buildid}`;
           onProgress?.({ type: 'info', message: msg });
           const dir = join(wd.buildsDir, prevMeta.buildid, arch);
+          // The follow-up targets still run: buildextend skips images the build already has.
+          const meta = (await extend(prevMeta.buildid)) ?? prevMeta;
           return {
             status: 'unchanged' as const,
             buildId: prevMeta.buildid,
             arch,
             buildDir: dir,
-            meta: prevMeta,
-            artifacts: Object.fromEntries(Object.entries(prevMeta.images ?? {}).map(([k, v]) => [k, join(dir, (v as { path: string }).path)])),
+            meta,
+            artifacts: Object.fromEntries(Object.entries(meta.images ?? {}).map(([k, v]) => [k, join(dir, (v as { path: string }).path)])),
             reason: msg,
             composed: false,
             durationMs: Math.round(performance.now() - t0),
@@ -299,15 +319,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         exporting.catch(() => undefined);
         const executor = imageTargets.length > 0 ? await selectExecutor({ choice: options.executor ?? 'auto', cacheDir: wd.cacheDir }) : undefined;
         for (const platform of imageTargets) {
-          const ext = platform === 'qemu' ? 'qcow2' : 'raw';
+          const ext = 'qcow2';
           const file = `${name}-${buildId}-${platform}.${arch}.${ext}`;
-          const img = await withPhase(onProgress, platform === 'qemu' ? 'image' : `image-${platform}`, () =>
+          const img = await withPhase(onProgress, 'image', () =>
             buildImage({
               repo: wd.repo,
               commit,
               ref: resolved.ref,
               osname: name,
-              platform: platform as 'qemu' | 'metal',
+              platform: 'qemu',
               imageConfig: resolved.imageConfig,
               executor: executor!,
               output: join(stage, file),
@@ -394,16 +414,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           await builds.insertBuild(buildId, arch);
           await rm(join(finalDir, '.cosa-staged'), { force: true });
         });
+        const extended = await extend(buildId);
         if (!options.skipPrune) {
           await withPhase(onProgress, 'prune', () => prune({ workdir: wd.dir, keepLastN: 3 }));
         }
+        const finalMeta = extended ?? meta;
         return {
           status: 'built' as const,
           buildId,
           arch,
           buildDir: finalDir,
-          meta,
-          artifacts: Object.fromEntries(Object.entries(artifacts).map(([k, v]) => [k, join(finalDir, v.path)])),
+          meta: finalMeta,
+          artifacts: Object.fromEntries(Object.entries(finalMeta.images ?? {}).map(([k, v]) => [k, join(finalDir, (v as { path: string }).path)])),
           reason,
           composed,
           durationMs: Math.round(performance.now() - t0),

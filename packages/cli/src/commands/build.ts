@@ -7,7 +7,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
   program
     .command('build')
     .description('Compose the OSTree commit and write disk images as a new build (nothing when the inputs did not change)')
-    .argument('[targets...]', 'ostree (commit only), qemu (default), metal')
+    .argument('[targets...]', 'ostree (commit only), qemu (default), or any buildextend platform (metal, aws, …: derived from the qemu disk)')
     .option('-f, --force', 'build even if the inputs did not change')
     .option('--force-image', 'write new images (reusing the commit) even if the image inputs did not change')
     .option('--skip-prune', 'keep every build (default: keep the last 3 + tagged)')
