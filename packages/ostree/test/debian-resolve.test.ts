@@ -114,11 +114,8 @@ describe('Debian composer: input hash and fetch', () => {
     const composer = createDebianComposer();
     await composer.inputHash(opts(manifest(), cache));
     const events: ProgressEvent[] = [];
-    const t0 = performance.now();
     await createDebianComposer().inputHash(opts(manifest(), cache, events));
-    const ms = performance.now() - t0;
     expect(events.some((e) => e.type === 'command' && e.argv.includes('update'))).toBe(false);
-    expect(ms).toBeLessThan(1000);
   });
 
   it('changes when a dependency gets a new version, once fetch refreshed the metadata', async () => {

@@ -84,13 +84,10 @@ describe('dnf composer', () => {
     const composer = createDnfComposer();
     const a = await composer.inputHash(o);
     const events: ProgressEvent[] = [];
-    const t0 = performance.now();
     const b = await composer.inputHash({ ...o, onProgress: (e) => events.push(e) });
-    const warmMs = performance.now() - t0;
     expect(b.inputHash).toBe(a.inputHash);
     // Unchanged repo metadata: the resolution comes from the cache, dnf is not run.
     expect(events.filter((e) => e.type === 'command')).toEqual([]);
-    expect(warmMs).toBeLessThan(1000);
     expect(a.inputHash).toMatch(/^[0-9a-f]{64}$/);
     expect(a.packages.map((p) => p.name)).toEqual(['cosa-test-app', 'cosa-test-base', 'cosa-test-filesystem']);
     expect(a.packages[0]!.checksum).toMatch(/^sha256:[0-9a-f]{64}$/);

@@ -31,7 +31,7 @@ describe('run', () => {
     const t0 = Date.now();
     const err = await run(['sleep', '30'], { signal: ac.signal }).catch((e: unknown) => e);
     expect((err as CommandFailedError).code).toBe('COSA_EXEC_ABORTED');
-    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 
   it('hides redacted arguments from progress events', async () => {
