@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -9,6 +10,7 @@ describe('the VM executor', () => {
   test('the accelerator probe falls back to TCG on a host whose KVM cannot boot a stock kernel, and caches the answer', async () => {
     const accel = await probeAccelerator({ cacheDir: CACHE_DIR });
     expect(accel).toBe('tcg');
+    expect(JSON.parse(readFileSync(join(CACHE_DIR, 'accel.json'), 'utf8'))).toMatchObject({ accel: 'tcg' });
     expect(await probeAccelerator({ cacheDir: CACHE_DIR })).toBe('tcg');
   }, 60_000);
 
