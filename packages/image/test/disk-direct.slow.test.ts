@@ -59,7 +59,7 @@ describe('the direct executor', () => {
       { part: 3, path: 'grub/grub.cfg' },
     ]);
     expect(JSON.parse(aleph!)).toEqual({ build: 'test.1', ref: commit.ref, 'ostree-commit': commit.commit, imgid: 'debian-qemu.qcow2' });
-    expect(grubCfg).toMatch(/linux \/ostree\/debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu ostree=/);
+    expect(grubCfg).toMatch(/linux \/ostree\/cosa-debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu ostree=/);
 
     for (const firmware of ['bios', 'uefi'] as const) {
       const boot = await bootCheck({ image: output, firmware, timeoutMs: 600_000, cacheDir: CACHE_DIR });
