@@ -51,8 +51,18 @@ fi
 cd "$HERE"
 echo "==> installing npm dependencies"
 pnpm install --frozen-lockfile --reporter=silent
-echo "==> building packages"
-pnpm -r --reporter=silent run build >/dev/null
+# Build only when a package's sources are newer than its dist/ (a re-run stays quick).
+stale=0
+for p in packages/*/; do
+  grep -q '"build"' "$p/package.json" || continue
+  if [ ! -f "$p/dist/index.js" ] || [ -n "$(find "$p/src" "$p/package.json" "$p/tsup.config.ts" -newer "$p/dist/index.js" -print -quit)" ]; then
+    stale=1
+  fi
+done
+if [ "$stale" = 1 ]; then
+  echo "==> building packages"
+  pnpm -r --reporter=silent run build >/dev/null
+fi
 ln -sf "$HERE/packages/cli/bin/cosa.js" /usr/local/bin/cosa
 echo "==> cosa is $(command -v cosa)"
 
