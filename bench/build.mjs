@@ -44,6 +44,14 @@ async function timed(label, opts = {}) {
 }
 
 const rows = [];
+const print = (r) => {
+  const ph = Object.entries(r.phases).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`).join(', ');
+  console.log(`| ${r.label} | ${r.wallS.toFixed(2)} | ${Number.isNaN(r.toolS) ? '–' : r.toolS.toFixed(2)} | ${Number.isNaN(r.ratio) ? '–' : r.ratio.toFixed(2)} | ${r.status} | ${ph} |`);
+};
+console.log('| scenario | cosa wall (s) | raw tool steps (s) | wall / tools | result | phases (s) |');
+console.log('| --- | ---: | ---: | ---: | --- | --- |');
+const origPush = rows.push.bind(rows);
+rows.push = (r) => { print(r); return origPush(r); };
 rows.push(await timed('cold build (empty cache)'));
 rows.push(await timed('rebuild, inputs unchanged, --force', { force: true }));
 rows.push(await timed('no-op check (SDK)'));
@@ -53,16 +61,10 @@ rows.push(await timed('no-op check (SDK)'));
   rows.push({ label: 'no-op check (cosa build, CLI)', wallS: (performance.now() - t0) / 1000, toolS: NaN, ratio: NaN, status: 'unchanged', phases: {} });
 }
 const img = join(config, 'image.yaml');
-writeFileSync(img, `${readFileSync(img, 'utf8')}\nextra-kargs:\n  - quiet\n`);
+writeFileSync(img, readFileSync(img, 'utf8').replace(/^extra-kargs:.*$/m, 'extra-kargs: [quiet]'));
 rows.push(await timed('image-only rebuild (image.yaml changed)'));
 const man = join(config, 'manifest.yaml');
 writeFileSync(man, readFileSync(man, 'utf8').replace(/^packages:\n/m, 'packages:\n  - jq\n'));
 rows.push(await timed('one package added (jq)'));
 
-console.log('| scenario | cosa wall (s) | raw tool steps (s) | wall / tools | result | phases (s) |');
-console.log('| --- | ---: | ---: | ---: | --- | --- |');
-for (const r of rows) {
-  const ph = Object.entries(r.phases).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`).join(', ');
-  console.log(`| ${r.label} | ${r.wallS.toFixed(2)} | ${Number.isNaN(r.toolS) ? '–' : r.toolS.toFixed(2)} | ${Number.isNaN(r.ratio) ? '–' : r.ratio.toFixed(2)} | ${r.status} | ${ph} |`);
-}
 if (!keep) rmSync(base, { recursive: true, force: true });
