@@ -13,7 +13,6 @@ import {
   type Manifest,
   type MetaJson,
   type OnProgress,
-  loadConfig,
   osName,
   stableStringify,
   validateMetaJson,
@@ -22,14 +21,12 @@ import {
   writeFileAtomic,
 } from '@cosa/schema';
 import {
-  type Composer,
   type PackageInfo,
   importRepoTar,
   initRepo,
   readCommitMeta,
   revParse,
   run,
-  selectComposer,
   setRef,
   showCommit,
   writeRepoTar,
@@ -42,6 +39,7 @@ import { prune } from './prune.js';
 import { nextVersion } from './version.js';
 import { diffPackages, type PackageVersion } from './pkgdiff.js';
 import { hostArch } from './arch.js';
+import { loadComposeInput } from './_compose-input.js';
 
 /** Image targets `cosa build` knows besides `ostree` (more come from buildextend). */
 export type BuildTarget = 'ostree' | 'qemu' | (string & {});
@@ -191,26 +189,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
       // 1. Resolve: config, composer, input hash.
       const resolved = await withPhase(onProgress, 'resolve', async () => {
-        const variant = await wd.configVariant();
-        const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}), ...(options.strict ? { strict: true } : {}) });
+        const { cfg, composer, opts: baseOpts } = await loadComposeInput(wd, { arch, strict: options.strict, signal: options.signal, onProgress });
         const manifest: Manifest = cfg.manifest;
-        const composer: Composer = await selectComposer(manifest);
-        const ref = manifest.ref ?? `${osName(manifest)}/${arch}/default`;
-        const baseOpts = {
-          manifest,
-          configDir: wd.configDir,
-          files: cfg.manifestFiles,
-          cacheDir: wd.cacheDir,
-          tmpDir: wd.tmpDir,
-          repo: wd.repo,
-          arch,
-          version: '',
-          ref,
-          ...(options.strict ? { strict: true } : {}),
-          ...(cfg.lockfile ? { lockfile: cfg.lockfile } : {}),
-          ...(options.signal ? { signal: options.signal } : {}),
-          ...(onProgress ? { onProgress } : {}),
-        };
+        const ref = baseOpts.ref;
         const { inputHash } = await composer.inputHash(baseOpts);
         const imageConfigRendered: string = cfg.imageConfigRendered;
         return { cfg, manifest, composer, ref, baseOpts, inputHash, imageConfig: cfg.imageConfig as ImageConfig, imageConfigChecksum: sha256(imageConfigRendered), imageConfigRendered };

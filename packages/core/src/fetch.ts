@@ -1,9 +1,9 @@
-import { loadConfig, type OnProgress, withPhase, writeFileAtomic } from '@cosa/schema';
-import { selectComposer } from '@cosa/ostree';
+import { type OnProgress, withPhase, writeFileAtomic } from '@cosa/schema';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { Workdir } from './workdir.js';
 import { hostArch } from './arch.js';
+import { loadComposeInput } from './_compose-input.js';
 
 /** Options of {@link fetchPackages}. */
 export interface FetchOptions {
@@ -21,27 +21,9 @@ export interface FetchOptions {
 export async function fetchPackages(options: FetchOptions): Promise<{ composer: string }> {
   const wd = await Workdir.open(options.workdir);
   const arch = options.arch ?? hostArch();
-  const variant = await wd.configVariant();
-  const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}), ...(options.strict ? { strict: true } : {}) });
-  const composer = await selectComposer(cfg.manifest);
+  const { composer, opts } = await loadComposeInput(wd, { arch, strict: options.strict, signal: options.signal, onProgress: options.onProgress });
   await mkdir(wd.cacheDir, { recursive: true });
-  await withPhase(options.onProgress, 'fetch', () =>
-    composer.fetch({
-      manifest: cfg.manifest,
-      configDir: wd.configDir,
-      files: cfg.manifestFiles,
-      cacheDir: wd.cacheDir,
-      tmpDir: wd.tmpDir,
-      repo: wd.repo,
-      arch,
-      version: '',
-      ref: cfg.manifest.ref ?? '',
-      ...(cfg.lockfile ? { lockfile: cfg.lockfile } : {}),
-      ...(options.strict ? { strict: true } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    }),
-  );
+  await withPhase(options.onProgress, 'fetch', () => composer.fetch(opts));
   await writeFileAtomic(join(wd.cacheDir, 'fetched-stamp'), `${new Date().toISOString()}\n`);
   return { composer: composer.name };
 }
