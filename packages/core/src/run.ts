@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CosaError, type OnProgress } from '@cosa/schema';
 import { run } from '@cosa/ostree';
-import { bootCheck, createBlankDisk, findOvmf, probeAccelerator, qemuArgs, type Firmware } from '@cosa/image';
+import { bootCheck, createBlankDisk, findOvmf, imageSectorSize, probeAccelerator, qemuArgs, type Firmware } from '@cosa/image';
 import { Workdir } from './workdir.js';
 import { hostArch } from './arch.js';
 
@@ -19,6 +19,7 @@ export interface RunImageOptions {
   build?: string;
   /** Boot this image file instead of the build's qemu image. */
   qemuImage?: string;
+  /** Default: UEFI for a 4096-byte-sector (metal4k) image, else BIOS. */
   firmware?: Firmware;
   memoryMiB?: number;
   cpus?: number;
@@ -75,6 +76,8 @@ export async function runImage(o: RunImageOptions): Promise<RunImageResult> {
     return { image, ok: r.ok, elapsedMs: r.elapsedMs, consoleTail: r.consoleLog.split('\n').slice(-30).join('\n'), ...(r.reason ? { reason: r.reason } : {}) };
   }
   const dir = await mkdtemp(join(tmpdir(), 'cosa-run-'));
+  const sectorSize = await imageSectorSize(image);
+  const firmware = o.firmware ?? (sectorSize === 4096 ? 'uefi' : 'bios');
   try {
     const extraDisks: string[] = [];
     for (const [i, size] of (o.addDisks ?? []).entries()) {
@@ -83,14 +86,15 @@ export async function runImage(o: RunImageOptions): Promise<RunImageResult> {
       extraDisks.push(p);
     }
     let ovmfVars: string | undefined;
-    if (o.firmware === 'uefi') {
+    if (firmware === 'uefi') {
       ovmfVars = join(dir, 'OVMF_VARS.fd');
       await copyFile(findOvmf().vars, ovmfVars);
     }
     const argv = qemuArgs({
       image,
       accel,
-      firmware: o.firmware ?? 'bios',
+      firmware,
+      sectorSize,
       ...(o.memoryMiB ? { memoryMiB: o.memoryMiB } : {}),
       ...(o.cpus ? { cpus: o.cpus } : {}),
       serial: 'stdio',

@@ -10,6 +10,7 @@
 #   COSA_IN_REPO      the input OSTree repo (read-only)
 # Set by createDisk:
 #   OSTREE_COMMIT OSTREE_REF OSNAME KARGS (space separated) ALEPH_BUILD ALEPH_IMGID
+#   COSA_BIOS_BOOT    1 (default) installs the BIOS bootloader too; 0 for 4Kn disks (UEFI only)
 # The disk arrives laid out by the host (createDisk's layoutDisk): GPT, the ESP with BOOTX64.EFI
 # and an empty ext4 /boot (LABEL=boot); this script makes the xfs / (LABEL=root).
 # Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_USED_MB)
@@ -91,7 +92,9 @@ case $BOOTLOADER in
     chroot_deploy bootupctl backend install --src-root=/ --device="$COSA_DISK" /sysroot
     ;;
   grub2)
-    chroot_deploy grub2-install --target=i386-pc --boot-directory=/sysroot/boot --modules="part_gpt ext2 blscfg" "$COSA_DISK"
+    if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
+      chroot_deploy grub2-install --target=i386-pc --boot-directory=/sysroot/boot --modules="part_gpt ext2 blscfg" "$COSA_DISK"
+    fi
     mkdir -p "$MNT/boot/grub2"
     cat > "$MNT/boot/grub2/grub.cfg" <<'CFG'
 serial --unit=0 --speed=115200
@@ -106,9 +109,12 @@ CFG
     # core.img and the i386-pc modules were prepared on the host (grub-mkimage); grub-bios-setup
     # only writes boot.img into the MBR and core.img into the BIOS boot partition.
     mkdir -p "$MNT/boot/grub"
-    cp -r "$COSA_WORK/grub-bios/i386-pc" "$COSA_WORK/grub-bios/x86_64-efi" "$MNT/boot/grub/"
-    BIOS_SETUP=$(command -v grub-bios-setup || echo /usr/lib/grub/i386-pc/grub-bios-setup)
-    "$BIOS_SETUP" --directory="$MNT/boot/grub/i386-pc" "$COSA_DISK"
+    cp -r "$COSA_WORK/grub-bios/x86_64-efi" "$MNT/boot/grub/"
+    if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
+      cp -r "$COSA_WORK/grub-bios/i386-pc" "$MNT/boot/grub/"
+      BIOS_SETUP=$(command -v grub-bios-setup || echo /usr/lib/grub/i386-pc/grub-bios-setup)
+      "$BIOS_SETUP" --directory="$MNT/boot/grub/i386-pc" "$COSA_DISK"
+    fi
     ENTRY=$(ls "$MNT"/boot/loader/entries/*.conf | head -1)
     val() { sed -n "s/^$1 //p" "$ENTRY"; }
     cat > "$MNT/boot/grub/grub.cfg" <<CFG

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { run } from '@cosa/ostree';
 import { CosaError, isCosaError, type OnProgress } from '@cosa/schema';
 import { followFile, lineSplitter } from './_console.js';
+import { readGpt } from './_gpt.js';
 import { QEMU_TOOLS, requireHostTools } from './_host-packages.js';
 import { probeAccelerator, type Accelerator } from './accel.js';
 
@@ -50,6 +51,16 @@ export interface QemuArgsOptions {
   extraDisks?: string[];
   /** Network: none (default) or qemu user networking. */
   network?: 'none' | 'user';
+  /** Logical sector size the guest sees for the image (default 512; 4096 for metal4k). */
+  sectorSize?: 512 | 4096;
+}
+
+/**
+ * The logical sector size a disk image was written with: 4096 for a raw 4Kn image (metal4k),
+ * else 512 (also for images that are not raw, whose GPT is not read here).
+ */
+export async function imageSectorSize(image: string): Promise<512 | 4096> {
+  return readGpt(image).then((t) => t.sectorSize, () => 512 as const);
 }
 
 /** The qemu argv booting a disk image with the console on the serial port. */
@@ -64,7 +75,12 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     const ovmf = findOvmf();
     args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmf.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${o.ovmfVars}`);
   }
-  args.push('-drive', `file=${o.image},if=virtio${o.snapshot === false ? '' : ',snapshot=on'}`);
+  const snap = o.snapshot === false ? '' : ',snapshot=on';
+  if ((o.sectorSize ?? 512) === 512) args.push('-drive', `file=${o.image},if=virtio${snap}`);
+  else {
+    if (fw !== 'uefi') throw new CosaError('COSA_USAGE', `${o.image} has ${o.sectorSize}-byte sectors: it boots with UEFI only`, { hint: 'boot it with UEFI (cosa run --uefi)' });
+    args.push('-drive', `file=${o.image},if=none,id=disk0${snap}`, '-device', `virtio-blk-pci,drive=disk0,logical_block_size=${o.sectorSize},physical_block_size=${o.sectorSize}`);
+  }
   for (const d of o.extraDisks ?? []) args.push('-drive', `file=${d},if=virtio,format=qcow2`);
   if (o.serial === undefined || o.serial === 'stdio') args.push('-serial', 'mon:stdio');
   else args.push('-serial', `file:${o.serial.file}`, '-monitor', 'none');
@@ -81,7 +97,10 @@ export async function createBlankDisk(path: string, size: string, signal?: Abort
 /** Options of {@link bootCheck}. */
 export interface BootCheckOptions {
   image: string;
+  /** Default: UEFI for a 4096-byte-sector image, else BIOS. */
   firmware?: Firmware;
+  /** Default: read from the image (see {@link imageSectorSize}). */
+  sectorSize?: 512 | 4096;
   /** What success looks like on the console (default `/login:/`). */
   pattern?: RegExp;
   /** Give up after this long (default 5 minutes). */
@@ -135,14 +154,16 @@ export async function bootCheck(options: BootCheckOptions): Promise<BootCheckRes
     }
   }, 250);
   let reason: BootCheckResult['reason'];
+  const sectorSize = options.sectorSize ?? (await imageSectorSize(options.image));
+  const firmware = options.firmware ?? (sectorSize === 4096 ? 'uefi' : 'bios');
   try {
     let ovmfVars: string | undefined;
-    if (options.firmware === 'uefi') {
+    if (firmware === 'uefi') {
       ovmfVars = join(dir, 'OVMF_VARS.fd');
       await copyFile(findOvmf().vars, ovmfVars);
     }
     const argv = qemuArgs({
-      image: options.image, firmware: options.firmware ?? 'bios', accel, serial: { file: log },
+      image: options.image, firmware, sectorSize, accel, serial: { file: log },
       ...(ovmfVars ? { ovmfVars } : {}),
       ...(options.memoryMiB ? { memoryMiB: options.memoryMiB } : {}),
       ...(options.cpus ? { cpus: options.cpus } : {}),

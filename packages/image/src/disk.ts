@@ -10,7 +10,7 @@ import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/s
 import { assetPath } from './_assets.js';
 import { hashFile } from './_hash.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
-import { layoutDisk, prepareBootInputs } from './_prepare.js';
+import { layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
 import type { Executor } from './executor.js';
 
 const MiB = 1024 * 1024;
@@ -77,6 +77,11 @@ export interface CreateDiskOptions {
   imageConfig?: Partial<ImageConfig>;
   /** The platform id: `ignition.platform.id=<platform>` on the kernel command line. */
   platform: string;
+  /**
+   * Logical sector size of the disk (default 512). 4096 writes a 4Kn disk (metal4k): the same
+   * partitions, a FAT16 ESP with 4096-byte sectors, UEFI boot only (no BIOS bootloader).
+   */
+  sectorSize?: SectorSize;
   /** The raw disk image to write (replaced atomically). */
   output: string;
   /** Disk size in GiB; overrides image.yaml `size`; estimated from the commit when neither is set. */
@@ -141,7 +146,8 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
   await mkdir(workDir);
   const partial = join(dirname(options.output), `.${Date.now()}-${process.pid}.partial.raw`);
   try {
-    await withPhase(onProgress, 'prepare-boot', () => prepareBootInputs(workDir, { signal, onProgress }));
+    const sectorSize = options.sectorSize ?? 512;
+    await withPhase(onProgress, 'prepare-boot', () => prepareBootInputs(workDir, { signal, onProgress, sectorSize }));
     // Inside the (emulated) VM, decompressing an archive repo costs minutes: stage the commit
     // into a bare-user repo on the host first, where the same work takes seconds.
     let repo = options.repo;
@@ -152,7 +158,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
         await run(['ostree', `--repo=${repo}`, 'pull-local', options.repo, commit], { signal, onProgress });
       });
     }
-    const layout = await withPhase(onProgress, 'layout', () => layoutDisk(partial, diskMiB, workDir, { signal, onProgress }));
+    const layout = await withPhase(onProgress, 'layout', () => layoutDisk(partial, diskMiB, workDir, { signal, onProgress, sectorSize }));
     if (layout.rootMiB < est.rootMiB) {
       throw new CosaError('COSA_IMAGE_TOO_SMALL', `the root partition is ${layout.rootMiB} MiB, commit ${commit.slice(0, 12)} needs ${est.rootMiB} MiB`);
     }
@@ -163,10 +169,12 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
       KARGS: diskKernelArgs(options.imageConfig, options.platform).join(' '),
       ALEPH_BUILD: options.buildId,
       ALEPH_IMGID: options.imgid ?? options.output.split('/').pop() ?? '',
+      // BIOS cannot boot from 4096-byte sectors: no BIOS bootloader on a 4Kn disk.
+      COSA_BIOS_BOOT: sectorSize === 4096 ? '0' : '1',
     };
     await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
       options.executor.run({
-        script: assetPath('disk.sh'), env, workDir, inputs: { repo }, disk: partial, tmpDir: tmp,
+        script: assetPath('disk.sh'), env, workDir, inputs: { repo }, disk: partial, diskSectorSize: sectorSize, tmpDir: tmp,
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
         ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
       }),

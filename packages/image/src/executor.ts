@@ -28,6 +28,8 @@ export interface ExecutorRunOptions {
   inputs?: Record<string, string>;
   /** A raw disk image file; the script sees it as the block device `$COSA_DISK`. */
   disk?: string;
+  /** The disk's logical (and physical) sector size, as the script's kernel sees it (default 512). */
+  diskSectorSize?: 512 | 4096;
   /** Scratch space of this run (console log, mount point); the caller removes it. */
   tmpDir: string;
   /** Kill the run after this long (default 30 minutes). */
@@ -139,7 +141,10 @@ export function directExecutor(): Executor {
       await mkdir(mnt, { recursive: true });
       let loop: string | undefined;
       try {
-        if (o.disk) loop = (await run(['losetup', '--find', '--show', '--partscan', o.disk], { signal: o.signal })).stdout.trim();
+        if (o.disk) {
+          const ss = o.diskSectorSize && o.diskSectorSize !== 512 ? ['--sector-size', String(o.diskSectorSize)] : [];
+          loop = (await run(['losetup', '--find', '--show', '--partscan', ...ss, o.disk], { signal: o.signal })).stdout.trim();
+        }
         const env = {
           ...o.env,
           ...inputEnv(o.inputs, (_n, p) => p),
@@ -179,6 +184,15 @@ export interface VmExecutorOptions {
   cpus?: number;
   /** Accelerator (default: probed once, see {@link probeAccelerator}). */
   accel?: Accelerator;
+}
+
+/** qemu arguments attaching the target disk as the second virtio disk (/dev/vdb), 4Kn when asked. */
+export function vmDiskArgs(disk: string, sectorSize: 512 | 4096): string[] {
+  if (sectorSize === 512) return ['-drive', `file=${disk},format=raw,if=virtio,cache=unsafe,discard=unmap`];
+  return [
+    '-drive', `file=${disk},format=raw,if=none,id=target,cache=unsafe,discard=unmap`,
+    '-device', `virtio-blk-pci,drive=target,logical_block_size=${sectorSize},physical_block_size=${sectorSize}`,
+  ];
 }
 
 function shellQuote(s: string): string {
@@ -224,7 +238,7 @@ export function vmExecutor(options: VmExecutorOptions): Executor {
         '-append', `console=ttyS0 root=/dev/vda panic=-1 quiet${names.length ? ` cosa.in=${names.join(',')}` : ''}`,
         '-serial', `file:${consoleLog}`,
         '-drive', `file=${app.root},format=raw,if=virtio,snapshot=on`,
-        ...(o.disk ? ['-drive', `file=${o.disk},format=raw,if=virtio,cache=unsafe,discard=unmap`] : []),
+        ...(o.disk ? vmDiskArgs(o.disk, o.diskSectorSize ?? 512) : []),
         '-virtfs', `local,path=${o.workDir},mount_tag=work,security_model=none,id=work`,
         ...Object.entries(o.inputs ?? {}).flatMap(([n, p]) => ['-virtfs', `local,path=${p},mount_tag=in_${n},security_model=none,id=in_${n},readonly=on`]),
       ];

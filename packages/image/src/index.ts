@@ -15,8 +15,9 @@ export {
 } from './disk.js';
 export { buildImage, convertImage, type BuildImageOptions, type ConvertImageOptions, type ImagePlatform } from './build-image.js';
 export {
-  bootCheck, qemuArgs, findOvmf, createBlankDisk,
+  bootCheck, qemuArgs, findOvmf, createBlankDisk, imageSectorSize,
   type BootCheckOptions, type BootCheckResult, type Firmware, type OvmfFiles, type QemuArgsOptions,
 } from './boot.js';
 export { requireHostTools, APPLIANCE_PACKAGES, TOOL_PACKAGES } from './_host-packages.js';
 export type { GptPartition } from './_gpt.js';
+export type { SectorSize } from './_prepare.js';

@@ -1,8 +1,8 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { run } from '@cosa/ostree';
-import { bootCheck, buildImage, createDisk, directExecutor } from '../src/index.ts';
+import { bootCheck, buildImage, createDisk, directExecutor, imageSectorSize } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
@@ -67,6 +67,33 @@ describe('the direct executor', () => {
       expect(boot.consoleLog).toMatch(/Command line: .*ostree=\/ostree\/boot/);
     }
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
+  }, 30 * 60_000);
+
+  test('writes a 4Kn (metal4k) disk: 4096-byte sectors for the kernel and GRUB, boots with UEFI, no BIOS bootloader', async () => {
+    await using tmp = await tempDir();
+    const output = join(tmp.path, 'debian-metal4k.raw');
+    const img = await createDisk({
+      repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'metal', sectorSize: 4096,
+      executor: directExecutor(), output, buildId: 'test.1', tmpDir: join(tmp.path, 'tmp'),
+    });
+    expect(img.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(await imageSectorSize(output)).toBe(4096);
+    const fdisk = (await run(['fdisk', '-b', '4096', '-l', output], { env: { LC_ALL: 'C' } })).stdout;
+    expect(fdisk).toContain('Sector size (logical/physical): 4096 bytes');
+    expect(fdisk).toMatch(/raw2\s+512\s+33023\s+32512\s+127M EFI System/);
+    // No boot.img in the MBR (BIOS would find nothing to run), the protective MBR is intact.
+    const mbr = Buffer.alloc(512);
+    const fh = await open(output, 'r');
+    await fh.read(mbr, 0, 512, 0);
+    await fh.close();
+    expect(mbr.subarray(0, 440).every((b) => b === 0)).toBe(true);
+    expect(mbr.readUInt16LE(510)).toBe(0xaa55);
+    expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
+    // BIOS is refused clearly; UEFI (the default for a 4Kn image) boots to login.
+    await expect(bootCheck({ image: output, firmware: 'bios', timeoutMs: 10_000, cacheDir: CACHE_DIR })).rejects.toThrow(/4096-byte sectors: it boots with UEFI only/);
+    const boot = await bootCheck({ image: output, timeoutMs: 600_000, cacheDir: CACHE_DIR });
+    expect(boot.ok, `console:\n${boot.consoleLog.slice(-3000)}`).toBe(true);
+    expect(boot.consoleLog).toMatch(/logical blocks: \(.*\) 4096-byte|4096-byte logical blocks/);
   }, 30 * 60_000);
 
   test('a step failing after the disk is mounted leaves no loop device, mount or process behind', async () => {

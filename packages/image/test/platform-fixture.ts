@@ -5,10 +5,10 @@
  * entry, grub/grub.cfg generated from it) and written at the partition offset with dd.
  */
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { run } from '@cosa/ostree';
+import { writeGpt } from '../src/_gpt.js';
 
 export const MiB = 1024 * 1024;
 
@@ -45,10 +45,10 @@ export function grubCfg(options = BLS_OPTIONS): string {
 
 // Layout in MiB: 1 BIOS-BOOT at 1, 127 EFI at 2, boot at 129, root after it.
 const LAYOUT = [
-  { name: 'BIOS-BOOT', type: '21686148-6449-6E6F-744E-656564454649', startMiB: 1, sizeMiB: 1 },
-  { name: 'EFI-SYSTEM', type: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', startMiB: 2, sizeMiB: 127 },
-  { name: 'boot', type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', startMiB: 129, sizeMiB: 0 },
-  { name: 'root', type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', startMiB: 0, sizeMiB: 0 },
+  { name: 'BIOS-BOOT', type: '21686148-6449-6E6F-744E-656564454649', sizeMiB: 1 },
+  { name: 'EFI-SYSTEM', type: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', sizeMiB: 127 },
+  { name: 'boot', type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', sizeMiB: 0 },
+  { name: 'root', type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', sizeMiB: 0 },
 ];
 
 /** Options of {@link makeBaseDisk}. */
@@ -58,83 +58,10 @@ export interface BaseDiskOptions {
   sizeMiB?: number;
   /** Boot partition size, MiB (default 384). */
   bootMiB?: number;
-  /** Logical sector size (4096: GPT written by hand, as sgdisk assumes 512 on files). */
+  /** Logical sector size. */
   sectorSize?: 512 | 4096;
   /** BLS options line. */
   options?: string;
-}
-
-let crcTable: Uint32Array | undefined;
-function crc32(buf: Buffer): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = 0xffffffff;
-  for (const b of buf) c = (crcTable[(c ^ b) & 0xff] as number) ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function guidBytes(g: string): Buffer {
-  const h = g.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  b.subarray(0, 4).reverse();
-  b.subarray(4, 6).reverse();
-  b.subarray(6, 8).reverse();
-  return b;
-}
-
-/** Writes primary + backup GPT for `parts` (LBAs in `ss`-byte sectors) into the image file. */
-async function writeGpt(path: string, ss: number, totalBytes: number, parts: { name: string; type: string; first: number; last: number }[]): Promise<void> {
-  const lbas = totalBytes / ss;
-  const entries = Buffer.alloc(128 * 128);
-  parts.forEach((p, i) => {
-    const e = entries.subarray(i * 128, (i + 1) * 128);
-    guidBytes(p.type).copy(e, 0);
-    guidBytes(`${(i + 1).toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`).copy(e, 16);
-    e.writeBigUInt64LE(BigInt(p.first), 32);
-    e.writeBigUInt64LE(BigInt(p.last), 40);
-    e.write(p.name, 56, 'utf16le');
-  });
-  const entriesCrc = crc32(entries);
-  const entrySectors = Math.ceil(entries.length / ss);
-  const header = (current: number, backup: number, entriesLba: number) => {
-    const h = Buffer.alloc(ss);
-    h.write('EFI PART', 0, 'latin1');
-    h.writeUInt32LE(0x00010000, 8);
-    h.writeUInt32LE(92, 12);
-    h.writeBigUInt64LE(BigInt(current), 24);
-    h.writeBigUInt64LE(BigInt(backup), 32);
-    h.writeBigUInt64LE(BigInt(2 + entrySectors), 40);
-    h.writeBigUInt64LE(BigInt(lbas - 2 - entrySectors), 48);
-    guidBytes('00000000-0000-4000-A000-000000000001').copy(h, 56);
-    h.writeBigUInt64LE(BigInt(entriesLba), 72);
-    h.writeUInt32LE(128, 80);
-    h.writeUInt32LE(128, 84);
-    h.writeUInt32LE(entriesCrc, 88);
-    h.writeUInt32LE(crc32(h.subarray(0, 92)), 16);
-    return h;
-  };
-  // Protective MBR.
-  const mbr = Buffer.alloc(512);
-  mbr.writeUInt8(0xee, 446 + 4);
-  mbr.writeUInt32LE(1, 446 + 8);
-  mbr.writeUInt32LE(Math.min(lbas - 1, 0xffffffff), 446 + 12);
-  mbr.writeUInt16LE(0xaa55, 510);
-  const fh = await open(path, 'r+');
-  try {
-    await fh.write(mbr, 0, 512, 0);
-    await fh.write(header(1, lbas - 1, 2), 0, ss, ss);
-    await fh.write(entries, 0, entries.length, 2 * ss);
-    await fh.write(entries, 0, entries.length, (lbas - 1 - entrySectors) * ss);
-    await fh.write(header(lbas - 1, 1, lbas - 1 - entrySectors), 0, ss, (lbas - 1) * ss);
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Makes the synthetic base disk `<dir>/base.raw` and returns its path. */
@@ -144,29 +71,11 @@ export async function makeBaseDisk(o: BaseDiskOptions): Promise<string> {
   const ss = o.sectorSize ?? 512;
   const disk = join(o.dir, ss === 4096 ? 'base4k.raw' : 'base.raw');
   await run(['truncate', '-s', `${sizeMiB}M`, disk]);
-  const layout = LAYOUT.map((p) => ({ ...p }));
-  layout[2]!.sizeMiB = bootMiB;
-  layout[3]!.startMiB = 129 + bootMiB;
-  layout[3]!.sizeMiB = sizeMiB - 129 - bootMiB - 1;
-  if (ss === 512) {
-    const argv = ['sgdisk', '-Z', disk];
-    await run(argv).catch(() => undefined);
-    const args: string[] = [];
-    layout.forEach((p, i) => {
-      const n = i + 1;
-      const start = (p.startMiB * MiB) / 512;
-      const end = start + (p.sizeMiB * MiB) / 512 - 1;
-      args.push(`-n${n}:${start}:${end}`, `-t${n}:${p.type}`, `-c${n}:${p.name}`);
-    });
-    await run(['sgdisk', ...args, disk]);
-  } else {
-    await writeGpt(
-      disk,
-      ss,
-      sizeMiB * MiB,
-      layout.map((p) => ({ name: p.name, type: p.type, first: (p.startMiB * MiB) / ss, last: ((p.startMiB + p.sizeMiB) * MiB) / ss - 1 })),
-    );
-  }
+  await writeGpt(disk, {
+    sectorSize: ss,
+    diskGuid: '00000000-0000-4000-A000-000000000001',
+    partitions: LAYOUT.map((p, i) => ({ name: p.name, typeGuid: p.type, sizeMiB: i === 2 ? bootMiB : p.sizeMiB })),
+  });
   const tree = await mkdtemp(join(tmpdir(), 'cosa-bootfs-'));
   try {
     await mkdir(join(tree, 'loader.0', 'entries'), { recursive: true });
