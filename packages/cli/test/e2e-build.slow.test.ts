@@ -166,7 +166,7 @@ describe('cosa build end to end (bundled Debian example)', () => {
     const b = await runCli(['build', 'metal', '--json'], wd);
     expect(b.code, b.stderr + b.stdout.slice(-2000)).toBe(0);
     expect(lastJson(b.stdout).status).toBe('unchanged');
-    const r = await runCli(['buildextend', '--platforms', 'aws,azure,gcp,vmware', '--json'], wd);
+    const r = await runCli(['buildextend', '--platforms', 'aws,azure,gcp,vmware,metal4k', '--json'], wd);
     expect(r.code, r.stderr).toBe(0);
     const id = (await buildIds())[0]!;
     const meta = await readMeta(id);
@@ -181,6 +181,9 @@ describe('cosa build end to end (bundled Debian example)', () => {
     expect(vhd['virtual-size'] % (1024 * 1024)).toBe(0);
     expect(execFileSync('tar', ['-tzf', join(dir, meta.images!.gcp!.path)], { encoding: 'utf8' }).trim()).toBe('disk.raw');
     expect(execFileSync('tar', ['-tf', join(dir, meta.images!.vmware!.path)], { encoding: 'utf8' }).trim().split('\n')[0]).toMatch(/\.ovf$/);
+    // metal4k: its own install with 4096-byte sectors (fdisk must be told the sector size).
+    expect(info(meta.images!.metal4k!.path).format).toBe('raw');
+    expect(execFileSync('fdisk', ['-b', '4096', '-l', join(dir, meta.images!.metal4k!.path)], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } })).toMatch(/Sector size \(logical\/physical\): 4096 bytes[\s\S]*EFI System[\s\S]*root/);
     // A second run finds them all and does nothing.
     const again = await runCli(['buildextend-aws'], wd);
     expect(again.code).toBe(0);
@@ -188,6 +191,41 @@ describe('cosa build end to end (bundled Debian example)', () => {
     for (const fw of [[], ['--uefi']]) {
       const boot = await runCli(['run', '--qemu-image', join(dir, meta.images!.metal!.path), '--check', '--timeout', '600', ...fw], wd);
       expect(boot.code, boot.stderr).toBe(0);
+    }
+    // A 4Kn image boots with UEFI, the default for it.
+    const boot4k = await runCli(['run', '--qemu-image', join(dir, meta.images!.metal4k!.path), '--check', '--timeout', '600'], wd);
+    expect(boot4k.code, boot4k.stderr).toBe(0);
+  });
+
+  it('runs buildextends at once: the same platform twice fails clearly, different platforms both land in meta.json', async () => {
+    const id = (await buildIds())[0]!;
+    const dir = join(wd, 'builds', id, 'x86_64');
+    const start = (...args: string[]) => {
+      const child = spawn(process.execPath, [cliBin, ...args], { cwd: wd, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+      const done = new Promise<{ code: number | null; out: string }>((res) => child.on('exit', (code) => res({ code, out })));
+      return done;
+    };
+    // Same platform: the second starts while the first holds the .openstack.building semaphore.
+    const first = start('buildextend-openstack');
+    for (let i = 0; i < 600 && !existsSync(join(dir, '.openstack.building')); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(join(dir, '.openstack.building'))).toBe(true);
+    const second = await start('buildextend-openstack');
+    expect(second.code).not.toBe(0);
+    expect(second.out).toMatch(/buildextend-openstack is already running for this build \(pid \d+\)/);
+    expect((await first).code).toBe(0);
+    expect(existsSync(join(dir, '.openstack.building'))).toBe(false);
+    // Different platforms in three processes at once: every entry is merged, none lost.
+    const before = await readMeta(id);
+    const runs = await Promise.all(['ibmcloud', 'exoscale', 'digitalocean'].map((p) => start(`buildextend-${p}`)));
+    for (const r of runs) expect(r.code, r.out).toBe(0);
+    const meta = await readMeta(id);
+    validateWithOriginalSchema(meta);
+    for (const p of ['openstack', 'ibmcloud', 'exoscale', 'digitalocean', ...Object.keys(before.images ?? {})]) {
+      expect(meta.images?.[p as 'aws'], p).toBeDefined();
+      expect(existsSync(join(dir, meta.images![p as 'aws']!.path)), p).toBe(true);
     }
   });
 });

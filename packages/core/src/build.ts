@@ -175,6 +175,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       build: buildId,
       arch,
       platforms: extendTargets,
+      ...(options.executor ? { executor: options.executor } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(onProgress ? { onProgress } : {}),
     });

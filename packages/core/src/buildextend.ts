@@ -6,8 +6,11 @@
 import { open, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema';
-import { run } from '@cosa/ostree';
-import { derivePlatformImages, getPlatform, listPlatforms, type PlatformImage, type PlatformsConfig } from '@cosa/image';
+import { importRepoTar, revParse, run } from '@cosa/ostree';
+import {
+  createDisk, derivePlatformImages, getPlatform, listPlatforms, platformArtifactName, selectExecutor,
+  type ExecutorChoice, type PlatformImage, type PlatformsConfig,
+} from '@cosa/image';
 import { Workdir } from './workdir.js';
 
 export { listPlatforms };
@@ -25,6 +28,8 @@ export interface BuildExtendOptions {
   force?: boolean;
   /** How many platforms to derive at once (default 2). */
   concurrency?: number;
+  /** Where a disk that cannot be derived (metal4k) is written (default auto: direct when root with loop devices, else the VM). */
+  executor?: ExecutorChoice;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -95,20 +100,23 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
       skipped.push(p);
       continue;
     }
-    if (getPlatform(p).needsOwnDisk) {
-      throw new CosaError('COSA_IMAGE_FAILED', `${p} needs its own disk with 4096-byte sectors, which this version does not write yet`, {
-        hint: 'use metal (512-byte sectors)',
-      });
-    }
     todo.push(p);
   }
   if (todo.length === 0) return { buildId, arch, built: [], skipped };
+  // metal4k cannot be derived from the 512-byte-sector base: it gets its own install from the commit.
+  const ownDisk = todo.filter((p) => getPlatform(p).needsOwnDisk);
   const qemu = meta.images?.qemu?.path;
-  if (!qemu) {
-    throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no qemu image to derive platforms from`, { hint: 'run cosa build (or cosa build --force-image) first' });
+  if (ownDisk.length < todo.length) {
+    if (!qemu) {
+      throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no qemu image to derive platforms from`, { hint: 'run cosa build (or cosa build --force-image) first' });
+    }
+    if (/\.(xz|gz|zst)$/.test(qemu)) {
+      throw new CosaError('COSA_USAGE', `the qemu image of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
+    }
   }
-  if (/\.(xz|gz|zst)$/.test(qemu)) {
-    throw new CosaError('COSA_USAGE', `the qemu image of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
+  const ostreeTar = meta.images?.ostree?.path;
+  if (ownDisk.length > 0 && ostreeTar && /\.(xz|gz|zst)$/.test(ostreeTar)) {
+    throw new CosaError('COSA_USAGE', `the ostree archive of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
   }
 
   const releases: (() => Promise<void>)[] = [];
@@ -119,14 +127,38 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
     const variant = await wd.configVariant();
     const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}) }).catch(() => undefined);
     const platformsConfig: PlatformsConfig | undefined = cfg?.platforms ? ({ [arch]: cfg.platforms } as unknown as PlatformsConfig) : undefined;
+    const sig = options.signal ? { signal: options.signal } : {};
+    const prog = options.onProgress ? { onProgress: options.onProgress } : {};
     const baseRaw = join(work, 'base.raw');
-    await withPhase(options.onProgress, 'base-disk', () =>
-      run(['qemu-img', 'convert', '-O', 'raw', join(buildDir, qemu), baseRaw], { ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }),
-    );
+    if (qemu && ownDisk.length < todo.length) {
+      await withPhase(options.onProgress, 'base-disk', () => run(['qemu-img', 'convert', '-O', 'raw', join(buildDir, qemu), baseRaw], { ...sig, ...prog }));
+    }
+    let baseRaw4k: string | undefined;
+    if (ownDisk.length > 0) {
+      // The build's commit: from tmp/repo when it is there (read only), else from its ostree archive.
+      const commit = meta['ostree-commit'];
+      let repo = wd.repo;
+      if (!(await revParse({ repo, ref: commit, ...sig }).catch(() => undefined))) {
+        if (!ostreeTar) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no ostree archive to write ${ownDisk.join(', ')} from`, { hint: 'cosa buildfetch --artifact=ostree' });
+        repo = join(work, 'repo');
+        await withPhase(options.onProgress, 'import', () => importRepoTar({ tar: join(buildDir, ostreeTar), repo, tmpDir: work, ...sig }));
+      }
+      baseRaw4k = join(work, 'base4k.raw');
+      const executor = await selectExecutor({ choice: options.executor ?? 'auto', cacheDir: wd.cacheDir });
+      const imgid = platformArtifactName({ name: meta.name, buildId, platform: 'metal4k', arch });
+      await withPhase(options.onProgress, 'disk-4k', () =>
+        createDisk({
+          repo, commit, ...(meta.ref ? { ref: meta.ref } : {}), osname: meta.name, platform: 'metal', sectorSize: 4096, hash: false,
+          ...(cfg ? { imageConfig: cfg.imageConfig } : {}),
+          executor, output: baseRaw4k as string, buildId, imgid, tmpDir: work, cacheDir: wd.cacheDir, ...sig, ...prog,
+        }),
+      );
+    }
     const built = await withPhase(options.onProgress, `platforms (${todo.join(', ')})`, () =>
       derivePlatformImages({
         platforms: todo,
         baseRaw,
+        ...(baseRaw4k ? { baseRaw4k } : {}),
         output: buildDir,
         ...(cfg ? { imageConfig: cfg.imageConfig } : {}),
         ...(platformsConfig ? { platformsConfig } : {}),

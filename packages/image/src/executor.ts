@@ -186,13 +186,19 @@ export interface VmExecutorOptions {
   accel?: Accelerator;
 }
 
-/** qemu arguments attaching the target disk as the second virtio disk (/dev/vdb), 4Kn when asked. */
-export function vmDiskArgs(disk: string, sectorSize: 512 | 4096): string[] {
-  if (sectorSize === 512) return ['-drive', `file=${disk},format=raw,if=virtio,cache=unsafe,discard=unmap`];
-  return [
-    '-drive', `file=${disk},format=raw,if=none,id=target,cache=unsafe,discard=unmap`,
-    '-device', `virtio-blk-pci,drive=target,logical_block_size=${sectorSize},physical_block_size=${sectorSize}`,
-  ];
+/**
+ * qemu arguments attaching the appliance root (/dev/vda, copy-on-write) and the target disk
+ * (/dev/vdb, 4Kn when asked). Both are explicit virtio-blk-pci devices in this order: with
+ * `-drive if=virtio` qemu creates its device after the explicit ones, so a 4Kn target (which
+ * needs `-device` for its block sizes) would become /dev/vda.
+ */
+export function vmDiskArgs(root: string, disk: string | undefined, sectorSize: 512 | 4096 = 512): string[] {
+  const args = ['-drive', `file=${root},format=raw,if=none,id=approot,snapshot=on`, '-device', 'virtio-blk-pci,drive=approot'];
+  if (disk) {
+    const blocks = sectorSize === 512 ? '' : `,logical_block_size=${sectorSize},physical_block_size=${sectorSize}`;
+    args.push('-drive', `file=${disk},format=raw,if=none,id=target,cache=unsafe,discard=unmap`, '-device', `virtio-blk-pci,drive=target${blocks}`);
+  }
+  return args;
 }
 
 function shellQuote(s: string): string {
@@ -237,8 +243,7 @@ export function vmExecutor(options: VmExecutorOptions): Executor {
         '-kernel', app.kernel, '-initrd', app.initrd,
         '-append', `console=ttyS0 root=/dev/vda panic=-1 quiet${names.length ? ` cosa.in=${names.join(',')}` : ''}`,
         '-serial', `file:${consoleLog}`,
-        '-drive', `file=${app.root},format=raw,if=virtio,snapshot=on`,
-        ...(o.disk ? vmDiskArgs(o.disk, o.diskSectorSize ?? 512) : []),
+        ...vmDiskArgs(app.root, o.disk, o.diskSectorSize ?? 512),
         '-virtfs', `local,path=${o.workDir},mount_tag=work,security_model=none,id=work`,
         ...Object.entries(o.inputs ?? {}).flatMap(([n, p]) => ['-virtfs', `local,path=${p},mount_tag=in_${n},security_model=none,id=in_${n},readonly=on`]),
       ];

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { diskKernelArgs, qemuArgs } from '../src/index.ts';
+import { vmDiskArgs } from '../src/executor.ts';
 
 describe('command lines', () => {
   test('the kernel arguments carry the root label, the console, extra-kargs and the platform id', () => {
@@ -15,5 +16,21 @@ describe('command lines', () => {
     expect(argv).toContain('file=/x/extra.qcow2,if=virtio,format=qcow2');
     expect(argv.join(' ')).toContain('-serial mon:stdio');
     expect(() => qemuArgs({ image: '/x', accel: 'tcg', firmware: 'uefi' })).toThrow(/OVMF/);
+  });
+
+  test('a 4Kn image is attached with 4096-byte logical blocks and boots only with UEFI', () => {
+    const argv = qemuArgs({ image: '/x/m4k.raw', accel: 'tcg', firmware: 'uefi', ovmfVars: '/x/vars.fd', sectorSize: 4096 });
+    expect(argv).toContain('virtio-blk-pci,drive=disk0,logical_block_size=4096,physical_block_size=4096');
+    expect(argv).toContain('file=/x/m4k.raw,if=none,id=disk0,snapshot=on');
+    expect(() => qemuArgs({ image: '/x/m4k.raw', accel: 'tcg', sectorSize: 4096 })).toThrow(/boots with UEFI only/);
+  });
+
+  test('the VM executor attaches the appliance root first (/dev/vda), then the target disk (/dev/vdb)', () => {
+    const a = vmDiskArgs('/c/root', '/t/disk.raw', 4096);
+    const devices = a.filter((_, i) => a[i - 1] === '-device');
+    expect(devices).toEqual(['virtio-blk-pci,drive=approot', 'virtio-blk-pci,drive=target,logical_block_size=4096,physical_block_size=4096']);
+    expect(a).toContain('file=/c/root,format=raw,if=none,id=approot,snapshot=on');
+    expect(vmDiskArgs('/c/root', '/t/disk.raw')).toContain('virtio-blk-pci,drive=target');
+    expect(vmDiskArgs('/c/root', undefined)).toHaveLength(4);
   });
 });

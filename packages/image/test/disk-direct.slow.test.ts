@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { run } from '@cosa/ostree';
 import { bootCheck, buildImage, createDisk, directExecutor, imageSectorSize } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
+import { rootXfsSectorSize } from './_xfs.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
 let commit: TestCommit;
@@ -88,6 +89,7 @@ describe('the direct executor', () => {
     await fh.close();
     expect(mbr.subarray(0, 440).every((b) => b === 0)).toBe(true);
     expect(mbr.readUInt16LE(510)).toBe(0xaa55);
+    expect(await rootXfsSectorSize(output)).toBe(4096);
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
     // BIOS is refused clearly; UEFI (the default for a 4Kn image) boots to login.
     await expect(bootCheck({ image: output, firmware: 'bios', timeoutMs: 10_000, cacheDir: CACHE_DIR })).rejects.toThrow(/4096-byte sectors: it boots with UEFI only/);

@@ -3,13 +3,19 @@ import { CosaError, loadConfig } from '@cosa/schema';
 import { join } from 'node:path';
 import type { CommandContext, RegisterCommand } from '../_context.js';
 
-async function extend(c: CommandContext, platforms: string[], o: { build?: string; force?: boolean; parallel?: number }): Promise<void> {
+type ExtendFlags = { build?: string; force?: boolean; parallel?: number; vm?: boolean; direct?: boolean };
+
+async function extend(c: CommandContext, platforms: string[], o: ExtendFlags): Promise<void> {
+  if (o.vm && o.direct) {
+    throw new CosaError('COSA_USAGE', '--vm and --direct exclude each other');
+  }
   const r = await buildExtend({
     workdir: c.cwd,
     platforms,
     ...(o.build ? { build: o.build } : {}),
     ...(o.force ? { force: true } : {}),
     ...(o.parallel ? { concurrency: o.parallel } : {}),
+    executor: o.vm ? 'vm' : o.direct ? 'direct' : 'auto',
     signal: c.signal,
     onProgress: c.onProgress,
   });
@@ -25,13 +31,14 @@ async function extend(c: CommandContext, platforms: string[], o: { build?: strin
 export const registerBuildExtend: RegisterCommand = (program, ctx) => {
   for (const p of listPlatforms()) {
     if (p === 'qemu') continue;
-    program
+    const cmd = program
       .command(`buildextend-${p}`)
-      .description(`Add the ${p} image to a build (derived from the build's base disk)`)
+      .description(p === 'metal4k' ? 'Add the metal4k image to a build (a 4096-byte-sector disk written from its commit)' : `Add the ${p} image to a build (derived from the build's base disk)`)
       .option('--build <id>', 'the build (default: latest)')
       .option('--force', 'rebuild the image even if the build has it')
-      .option('--json', 'print the result as JSON')
-      .action(async (o: { build?: string; force?: boolean }, cmd) => extend(ctx(cmd), [p], o));
+      .option('--json', 'print the result as JSON');
+    if (p === 'metal4k') cmd.option('--vm', 'write the disk inside the supermin VM').option('--direct', 'write the disk on the host (root with loop devices)');
+    cmd.action(async (o: ExtendFlags, c) => extend(ctx(c), [p], o));
   }
   program
     .command('buildextend')
@@ -40,8 +47,10 @@ export const registerBuildExtend: RegisterCommand = (program, ctx) => {
     .option('--build <id>', 'the build (default: latest)')
     .option('--force', 'rebuild images the build already has')
     .option('--parallel <n>', 'how many at once (default 2)', (v) => Number.parseInt(v, 10))
+    .option('--vm', 'write a disk that cannot be derived (metal4k) inside the supermin VM')
+    .option('--direct', 'write it on the host (root with loop devices)')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { platforms: string; build?: string; force?: boolean; parallel?: number }, cmd) =>
+    .action(async (o: ExtendFlags & { platforms: string }, cmd) =>
       extend(ctx(cmd), o.platforms.split(',').map((s) => s.trim()).filter(Boolean), o),
     );
 

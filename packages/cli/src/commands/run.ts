@@ -11,7 +11,7 @@ export const registerRun: RegisterCommand = (program, ctx) => {
     .option('-m, --memory <MiB>', 'guest memory', (v) => Number.parseInt(v, 10))
     .option('--cpus <n>', 'guest CPUs', (v) => Number.parseInt(v, 10))
     .option('--add-disk <size>', 'attach a blank disk of this size (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--uefi', 'boot with UEFI firmware (OVMF) instead of BIOS')
+    .option('--uefi', 'boot with UEFI firmware (OVMF) instead of BIOS (the default for a 4096-byte-sector image)')
     .option('--check', 'do not attach: wait for the login prompt, exit 0 when it shows up, 1 otherwise')
     .option('--timeout <seconds>', 'with --check: give up after this long (default 300)', (v) => Number.parseInt(v, 10))
     .option('--pattern <regex>', 'with --check: what to wait for (default "login:")')
@@ -25,7 +25,7 @@ export const registerRun: RegisterCommand = (program, ctx) => {
         ...(o.memory ? { memoryMiB: o.memory } : {}),
         ...(o.cpus ? { cpus: o.cpus } : {}),
         addDisks: o.addDisk,
-        firmware: o.uefi ? 'uefi' : 'bios',
+        ...(o.uefi ? { firmware: 'uefi' as const } : {}),
         ...(o.check ? { check: true } : {}),
         ...(o.timeout ? { timeoutMs: o.timeout * 1000 } : {}),
         ...(o.pattern ? { pattern: new RegExp(o.pattern) } : {}),
