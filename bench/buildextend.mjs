@@ -13,7 +13,7 @@
 // files (a tar of /usr) written into the root partition so conversions and compression see
 // realistic, partly compressible data. Needs built packages (schema, ostree, image, core: done
 // here when dist/ is missing), qemu-img, sgdisk, e2fsprogs, tar, xz, gzip, zstd. metal4k is left
-// out (it needs a 4096-byte-sector disk of its own; its cost is that of metal).
+// out (it needs a 4096-byte-sector install of its own from a real commit: bench/metal4k.mjs).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';

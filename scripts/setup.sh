@@ -24,6 +24,7 @@ APT_PACKAGES=(
   zstd xz-utils pigz
   nginx-light awscli rclone
   kmod udev cpio rsync procps util-linux busybox-static
+  fdisk  # tests only: `fdisk -b 4096 -l` reads 4Kn (metal4k) images
 )
 
 if [ "$(id -u)" != 0 ]; then

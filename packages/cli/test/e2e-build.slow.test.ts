@@ -183,7 +183,7 @@ describe('cosa build end to end (bundled Debian example)', () => {
     expect(execFileSync('tar', ['-tf', join(dir, meta.images!.vmware!.path)], { encoding: 'utf8' }).trim().split('\n')[0]).toMatch(/\.ovf$/);
     // metal4k: its own install with 4096-byte sectors (fdisk must be told the sector size).
     expect(info(meta.images!.metal4k!.path).format).toBe('raw');
-    expect(execFileSync('fdisk', ['-b', '4096', '-l', join(dir, meta.images!.metal4k!.path)], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } })).toMatch(/Sector size \(logical\/physical\): 4096 bytes[\s\S]*EFI System[\s\S]*root/);
+    expect(execFileSync('fdisk', ['-b', '4096', '-l', join(dir, meta.images!.metal4k!.path)], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } })).toMatch(/Sector size \(logical\/physical\): 4096 bytes[\s\S]*EFI System[\s\S]*Linux filesystem/);
     // A second run finds them all and does nothing.
     const again = await runCli(['buildextend-aws'], wd);
     expect(again.code).toBe(0);
