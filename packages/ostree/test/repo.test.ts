@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  commit, commitSize, commitToArchive, commitTree, deleteRef, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
+  commit, commitSize, commitToArchive, commitTree, deleteRef, recommit, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
   revParse, run, setRef, showCommit,
 } from '@cosa/ostree';
 import { tempDir, writeTree } from './_tmp.js';
@@ -43,21 +43,38 @@ describe('repo operations', () => {
     expect(ls.stdout).toMatch(/^-00644 0 0\s+18 \/usr\/bin\/hello/);
   });
 
+  // Ref names here are never all-hex: ostree takes `b` as a checksum prefix when a commit's checksum starts with b.
   it('skips an unchanged tree and records the parent of a changed one', async () => {
     const { repo, tree } = await fixture();
-    const a = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true });
-    const again = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true });
+    const a = await commit({ repo, branch: 'os/b', tree, skipIfUnchanged: true });
+    const again = await commit({ repo, branch: 'os/b', tree, skipIfUnchanged: true });
     expect(again).toEqual({ commit: a.commit, changed: false });
     await writeTree(tree, { 'usr/share/c.txt': 'new' });
-    const b = await commit({ repo, branch: 'b', tree, skipIfUnchanged: true, metadata: { version: '2' } });
+    const b = await commit({ repo, branch: 'os/b', tree, skipIfUnchanged: true, metadata: { version: '2' } });
     expect(b.changed).toBe(true);
-    expect((await showCommit({ repo, rev: 'b' })).parent).toBe(a.commit);
+    expect((await showCommit({ repo, rev: 'os/b' })).parent).toBe(a.commit);
+  });
+
+  it('recommits the tree of a commit with a new version, keeping its other metadata', async () => {
+    const { repo, tree } = await fixture();
+    const a = await commit({ repo, branch: 'os/b', tree, subject: 'os 1', metadata: { version: '1', 'cosa.inputhash': 'h1', 'rpmostree.rpmdb.pkglist': 'x' } });
+    const b = await recommit({ repo, branch: 'os/b', from: a.commit, subject: 'os 2', metadata: { version: '2' } });
+    expect(b).not.toBe(a.commit);
+    expect(await revParse({ repo, ref: 'os/b' })).toBe(b);
+    const info = await showCommit({ repo, rev: b });
+    expect(info).toMatchObject({ parent: a.commit, subject: 'os 2', version: '2' });
+    expect(info.metadata).toEqual({ version: '2', 'cosa.inputhash': 'h1', 'rpmostree.rpmdb.pkglist': 'x', 'ostree.ref-binding': ['os/b'] });
+    // The same tree: ostree diff finds nothing, and the root tree checksums agree.
+    expect((await run(['ostree', `--repo=${repo}`, 'diff', a.commit, b])).stdout.trim()).toBe('');
+    const root = async (c: string) => (await run(['ostree', `--repo=${repo}`, 'ls', '-C', '-d', c, '/'])).stdout.trim().split(/\s+/).slice(-3).join(' ');
+    expect(await root(b)).toBe(await root(a.commit));
+    await expect(recommit({ repo, branch: 'os/b', from: '0'.repeat(64) })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
   });
 
   it('creates a missing repo as bare-user when committing with commitTree', async () => {
     const d = await tempDir();
     await writeTree(path.join(d, 't'), { 'usr/x': 'x' });
-    const r = await commitTree({ repo: path.join(d, 'new'), branch: 'b', tree: path.join(d, 't') });
+    const r = await commitTree({ repo: path.join(d, 'new'), branch: 'os/b', tree: path.join(d, 't') });
     expect(r.changed).toBe(true);
     expect(await readRepoMode(path.join(d, 'new'))).toBe('bare-user');
   });
