@@ -140,7 +140,8 @@ describe('cosa build end to end (bundled Debian example)', () => {
 
   it('leaves builds/ as it was when a build is killed with SIGKILL, and the next build succeeds', async () => {
     const before = await snapshotTree(join(wd, 'builds'));
-    const child = spawn(process.execPath, [cliBin, 'build', '--force'], { cwd: wd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // --force-nocache: a real compose to kill (--force alone would reuse the tree in a second).
+    const child = spawn(process.execPath, [cliBin, 'build', '--force-nocache'], { cwd: wd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -153,11 +154,22 @@ describe('cosa build end to end (bundled Debian example)', () => {
     await exited;
     expect(await snapshotTree(join(wd, 'builds'))).toEqual(before);
 
+    const prev = await readMeta((await buildIds())[0]!);
     const r = await runCli(['build', '--force', '--json'], wd);
     expect(r.code, r.stderr + r.stdout.slice(-3000)).toBe(0);
     const id = String(lastJson(r.stdout).buildId);
     expect((await buildIds())[0]).toBe(id);
-    validateWithOriginalSchema(await readMeta(id));
+    const meta = await readMeta(id);
+    validateWithOriginalSchema(meta);
+    // Inputs unchanged: a new commit (its own version, the previous one as parent) on the same tree.
+    expect(r.stdout).toContain('reusing the tree of commit');
+    expect(meta['ostree-commit']).not.toBe(prev['ostree-commit']);
+    expect(meta['ostree-version']).toBe(id);
+    const repo = join(wd, 'tmp', 'repo');
+    const show = execFileSync('ostree', [`--repo=${repo}`, 'show', meta['ostree-commit']], { encoding: 'utf8' });
+    expect(show).toContain(`Parent:  ${prev['ostree-commit']}`);
+    expect(show).toContain(`Version: ${id}`);
+    expect(execFileSync('ostree', [`--repo=${repo}`, 'diff', prev['ostree-commit'], meta['ostree-commit']], { encoding: 'utf8' }).trim()).toBe('');
     expect((await readdir(join(wd, 'tmp'))).filter((f) => f.startsWith('build-'))).toEqual([]);
   });
 

@@ -24,6 +24,8 @@ import {
   type PackageInfo,
   importRepoTar,
   initRepo,
+  INPUTHASH_KEY,
+  recommit,
   readCommitMeta,
   revParse,
   run,
@@ -50,8 +52,14 @@ export interface BuildOptions {
   workdir: string;
   /** `ostree` (commit only) and/or image platforms; default `['qemu']`. */
   targets?: BuildTarget[];
-  /** New commit and build even when the inputs did not change. */
+  /**
+   * New commit and build even when the inputs did not change. When the input hash equals the
+   * previous build's (and its commit is in `tmp/repo`), the new commit reuses that commit's tree
+   * instead of composing it again: the cache by input hash. `forceNocache` composes anyway.
+   */
   force?: boolean;
+  /** With `force`: compose the tree again even when the input hash says it cannot differ (rpm-ostree's `--force-nocache`). */
+  forceNocache?: boolean;
   /** New build (reusing the commit) even when the image inputs did not change. */
   forceImage?: boolean;
   /** Keep every build (default: prune to the last 3 + tagged). */
@@ -256,14 +264,35 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         reason = options.force ? 'forced' : prevMeta ? 'inputs changed' : 'first build';
         version = options.version ?? nextVersion({ prefix: resolved.manifest['automatic-version-prefix'], previous: prevMeta?.['ostree-version'], now });
         buildId = version;
-        const r = await withPhase(onProgress, 'compose', () =>
-          resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), overridesRootfs: join(wd.overridesDir, 'rootfs') }),
-        );
-        commit = r.commit;
-        packages = r.packages;
-        composeStats = r.stats;
-        composed = true;
-        if (resolved.inputHash !== r.inputHash) resolved.inputHash = r.inputHash;
+        const subject = `${osName(resolved.manifest)} ${version}`;
+        const sameInputs =
+          !!prevMeta && prevMeta['rpm-ostree-inputhash'] === resolved.inputHash && prevMeta.ref === resolved.ref && !options.forceNocache &&
+          !!(await revParse({ repo: wd.repo, ref: prevMeta['ostree-commit'] }).catch(() => undefined));
+        if (sameInputs && prevMeta) {
+          // Forced with unchanged inputs: the tree is the previous commit's (cache by input hash).
+          reason = 'forced (inputs unchanged: the tree of the previous commit is reused)';
+          onProgress?.({ type: 'info', message: `inputs unchanged since build ${prevMeta.buildid}: reusing the tree of commit ${prevMeta['ostree-commit'].slice(0, 12)} (--force-nocache composes it again)` });
+          commit = await withPhase(onProgress, 'commit', () =>
+            recommit({ repo: wd.repo, branch: resolved.ref, from: prevMeta['ostree-commit'], subject, metadata: { version, [INPUTHASH_KEY]: resolved.inputHash }, fsync: false, ...(options.signal ? { signal: options.signal } : {}) }),
+          );
+        } else {
+          const r = await withPhase(onProgress, 'compose', () =>
+            resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), overridesRootfs: join(wd.overridesDir, 'rootfs') }),
+          );
+          commit = r.commit;
+          packages = r.packages;
+          composeStats = r.stats;
+          if (resolved.inputHash !== r.inputHash) resolved.inputHash = r.inputHash;
+          // The composer found the tree unchanged and kept the old commit (its version is the old
+          // one): a new version needs a commit of its own, with the same tree.
+          if (!r.changed) {
+            const head = await showCommit({ repo: wd.repo, rev: commit });
+            if (head.version !== version) {
+              commit = await recommit({ repo: wd.repo, branch: resolved.ref, from: commit, subject, metadata: { version, [INPUTHASH_KEY]: resolved.inputHash }, fsync: false, ...(options.signal ? { signal: options.signal } : {}) });
+            }
+          }
+          composed = true;
+        }
       }
       if (await exists(join(wd.buildsDir, buildId, arch))) {
         throw new CosaError('COSA_BUILD_EXISTS', `build ${buildId} (${arch}) already exists`, { hint: 'pass another --version, or prune that build' });

@@ -1,8 +1,8 @@
 export { run, hasTool, missingTools, type RunOptions, type RunResult } from './_exec.js';
 export {
-  initRepo, commit, commitTree, commitToArchive, revParse, showCommit, readCommitMeta, listRefs, setRef, deleteRef, pullLocal, prune,
+  initRepo, commit, commitTree, commitToArchive, recommit, revParse, showCommit, readCommitMeta, listRefs, setRef, deleteRef, pullLocal, prune,
   commitSize, readRepoMode, isRepo,
-  type RepoMode, type RepoCallOptions, type CommitOptions, type CommitResult, type CommitToArchiveOptions, type CommitInfo,
+  type RepoMode, type RepoCallOptions, type CommitOptions, type CommitResult, type CommitToArchiveOptions, type CommitInfo, type RecommitOptions,
   type PullLocalOptions,
 } from './repo.js';
 export {

@@ -114,6 +114,41 @@ export async function commit(o: CommitOptions): Promise<CommitResult> {
   return { commit: sha, changed: before !== sha };
 }
 
+/** Options of {@link recommit}. */
+export interface RecommitOptions extends RepoCallOptions {
+  repo: string;
+  /** Ref to commit on (moved to the new commit). */
+  branch: string;
+  /** The commit whose tree the new commit reuses; it becomes the parent. */
+  from: string;
+  subject?: string;
+  /** Metadata strings set anew (e.g. `version`); every other key of `from` is kept. */
+  metadata?: Record<string, string>;
+  /** `false` skips fsync. */
+  fsync?: boolean;
+}
+
+/**
+ * A new commit on `branch` with exactly the tree of `from` (no file is read or written, it takes
+ * well under a second), `from` as its parent, `from`'s metadata kept except the keys given anew.
+ * For a forced rebuild whose inputs did not change: a new version needs a new commit, not a new tree.
+ */
+export async function recommit(o: RecommitOptions): Promise<string> {
+  const sig = o.signal ? { signal: o.signal } : {};
+  const from = await showCommit({ repo: o.repo, rev: o.from, ...sig });
+  const fresh = o.metadata ?? {};
+  const args = ['commit', `--branch=${o.branch}`, `--tree=ref=${from.commit}`, `--parent=${from.commit}`, `--subject=${o.subject ?? from.subject}`];
+  // ostree writes its own bindings of the new commit (ref, collection).
+  const own = new Set(['ostree.ref-binding', 'ostree.collection-binding']);
+  for (const k of Object.keys(from.metadata).sort()) if (!(k in fresh) && !own.has(k)) args.push(`--keep-metadata=${k}`);
+  for (const [k, v] of Object.entries(fresh)) args.push(`--add-metadata-string=${k}=${v}`);
+  if (o.fsync === false) args.push('--fsync=false');
+  const r = await ostree(o.repo, args, { ...o, what: `cannot commit the tree of ${from.commit} on ${o.branch}` });
+  const sha = r.stdout.trim().split('\n').pop() ?? '';
+  if (!/^[0-9a-f]{64}$/.test(sha)) throw new CosaError('COSA_OSTREE_FAILED', `ostree commit printed no checksum: ${r.stdout}`);
+  return sha;
+}
+
 /** {@link commit} into a repo created as bare-user when missing. */
 export async function commitTree(o: CommitOptions): Promise<CommitResult> {
   await initRepo({ path: o.repo, mode: (await readRepoMode(o.repo)) ?? 'bare-user' });

@@ -8,7 +8,8 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
     .command('build')
     .description('Compose the OSTree commit and write disk images as a new build (nothing when the inputs did not change)')
     .argument('[targets...]', 'ostree (commit only), qemu (default), or any buildextend platform (metal, aws, …: derived from the qemu disk)')
-    .option('-f, --force', 'build even if the inputs did not change')
+    .option('-f, --force', 'build even if the inputs did not change (unchanged inputs: a new commit reusing the previous tree)')
+    .option('--force-nocache', 'with --force: compose the tree again even when the inputs did not change')
     .option('--force-image', 'write new images (reusing the commit) even if the image inputs did not change')
     .option('--skip-prune', 'keep every build (default: keep the last 3 + tagged)')
     .addOption(new Option('--no-prune', 'same as --skip-prune').hideHelp())
@@ -19,7 +20,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
     .option('--direct', 'write disk images on the host (root with loop devices)')
     .option('--wait', 'wait for another build in this workdir instead of failing')
     .option('--json', 'print progress as JSON Lines and the result as JSON')
-    .action(async (targets: string[], o: { force?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
+    .action(async (targets: string[], o: { force?: boolean; forceNocache?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
       const c = ctx(cmd);
       if (o.vm && o.direct) {
         const { CosaError } = await import('@cosa/schema');
@@ -28,7 +29,8 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
       const r = await build({
         workdir: c.cwd,
         targets,
-        ...(o.force ? { force: true } : {}),
+        ...(o.force || o.forceNocache ? { force: true } : {}),
+        ...(o.forceNocache ? { forceNocache: true } : {}),
         ...(o.forceImage ? { forceImage: true } : {}),
         ...(o.skipPrune || o.prune === false ? { skipPrune: true } : {}),
         ...(o.version ? { version: o.version } : {}),
