@@ -125,20 +125,19 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
   const rev = options.commit ?? options.ref;
   if (!rev) throw new CosaError('COSA_USAGE', 'createDisk needs a commit or a ref');
   const commit = (await run(['ostree', `--repo=${options.repo}`, 'rev-parse', rev], { signal })).stdout.trim();
-  const est = await withPhase(onProgress, 'estimate-size', () => estimateDiskSize({ repo: options.repo, commit, signal }));
-  const sizeGiB = options.sizeGiB ?? options.imageConfig?.size;
-  let diskMiB: number;
-  if (sizeGiB !== undefined) {
-    diskMiB = Math.floor(sizeGiB * 1024);
+  const sizeDisk = async (): Promise<{ est: DiskSizeEstimate; diskMiB: number }> => {
+    const est = await withPhase(onProgress, 'estimate-size', () => estimateDiskSize({ repo: options.repo, commit, signal }));
+    const sizeGiB = options.sizeGiB ?? options.imageConfig?.size;
+    if (sizeGiB === undefined) return { est, diskMiB: est.diskMiB };
+    const diskMiB = Math.floor(sizeGiB * 1024);
     if (diskMiB < est.diskMiB) {
       const need = Math.ceil((est.diskMiB / 1024) * 10) / 10;
       throw new CosaError('COSA_IMAGE_TOO_SMALL', `a ${sizeGiB} GiB disk is too small for commit ${commit.slice(0, 12)}: it needs at least ${need} GiB (${est.diskMiB} MiB)`, {
         hint: `set size: ${Math.ceil(need)} (or more) in image.yaml`,
       });
     }
-  } else {
-    diskMiB = est.diskMiB;
-  }
+    return { est, diskMiB };
+  };
 
   await mkdir(options.tmpDir, { recursive: true });
   const tmp = await mkdtemp(join(options.tmpDir, 'disk-'));
@@ -147,7 +146,15 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
   const partial = join(dirname(options.output), `.${Date.now()}-${process.pid}.partial.raw`);
   try {
     const sectorSize = options.sectorSize ?? 512;
-    await withPhase(onProgress, 'prepare-boot', () => prepareBootInputs(workDir, { signal, onProgress, sectorSize }));
+    // Sizing reads the commit, the boot inputs come from the host's GRUB: independent, so at once.
+    // allSettled: neither may still be writing into tmp/ when the finally below removes it.
+    const [sized, prepared] = await Promise.allSettled([
+      sizeDisk(),
+      withPhase(onProgress, 'prepare-boot', () => prepareBootInputs(workDir, { signal, onProgress, sectorSize })),
+    ]);
+    if (sized.status === 'rejected') throw sized.reason;
+    if (prepared.status === 'rejected') throw prepared.reason;
+    const { est, diskMiB } = sized.value;
     // Inside the (emulated) VM, decompressing an archive repo costs minutes: stage the commit
     // into a bare-user repo on the host first, where the same work takes seconds.
     let repo = options.repo;
