@@ -112,7 +112,7 @@ describe('cosa record commands', () => {
 });
 
 describe('bad input leaves the workdir byte-identical', () => {
-  type Case = { name: string; argv: string[]; setup: (wd: TempWorkdir) => Promise<void>; expect: string[] };
+  type Case = { name: string; argv: string[]; setup: (wd: TempWorkdir) => Promise<void>; expect: string[]; code?: number };
   const metaFile = (wd: TempWorkdir, id = '1.1') => join(wd.dir, 'builds', id, 'x86_64', 'meta.json');
   const editMeta = async (wd: TempWorkdir, fn: (m: Record<string, unknown>) => void) => {
     const m = JSON.parse(await readFile(metaFile(wd), 'utf8')) as Record<string, unknown>;
@@ -133,21 +133,45 @@ describe('bad input leaves the workdir byte-identical', () => {
     { name: 'build id with ..', argv: ['meta', '--build', '../1.0', '--set', 'summary=x'], setup: async () => {}, expect: ['invalid build id', '../1.0'] },
     { name: 'absolute build id', argv: ['prune', '--build', '/tmp'], setup: async () => {}, expect: ['invalid build id', '/tmp'] },
     { name: 'invalid --set value', argv: ['meta', '--set', 'ostree-timestamp=yesterday'], setup: async () => {}, expect: ['meta.json', 'ostree-timestamp'] },
+    { name: 'unknown buildextend platform', argv: ['buildextend', '--platforms', 'aws,nosuch'], setup: async () => {}, expect: ['unknown platform "nosuch"', 'known platforms:', 'metal4k'] },
+    { name: 'buildextend of a build without a qemu image', argv: ['buildextend-aws'], setup: async () => {}, expect: ['build 1.1', 'no qemu image'] },
+    {
+      name: 'buildextend of a build whose qemu image is compressed',
+      argv: ['buildextend-aws'],
+      setup: (wd) => editMeta(wd, (m) => ((m.images as Record<string, unknown>).qemu = { path: 'x-1.1-qemu.x86_64.qcow2.xz', sha256: 'a'.repeat(64), size: 1 })),
+      expect: ['qemu image of build 1.1 is compressed', 'decompress'],
+    },
+    {
+      name: 'buildextend-metal4k of a build whose ostree archive is compressed',
+      argv: ['buildextend-metal4k'],
+      setup: (wd) => editMeta(wd, (m) => ((m.images as { ostree: { path: string } }).ostree.path += '.xz')),
+      expect: ['ostree archive of build 1.1 is compressed', 'decompress'],
+    },
     { name: 'tagged build given to prune --build', argv: ['prune', '--build', '1.0'], setup: async (wd) => void (await runCli(['tag', 'update', '--tag', 'gold', '--build', '1.0'], wd.dir)), expect: ['1.0', 'tagged', 'gold'] },
   ];
 
-  it.each(cases)('$name: exits 1 naming the file, path and reason', async (c) => {
+  it.each(cases)('$name: exits non-zero naming the file, path and reason', async (c) => {
     await using wd = await tempWorkdir();
     await addBuilds(wd, ['1.0', '1.1']);
     await c.setup(wd);
     const before = await snapshotTree(wd.dir);
     const r = await runCli(c.argv, wd.dir);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(c.code ?? 1);
     for (const s of c.expect) expect(r.stderr).toContain(s);
     expect(await snapshotTree(wd.dir)).toEqual(before);
     const j = await runCli([...c.argv, '--json'], wd.dir);
-    expect(j.code).toBe(1);
+    expect(j.code).toBe(c.code ?? 1);
     expect(JSON.parse(j.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'error', code: expect.stringMatching(/^COSA_/) });
+    expect(await snapshotTree(wd.dir)).toEqual(before);
+  });
+
+  it('refuses --vm with --direct for buildextend as a usage error', async () => {
+    await using wd = await tempWorkdir();
+    await addBuilds(wd, ['1.0']);
+    const before = await snapshotTree(wd.dir);
+    const r = await runCli(['buildextend-metal4k', '--vm', '--direct'], wd.dir);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('--vm and --direct exclude each other');
     expect(await snapshotTree(wd.dir)).toEqual(before);
   });
 

@@ -264,7 +264,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         reason = options.force ? 'forced' : prevMeta ? 'inputs changed' : 'first build';
         version = options.version ?? nextVersion({ prefix: resolved.manifest['automatic-version-prefix'], previous: prevMeta?.['ostree-version'], now });
         buildId = version;
-        const subject = `${osName(resolved.manifest)} ${version}`;
+        // A new commit with this build's version on the tree of `from`.
+        const commitOnTree = (from: string) =>
+          recommit({
+            repo: wd.repo, branch: resolved.ref, from, subject: `${osName(resolved.manifest)} ${version}`,
+            metadata: { version, [INPUTHASH_KEY]: resolved.inputHash }, fsync: false, ...(options.signal ? { signal: options.signal } : {}),
+          });
         const sameInputs =
           !!prevMeta && prevMeta['rpm-ostree-inputhash'] === resolved.inputHash && prevMeta.ref === resolved.ref && !options.forceNocache &&
           !!(await revParse({ repo: wd.repo, ref: prevMeta['ostree-commit'] }).catch(() => undefined));
@@ -272,9 +277,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           // Forced with unchanged inputs: the tree is the previous commit's (cache by input hash).
           reason = 'forced (inputs unchanged: the tree of the previous commit is reused)';
           onProgress?.({ type: 'info', message: `inputs unchanged since build ${prevMeta.buildid}: reusing the tree of commit ${prevMeta['ostree-commit'].slice(0, 12)} (--force-nocache composes it again)` });
-          commit = await withPhase(onProgress, 'commit', () =>
-            recommit({ repo: wd.repo, branch: resolved.ref, from: prevMeta['ostree-commit'], subject, metadata: { version, [INPUTHASH_KEY]: resolved.inputHash }, fsync: false, ...(options.signal ? { signal: options.signal } : {}) }),
-          );
+          commit = await withPhase(onProgress, 'commit', () => commitOnTree(prevMeta['ostree-commit']));
         } else {
           const r = await withPhase(onProgress, 'compose', () =>
             resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), overridesRootfs: join(wd.overridesDir, 'rootfs') }),
@@ -288,7 +291,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           if (!r.changed) {
             const head = await showCommit({ repo: wd.repo, rev: commit });
             if (head.version !== version) {
-              commit = await recommit({ repo: wd.repo, branch: resolved.ref, from: commit, subject, metadata: { version, [INPUTHASH_KEY]: resolved.inputHash }, fsync: false, ...(options.signal ? { signal: options.signal } : {}) });
+              commit = await commitOnTree(commit);
             }
           }
           composed = true;

@@ -111,12 +111,17 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
       throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no qemu image to derive platforms from`, { hint: 'run cosa build (or cosa build --force-image) first' });
     }
     if (/\.(xz|gz|zst)$/.test(qemu)) {
-      throw new CosaError('COSA_USAGE', `the qemu image of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
+      throw new CosaError('COSA_BUILD_COMPRESSED', `the qemu image of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
     }
   }
+  // The commit of an own-disk platform: from tmp/repo when it is there (read only), else from the
+  // build's ostree archive. Checked before anything is written.
   const ostreeTar = meta.images?.ostree?.path;
-  if (ownDisk.length > 0 && ostreeTar && /\.(xz|gz|zst)$/.test(ostreeTar)) {
-    throw new CosaError('COSA_USAGE', `the ostree archive of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
+  const sig = options.signal ? { signal: options.signal } : {};
+  const commitInRepo = ownDisk.length > 0 && !!(await revParse({ repo: wd.repo, ref: meta['ostree-commit'], ...sig }).catch(() => undefined));
+  if (ownDisk.length > 0 && !commitInRepo) {
+    if (!ostreeTar) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no ostree archive to write ${ownDisk.join(', ')} from`, { hint: 'cosa buildfetch --artifact=ostree' });
+    if (/\.(xz|gz|zst)$/.test(ostreeTar)) throw new CosaError('COSA_BUILD_COMPRESSED', `the ostree archive of build ${buildId} is compressed`, { hint: 'cosa decompress first' });
   }
 
   const releases: (() => Promise<void>)[] = [];
@@ -127,7 +132,6 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
     const variant = await wd.configVariant();
     const cfg = await loadConfig({ configDir: wd.configDir, arch, ...(variant ? { variant } : {}) }).catch(() => undefined);
     const platformsConfig: PlatformsConfig | undefined = cfg?.platforms ? ({ [arch]: cfg.platforms } as unknown as PlatformsConfig) : undefined;
-    const sig = options.signal ? { signal: options.signal } : {};
     const prog = options.onProgress ? { onProgress: options.onProgress } : {};
     const baseRaw = join(work, 'base.raw');
     if (qemu && ownDisk.length < todo.length) {
@@ -135,13 +139,11 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
     }
     let baseRaw4k: string | undefined;
     if (ownDisk.length > 0) {
-      // The build's commit: from tmp/repo when it is there (read only), else from its ostree archive.
       const commit = meta['ostree-commit'];
       let repo = wd.repo;
-      if (!(await revParse({ repo, ref: commit, ...sig }).catch(() => undefined))) {
-        if (!ostreeTar) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no ostree archive to write ${ownDisk.join(', ')} from`, { hint: 'cosa buildfetch --artifact=ostree' });
+      if (!commitInRepo) {
         repo = join(work, 'repo');
-        await withPhase(options.onProgress, 'import', () => importRepoTar({ tar: join(buildDir, ostreeTar), repo, tmpDir: work, ...sig }));
+        await withPhase(options.onProgress, 'import', () => importRepoTar({ tar: join(buildDir, ostreeTar as string), repo, tmpDir: work, ...sig }));
       }
       baseRaw4k = join(work, 'base4k.raw');
       const executor = await selectExecutor({ choice: options.executor ?? 'auto', cacheDir: wd.cacheDir });

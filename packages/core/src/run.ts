@@ -52,7 +52,7 @@ async function resolveImage(o: RunImageOptions): Promise<{ image: string; cacheD
   const q = meta.images?.qemu?.path;
   if (!q) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${id} has no qemu image`, { hint: 'cosa build qemu (or cosa build --force-image)' });
   if (q.endsWith('.xz') || q.endsWith('.gz') || q.endsWith('.zst')) {
-    throw new CosaError('COSA_USAGE', `the qemu image of build ${id} is compressed (${q})`, { hint: 'cosa decompress' });
+    throw new CosaError('COSA_BUILD_COMPRESSED', `the qemu image of build ${id} is compressed (${q})`, { hint: 'cosa decompress' });
   }
   return { image: join(wd.buildsDir, id, arch, q), cacheDir: wd.cacheDir };
 }

@@ -76,7 +76,6 @@ export async function layoutDisk(
 ): Promise<{ rootMiB: number }> {
   const o = { signal: options.signal, onProgress: options.onProgress };
   const MiB = 1024 * 1024;
-  await run(['truncate', '-s', '0', raw], o);
   await run(['truncate', '-s', `${diskMiB}M`, raw], o);
   const gpt = await writeGpt(raw, { sectorSize: options.sectorSize ?? 512, diskGuid: DISK_GUID, partitions: LAYOUT });
   const [, esp, boot, root] = gpt.partitions as [unknown, { start: number }, { start: number; size: number }, { size: number }];

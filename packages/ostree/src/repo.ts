@@ -109,9 +109,15 @@ export async function commit(o: CommitOptions): Promise<CommitResult> {
   if (o.parent) args.push(`--parent=${o.parent}`);
   if (o.fsync === false) args.push('--fsync=false');
   const r = await ostree(o.repo, args, { ...o, what: `cannot commit ${o.tree} on ${o.branch}` });
-  const sha = r.stdout.trim().split('\n').pop() ?? '';
-  if (!/^[0-9a-f]{64}$/.test(sha)) throw new CosaError('COSA_OSTREE_FAILED', `ostree commit printed no checksum: ${r.stdout}`);
+  const sha = printedChecksum(r.stdout);
   return { commit: sha, changed: before !== sha };
+}
+
+/** The checksum `ostree commit` printed (its last line). */
+function printedChecksum(stdout: string): string {
+  const sha = stdout.trim().split('\n').pop() ?? '';
+  if (!/^[0-9a-f]{64}$/.test(sha)) throw new CosaError('COSA_OSTREE_FAILED', `ostree commit printed no checksum: ${stdout}`);
+  return sha;
 }
 
 /** Options of {@link recommit}. */
@@ -144,9 +150,7 @@ export async function recommit(o: RecommitOptions): Promise<string> {
   for (const [k, v] of Object.entries(fresh)) args.push(`--add-metadata-string=${k}=${v}`);
   if (o.fsync === false) args.push('--fsync=false');
   const r = await ostree(o.repo, args, { ...o, what: `cannot commit the tree of ${from.commit} on ${o.branch}` });
-  const sha = r.stdout.trim().split('\n').pop() ?? '';
-  if (!/^[0-9a-f]{64}$/.test(sha)) throw new CosaError('COSA_OSTREE_FAILED', `ostree commit printed no checksum: ${r.stdout}`);
-  return sha;
+  return printedChecksum(r.stdout);
 }
 
 /** {@link commit} into a repo created as bare-user when missing. */
