@@ -5,6 +5,7 @@
  */
 import { CosaError, type Manifest, type OnProgress } from '@cosa/schema';
 import { hasTool } from './_exec.js';
+import type { ComposeInputs, FileHashCache, ResolvedInputs } from './inputs.js';
 
 /** One package of a composed (or resolved) package set. */
 export interface PackageInfo {
@@ -43,6 +44,17 @@ export interface ComposeOptions {
   parentCommit?: string;
   /** `overrides/rootfs`: overlaid onto the tree after the packages. */
   overridesRootfs?: string;
+  /** `overrides/rpm`: RPMs that win over the repos' (RPM composers). */
+  overridesRpm?: string;
+  /** The config variant (recorded in the inputs description). */
+  variant?: string;
+  /**
+   * The inputs description ({@link describeInputs}) when the caller already made it: the composer
+   * then hashes and builds exactly this object instead of describing the inputs again.
+   */
+  inputs?: ComposeInputs;
+  /** Content hashes of unchanged files, reused while describing the inputs. */
+  fileCache?: FileHashCache;
   /** Use only what `fetch` put in `cacheDir`. */
   offline?: boolean;
   /** Fail on unlocked packages / unknown manifest keys. */
@@ -59,6 +71,8 @@ export interface InputHashResult {
   inputHash: string;
   /** The package set the composer would install. */
   packages: PackageInfo[];
+  /** The description the hash is made of. */
+  inputs?: ComposeInputs;
 }
 
 /** The result of {@link Composer.compose}. */
@@ -88,6 +102,8 @@ export interface Composer {
   readonly name: ComposerName;
   /** The version of the underlying tool (feeds the input hash). */
   version(): Promise<string>;
+  /** Resolves the package set (and composer-specific inputs) for the inputs description. */
+  resolve(o: ComposeOptions): Promise<ResolvedInputs>;
   /** Computes the input hash and the resolved package set without composing anything. */
   inputHash(o: ComposeOptions): Promise<InputHashResult>;
   /** Composes and commits into `o.repo` on `o.ref`. */

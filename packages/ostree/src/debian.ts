@@ -14,13 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { CommandFailedError, CosaError, stableStringify, withPhase, type DebianSource } from '@cosa/schema';
 import { run } from './_exec.js';
 import { aptDownload, aptEnv, aptResolve, aptUpdate, allCached, dpkgArch, metadataDigest, minbaseNames, sourceLine, type AptEnv, type ResolvedDeb } from './_apt.js';
-import type { ComposeOptions, ComposeResult, Composer, InputHashResult, PackageInfo } from './composer.js';
+import type { ComposeOptions, ComposeResult, Composer, PackageInfo } from './composer.js';
 import { commitTree } from './repo.js';
 import { postprocessTree, prepareOstreeTree } from './postprocess.js';
 import { ensureInitramfs } from './debian-initramfs.js';
 import { debianSources, type HostMirrors } from './debian-sources.js';
 import { installedPackages, kernelVersion, prepareDebianTree } from './debian-tree.js';
-import { computeInputHash } from './input-hash.js';
+import { composerInputHash, inputsFor, inputsHash } from './inputs.js';
 
 /** Bumped whenever this composer's output for the same inputs changes. */
 const REVISION = '2';
@@ -141,20 +141,6 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     }
     assetsMemo ??= digestDir(assetsDir);
     return { debian, env, metaDigest, include, resolved, assetsDigest: await assetsMemo, sourceLines: sources.map(sourceLine) };
-  }
-
-  async function hashOf(o: ComposeOptions, p: Plan): Promise<InputHashResult> {
-    const packages = p.resolved.map(toPackageInfo);
-    const inputHash = computeInputHash({
-      manifest: o.manifest,
-      files: o.files,
-      baseDir: o.configDir,
-      packages,
-      composer: 'debian',
-      composerVersion: await version(),
-      extra: { sources: p.sourceLines, assets: p.assetsDigest, arch: o.arch },
-    });
-    return { inputHash, packages };
   }
 
   async function ensureDebs(o: ComposeOptions, p: Plan): Promise<void> {
@@ -282,7 +268,8 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
   /**
    * The per-build copy of the base tree. Our own steps only rename, unlink and create files, so
    * hard links are safe for them; /etc is copied for real (passwd rewrites /etc/shadow- in
-   * place). User hooks and postprocess scripts may write anything in place: then a full copy.
+   * place; overlay.d layers are applied the same way). User hooks and postprocess scripts may
+   * write anything in place: then a full copy.
    */
   async function copyBase(o: ComposeOptions, p: Plan, base: string, tree: string): Promise<void> {
     const m = o.manifest;
@@ -330,8 +317,13 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     name: 'debian',
     version,
 
+    async resolve(o) {
+      const p = await plan(o, false);
+      return { packages: p.resolved.map(toPackageInfo), extra: { sources: p.sourceLines, assets: p.assetsDigest } };
+    },
+
     async inputHash(o) {
-      return hashOf(o, await plan(o, false));
+      return composerInputHash(o, composer);
     },
 
     async fetch(o) {
@@ -349,8 +341,10 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
           stats[`${name}Ms`] = Math.round(performance.now() - t0);
         }
       };
-      const p = await time('inputHash', () => plan(o, false));
-      const { inputHash } = await hashOf(o, p);
+      const inputs = await time('inputHash', () => inputsFor(o, composer));
+      const inputHash = inputsHash(inputs);
+      const p = await plan(o, false);
+      const overlays = inputs.overlays.map((l) => join(o.configDir, 'overlay.d', l.name));
       await time('download', () => ensureDebs(o, p));
       const base = await time('base', () => baseTree(o, p, stats));
       await mkdir(o.tmpDir, { recursive: true });
@@ -360,7 +354,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
         await mkdir(work);
         await time('copy', () => copyBase(o, p, base, tree));
         await time('customize', () => customize(o, p, tree));
-        await time('postprocess', () => postprocessTree({ tree, manifest: o.manifest, configDir: o.configDir, overridesRootfs: o.overridesRootfs, signal: o.signal, onProgress: o.onProgress }));
+        await time('postprocess', () => postprocessTree({ tree, manifest: o.manifest, configDir: o.configDir, overlays, overridesRootfs: o.overridesRootfs, signal: o.signal, onProgress: o.onProgress }));
         const kver = await kernelVersion(tree);
         const initrd = await time('initramfs', () => ensureInitramfs({ tree, kver, cacheDir: o.cacheDir, signal: o.signal, onProgress: o.onProgress }));
         stats.initramfsCached = initrd.cached ? 1 : 0;

@@ -10,7 +10,8 @@ import { run } from './_exec.js';
 import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer } from './composer.js';
 import { postprocessTree, prepareOstreeTree } from './postprocess.js';
 import { commit, initRepo, revParse, showCommit } from './repo.js';
-import { dnfArgv, dnfError, installedPackages, privateRpmHome, RPMDB_PATH, rpmCacheRepo, rpmInputHash } from './rpm.js';
+import { dnfArgv, dnfError, installedPackages, prepareOverridesRepo, privateRpmHome, RPMDB_PATH, rpmCacheRepo, resolveRpm } from './rpm.js';
+import { composerInputHash, inputsFor, inputsHash } from './inputs.js';
 
 
 let cachedVersion: Promise<string> | undefined;
@@ -26,9 +27,8 @@ export function createDnfComposer(): Composer {
       });
       return cachedVersion;
     },
-    async inputHash(o) {
-      return rpmInputHash(o, { name: 'dnf', version: await composer.version() });
-    },
+    resolve: (o) => resolveRpm(o),
+    inputHash: (o) => composerInputHash(o, composer),
     fetch: (o) => fetchRpms(o),
     compose: (o) => composeWithDnf(o, composer),
   };
@@ -48,7 +48,8 @@ async function fetchRpms(o: ComposeOptions): Promise<void> {
       const pkgs = o.manifest.packages ?? [];
       if (pkgs.length) {
         // An empty installroot makes dnf download the whole closure, not only what the host lacks.
-        const argv = [...dnfArgv({ ...o, installroot: path.join(home, 'root') }), 'install', '--downloadonly', `--downloaddir=${dest}`, ...pkgs];
+        const overridesRepo = await prepareOverridesRepo(o);
+        const argv = [...dnfArgv({ ...o, installroot: path.join(home, 'root'), overridesRepo }), 'install', '--downloadonly', `--downloaddir=${dest}`, ...pkgs];
         await run(argv, { env: { HOME: home }, ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}), phase: 'fetch' }).catch((e: unknown) =>
           dnfError(e, o, 'cannot download packages'),
         );
@@ -75,7 +76,10 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
     }
   };
   await initRepo({ path: o.repo, mode: 'bare-user' });
-  const { inputHash, packages: resolved } = await timed('input-hash', () => composer.inputHash(o));
+  const { inputHash, packages: resolved, inputs } = await timed('input-hash', async () => {
+    const d = await inputsFor(o, composer);
+    return { inputs: d, inputHash: inputsHash(d), packages: (await composerInputHash({ ...o, inputs: d }, composer)).packages };
+  });
   if (o.parentCommit) {
     const prev = await showCommit({ repo: o.repo, rev: o.parentCommit }).catch(() => undefined);
     if (prev && prev.metadata[INPUTHASH_KEY] === inputHash) {
@@ -95,7 +99,8 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
     await timed('install', async () => {
       const pkgs = o.manifest.packages ?? [];
       if (pkgs.length === 0) throw new CosaError('COSA_COMPOSE_FAILED', 'the manifest lists no packages');
-      const argv = [...dnfArgv({ ...o, installroot: root, offline: true }), '--nogpgcheck', 'install', ...pkgs];
+      const overridesRepo = await prepareOverridesRepo(o);
+      const argv = [...dnfArgv({ ...o, installroot: root, offline: true, overridesRepo }), '--nogpgcheck', 'install', ...pkgs];
       await run(argv, { env: { HOME: home }, ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}), phase: 'install' }).catch((e: unknown) =>
         dnfError(e, { ...o, offline: true }, 'dnf install failed'),
       );
@@ -109,7 +114,7 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
       if (f.endsWith('-shm') || f.endsWith('-wal') || f.startsWith('__db.')) await rm(path.join(root, RPMDB_PATH, f), { force: true });
     }
     const pp = await timed('postprocess', () =>
-      postprocessTree({ tree: root, manifest: o.manifest, configDir: o.configDir, ...(o.overridesRootfs ? { overridesRootfs: o.overridesRootfs } : {}), ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}) }),
+      postprocessTree({ tree: root, manifest: o.manifest, configDir: o.configDir, overlays: inputs.overlays.map((l) => path.join(o.configDir, 'overlay.d', l.name)), ...(o.overridesRootfs ? { overridesRootfs: o.overridesRootfs } : {}), ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}) }),
     );
     stats['postprocess-scripts'] = pp['postprocess-scripts'];
     await timed('prepare-tree', () => prepareOstreeTree({ tree: root, ...(o.onProgress ? { onProgress: o.onProgress } : {}) }));

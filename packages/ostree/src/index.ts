@@ -11,21 +11,27 @@ export {
   type ComposerFactory, type ComposerRegistry, type SelectComposerOptions,
 } from './composer.js';
 export {
-  postprocessTree, runPostprocess, prepareOstreeTree, resolveInside,
+  postprocessTree, runPostprocess, prepareOstreeTree, resolveInside, applyOverlay, overlayMode, parseStatoverride,
   type PostprocessOptions, type PostprocessStats, type PrepareOstreeTreeOptions, type PrepareOstreeTreeResult,
 } from './postprocess.js';
 export { createRpmOstreeComposer } from './rpm-ostree.js';
 export { createDnfComposer } from './dnf.js';
 export { writeRepoTar, importRepoTar, tarDirectory, type TarDirectoryOptions, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';
 export {
-  rpmOstreeComposeArgv, findLockfiles, parseComposeJson, composeJsonStats, pkglistFromCommitMeta, parseRpmOstreeVersion,
+  rpmOstreeComposeArgv, overlayCommitArgv, commitOverlay, type OverlayCommitOptions, findLockfiles, parseComposeJson, composeJsonStats, pkglistFromCommitMeta, parseRpmOstreeVersion,
   type RpmOstreeArgvOptions, type RpmOstreeComposeJson,
 } from './rpm-ostree.js';
 export {
-  dnfArgv, resolveRpmPackages, rpmInputHash, installedPackages, nevra, privateRpmHome, rpmCacheRepo, repoChecksums,
+  dnfArgv, resolveRpmPackages, rpmInputHash, resolveRpm, prepareOverridesRepo, OVERRIDES_REPO_ID, installedPackages, nevra, privateRpmHome, rpmCacheRepo, repoChecksums,
   RPMDB_PATH, CACHE_REPO_ID, type DnfArgvOptions,
 } from './rpm.js';
 export { computeInputHash, packageKey, type InputHashOptions, type InputHashPackage } from './input-hash.js';
+export {
+  describeInputs, describeTree, inputsHash, inputsFor, composerInputHash, overlayLayers, overlayNames, referencedFiles, packageEvr,
+  FileHashCache, INPUTS_SCHEMA, RACY_MS,
+  type ComposeInputs, type TreeEntry, type TreeDescription, type DescribedPackage, type DescribedOverlay, type ResolvedInputs,
+  type DescribeInputsOptions,
+} from './inputs.js';
 export { createDebianComposer, debianComposer, type DebianComposerOptions } from './debian.js';
 export { debianSources, hostDebianMirrors, parseDeb822Sources, parseSourcesList, type HostMirrors } from './debian-sources.js';
 export { installedPackages as installedDebianPackages, kernelVersion, parseDpkgStatus, prepareDebianTree, varTmpfiles } from './debian-tree.js';

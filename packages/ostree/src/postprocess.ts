@@ -5,7 +5,7 @@
  * root filesystem into an OSTree-ready tree (both composers call it).
  */
 import { constants } from 'node:fs';
-import { access, chmod, cp, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, chmod, copyFile, cp, lchown, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CommandFailedError, CosaError, type Manifest, type OnProgress } from '@cosa/schema';
 import { run } from './_exec.js';
@@ -35,6 +35,8 @@ export interface PostprocessOptions {
   manifest: Manifest;
   /** Where `add-files` sources and `postprocess-script` resolve. */
   configDir: string;
+  /** overlay.d layer directories, applied in order before anything else (see {@link applyOverlay}). */
+  overlays?: readonly string[] | undefined;
   /** `overrides/rootfs`, overlaid last when it exists. */
   overridesRootfs?: string | undefined;
   /** Environment for the scripts (merged over a minimal PATH/LANG). */
@@ -50,7 +52,8 @@ export interface PostprocessStats {
 }
 
 /**
- * Applies the manifest's postprocessing to `tree`, in rpm-ostree's order: `remove-files`,
+ * Applies the manifest's postprocessing to `tree`, in rpm-ostree's order: the overlay.d layers
+ * (rpm-ostree's `ostree-layers`, checked out over the packages), `remove-files`,
  * `add-files` (copied from `configDir`), `postprocess-script`, each `postprocess` inline script,
  * then `overrides/rootfs` overlaid. Scripts run chrooted when the tree has `/bin/sh` and we are
  * root, else on the host with the tree as cwd and as `$1`. A failing script → COSA_COMPOSE_FAILED
@@ -59,6 +62,8 @@ export interface PostprocessStats {
 export async function postprocessTree(o: PostprocessOptions): Promise<PostprocessStats> {
   const t0 = performance.now();
   const m = o.manifest;
+  for (const layer of o.overlays ?? []) await applyOverlay(o.tree, layer);
+  if (o.overlays?.length) o.onProgress?.({ type: 'info', message: `applied overlay.d layers: ${o.overlays.map((l) => path.basename(l)).join(', ')}` });
   for (const rel of m['remove-files'] ?? []) {
     await rm(resolveInside(o.tree, rel), { recursive: true, force: true });
   }
@@ -85,6 +90,73 @@ export async function postprocessTree(o: PostprocessOptions): Promise<Postproces
     if (entries.length) o.onProgress?.({ type: 'info', message: `overlaid overrides/rootfs (${entries.length} entries)` });
   }
   return { 'postprocess-ms': Math.round(performance.now() - t0), 'postprocess-scripts': scripts.length };
+}
+
+/**
+ * Parses an overlay's `statoverride` file (ostree's format, plus `#` comments): `=MODE /path`
+ * sets the mode, `MODE /path` adds mode bits; MODE is decimal. Returns path → change.
+ */
+export function parseStatoverride(text: string): Map<string, { set?: number; add?: number }> {
+  const out = new Map<string, { set?: number; add?: number }>();
+  for (const line of text.split('\n')) {
+    const m = /^(=?)(\d+)\s+(\S.*)$/.exec(line.trim());
+    if (!m || line.trim().startsWith('#')) continue;
+    out.set(m[3]!.replace(/^\/+/, ''), m[1] ? { set: Number(m[2]) } : { add: Number(m[2]) });
+  }
+  return out;
+}
+
+/** The mode an overlay entry gets: as the original commits overlays (umask 022, no setuid/setgid, read-only executables), then its statoverride. */
+export function overlayMode(srcMode: number, isDir: boolean, override?: { set?: number; add?: number }): number {
+  let mode = srcMode & 0o1777 & ~0o022;
+  if (!isDir && mode & 0o111) mode &= ~0o222;
+  if (override?.set !== undefined) mode = override.set & 0o7777;
+  if (override?.add !== undefined) mode |= override.add & 0o7777;
+  return mode;
+}
+
+/**
+ * Applies one overlay.d layer onto `tree` with the rules the original uses when it commits
+ * overlays (owner 0:0 when root, modes of {@link overlayMode}, the layer's `statoverride` file
+ * applied and not copied). Files under `usr/etc/` go to `etc/` (which becomes /usr/etc in the
+ * commit). Existing files are unlinked before they are written, so hard-linked trees stay intact.
+ */
+export async function applyOverlay(tree: string, layer: string): Promise<number> {
+  const overrides = parseStatoverride(await readFile(path.join(layer, 'statoverride'), 'utf8').catch(() => ''));
+  const root = process.getuid?.() === 0;
+  let n = 0;
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(path.join(layer, rel))).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      if (r === 'statoverride') continue;
+      const src = path.join(layer, r);
+      const destRel = r === 'usr/etc' || r.startsWith('usr/etc/') ? `etc${r.slice('usr/etc'.length)}` : r;
+      const dest = resolveInside(tree, destRel);
+      const st = await lstat(src);
+      if (st.isDirectory()) {
+        const cur = await lstat(dest).catch(() => undefined);
+        if (cur && !cur.isDirectory()) await rm(dest, { recursive: true, force: true });
+        if (!cur?.isDirectory()) {
+          await mkdir(dest, { recursive: true });
+          await chmod(dest, overlayMode(st.mode, true, overrides.get(r)));
+          if (root) await lchown(dest, 0, 0);
+        }
+        await walk(r);
+        continue;
+      }
+      await rm(dest, { recursive: true, force: true });
+      await mkdir(path.dirname(dest), { recursive: true });
+      if (st.isSymbolicLink()) await symlink(await readlink(src), dest);
+      else {
+        await copyFile(src, dest);
+        await chmod(dest, overlayMode(st.mode, false, overrides.get(r)));
+      }
+      if (root) await lchown(dest, 0, 0);
+      n++;
+    }
+  };
+  await walk('');
+  return n;
 }
 
 /** Alias of {@link postprocessTree} (the name the Debian composer uses). */

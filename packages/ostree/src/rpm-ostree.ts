@@ -2,13 +2,15 @@
  * The rpm-ostree composer: a wrapper over `rpm-ostree compose tree --unified-core`, as the
  * original cosa runs it (cmd-fetch / cmd-build).
  */
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CosaError, parseJsonText, SchemaError, stableStringify, type SchemaIssue } from '@cosa/schema';
 import { run } from './_exec.js';
 import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer, type PackageInfo } from './composer.js';
 import { revParse, showCommit } from './repo.js';
-import { rpmInputHash } from './rpm.js';
+import { resolveRpm } from './rpm.js';
+import { composerInputHash, inputsFor, inputsHash, type ComposeInputs } from './inputs.js';
+import { applyOverlay } from './postprocess.js';
 
 /** Options of {@link rpmOstreeComposeArgv}. */
 export interface RpmOstreeArgvOptions {
@@ -152,14 +154,13 @@ export function createRpmOstreeComposer(): Composer {
       });
       return cachedVersion;
     },
-    async inputHash(o) {
-      return rpmInputHash(o, { name: 'rpm-ostree', version: await composer.version() });
-    },
+    resolve: (o) => resolveRpm(o),
+    inputHash: (o) => composerInputHash(o, composer),
     async fetch(o) {
-      await composeTree(o, { downloadOnly: true });
+      await composeTree(o, { downloadOnly: true }, composer);
     },
     async compose(o) {
-      return composeTree(o, {});
+      return composeTree(o, {}, composer);
     },
   };
   return composer;
@@ -181,19 +182,20 @@ function lockfilesFrom(o: ComposeOptions): string[] | undefined {
   return undefined;
 }
 
-async function composeTree(o: ComposeOptions, mode: { downloadOnly?: boolean }): Promise<ComposeResult> {
+async function composeTree(o: ComposeOptions, mode: { downloadOnly?: boolean }, composer: Composer): Promise<ComposeResult> {
   const stats: Record<string, number> = {};
   const t0 = performance.now();
   await mkdir(o.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(o.tmpDir, 'rpm-ostree-'));
   try {
-    const hash = mode.downloadOnly ? undefined : await composerHash(o);
+    const inputs = mode.downloadOnly ? undefined : await inputsFor(o, composer);
+    const hash = inputs ? { inputHash: inputsHash(inputs), packages: (await composerInputHash({ ...o, inputs }, composer)).packages } : undefined;
     if (hash) stats['input-hash-ms'] = Math.round(performance.now() - t0);
     const parent = o.parentCommit ? await revParse({ repo: o.repo, ref: o.parentCommit }) : undefined;
     const composeJson = path.join(work, 'compose.json');
     const changedStamp = path.join(work, 'changed');
     const argv = rpmOstreeComposeArgv({
-      treefile: await treefileFor(o, work),
+      treefile: inputs ? await layeredTreefile(o, inputs, work) : await treefileFor(o, work),
       repo: o.repo,
       cacheDir: path.join(o.cacheDir),
       composeJson,
@@ -241,6 +243,67 @@ async function composeTree(o: ComposeOptions, mode: { downloadOnly?: boolean }):
   }
 }
 
-async function composerHash(o: ComposeOptions) {
-  return rpmInputHash(o, { name: 'rpm-ostree', version: await createRpmOstreeComposer().version() });
+/** Options of {@link overlayCommitArgv}. */
+export interface OverlayCommitOptions {
+  repo: string;
+  /** The ref is `overlay/<name>`. */
+  name: string;
+  /** The prepared layer directory. */
+  tree: string;
+}
+
+/**
+ * The `ostree commit` of an overlay layer as the original's cmdlib makes it: ref `overlay/NAME`,
+ * owner 0:0, no xattrs, no parent, read-only executables, a fixed timestamp (the commit depends
+ * only on the content).
+ */
+export function overlayCommitArgv(o: OverlayCommitOptions): string[] {
+  return [
+    'ostree', 'commit', `--repo=${o.repo}`, `--tree=dir=${o.tree}`, '-b', `overlay/${o.name}`,
+    '--owner-uid=0', '--owner-gid=0', '--no-xattrs', '--no-bindings', '--parent=none', '--mode-ro-executables',
+    '--timestamp=1970-01-01 00:00:00 +0000',
+  ];
+}
+
+/**
+ * Commits a layer directory as `overlay/NAME` into `repo`: the files are first laid out with
+ * the overlay rules ({@link applyOverlay}: modes, statoverride), then committed.
+ */
+export async function commitOverlay(o: { repo: string; name: string; layer: string; tmpDir: string; signal?: AbortSignal | undefined }): Promise<string> {
+  const tree = await mkdtemp(path.join(o.tmpDir, `overlay-${o.name}-`));
+  try {
+    await applyOverlay(tree, o.layer);
+    const r = await run(overlayCommitArgv({ repo: o.repo, name: o.name, tree }), o.signal ? { signal: o.signal } : {});
+    return r.stdout.trim();
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The treefile rpm-ostree composes when the config has overlay.d layers or overrides/rootfs, as
+ * the original writes it: it includes the config's treefile, lists the committed layers in
+ * `ostree-layers` (those the manifest does not list already) and overrides/rootfs in
+ * `ostree-override-layers`; the config's .repo files are copied beside it.
+ */
+async function layeredTreefile(o: ComposeOptions, inputs: ComposeInputs, work: string): Promise<string> {
+  const base = await treefileFor(o, work);
+  const listed = new Set(o.manifest['ostree-layers'] ?? []);
+  const layers: string[] = [];
+  for (const l of inputs.overlays) {
+    await commitOverlay({ repo: o.repo, name: l.name, layer: path.join(o.configDir, 'overlay.d', l.name), tmpDir: work, signal: o.signal });
+    if (!listed.has(`overlay/${l.name}`)) layers.push(`overlay/${l.name}`);
+  }
+  const overrideLayers: string[] = [];
+  if (o.overridesRootfs && Object.keys(inputs.overrides.rootfs).length > 0) {
+    await commitOverlay({ repo: o.repo, name: 'cosa-overrides-rootfs', layer: o.overridesRootfs, tmpDir: work, signal: o.signal });
+    overrideLayers.push('overlay/cosa-overrides-rootfs');
+  }
+  if (layers.length === 0 && overrideLayers.length === 0) return base;
+  const dir = path.join(work, 'treefile');
+  await mkdir(dir, { recursive: true });
+  for (const f of (await readdir(o.configDir)).filter((x) => x.endsWith('.repo'))) await copyFile(path.join(o.configDir, f), path.join(dir, f));
+  const file = path.join(dir, 'cosa-override-manifest.json');
+  await writeFile(file, stableStringify({ include: base, ...(layers.length ? { 'ostree-layers': layers } : {}), ...(overrideLayers.length ? { 'ostree-override-layers': overrideLayers } : {}) }));
+  return file;
 }

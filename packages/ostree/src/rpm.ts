@@ -4,13 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { CommandFailedError, CosaError, hostBasearch, stableStringify, writeFileAtomic, type Manifest } from '@cosa/schema';
 import { run } from './_exec.js';
-import type { ComposeOptions, InputHashResult, PackageInfo } from './composer.js';
-import { resolveInside } from './postprocess.js';
+import type { ComposeOptions, ComposerName, InputHashResult, PackageInfo } from './composer.js';
+import { composerInputHash, type ResolvedInputs } from './inputs.js';
 
 /** Where the rpmdb lives in composed trees (rpm-ostree's location). */
 export const RPMDB_PATH = '/usr/lib/sysimage/rpm';
@@ -46,7 +46,12 @@ export interface DnfArgvOptions {
   arch: string;
   /** Use only the local package cache repo (what `fetch` downloaded). */
   offline?: boolean;
+  /** The `overrides/rpm` repo ({@link prepareOverridesRepo}): enabled with the highest priority. */
+  overridesRepo?: string | undefined;
 }
+
+/** The repo id of `overrides/rpm`. */
+export const OVERRIDES_REPO_ID = 'cosa-overrides';
 
 
 /**
@@ -68,6 +73,11 @@ export function dnfArgv(o: DnfArgvOptions): string[] {
   } else {
     argv.push(`--setopt=reposdir=${o.configDir}`);
     for (const r of m.repos ?? []) argv.push(`--enablerepo=${r}`);
+  }
+  if (o.overridesRepo) {
+    // priority=1 wins over every other repo, whatever the versions (as the original's override lockfile).
+    const id = OVERRIDES_REPO_ID;
+    argv.push(`--repofrompath=${id},${o.overridesRepo}`, `--enablerepo=${id}`, `--setopt=${id}.gpgcheck=False`, `--setopt=${id}.priority=1`, `--setopt=${id}.metadata_expire=0`);
   }
   if (m.documentation === false) argv.push('--setopt=tsflags=nodocs');
   for (const x of m['exclude-packages'] ?? []) argv.push(`--exclude=${x}`);
@@ -176,6 +186,10 @@ async function resolutionKey(o: ComposeOptions): Promise<string | undefined> {
       h.update(`repofile ${f} ${createHash('sha256').update(await readFile(path.join(o.configDir, f))).digest('hex')}\n`);
     }
   }
+  for (const f of await overrideRpms(o)) {
+    const st = await lstat(path.join(o.overridesRpm!, f));
+    h.update(`override ${f} ${st.size} ${st.mtimeMs} ${st.ino}\n`);
+  }
   for (const [id, url0] of urls) {
     if (!url0) return undefined;
     const url = url0.replaceAll('$releasever', String(m.releasever ?? '1')).replaceAll('$basearch', o.arch).replace(/\/+$/, '');
@@ -200,7 +214,8 @@ async function resolveWithDnf(o: ComposeOptions, pkgs: string[]): Promise<Packag
   const home = await privateRpmHome(o.tmpDir);
   const root = path.join(home, 'root');
   try {
-    const base = [...dnfArgv({ ...o, installroot: root }), '-q'];
+    const overridesRepo = await prepareOverridesRepo(o);
+    const base = [...dnfArgv({ ...o, installroot: root, overridesRepo }), '-q'];
     const env = { HOME: home };
     const q = (extra: string[]) =>
       run([...base, 'repoquery', '--latest-limit=1', `--queryformat=${QF}\\n`, ...extra, ...pkgs], { env, ...sig, ...(o.onProgress ? { onProgress: o.onProgress } : {}), streamLines: false, phase: 'resolve' }).catch((e: unknown) =>
@@ -216,7 +231,7 @@ async function resolveWithDnf(o: ComposeOptions, pkgs: string[]): Promise<Packag
     }
     const all = new Map<string, PackageInfo & { repo: string; location: string }>();
     for (const p of [...found, ...parseQuery(deps.stdout)]) all.set(nevra(p), p);
-    const sums = await repoChecksums(path.join(o.cacheDir, 'dnf'), o.offline ? [CACHE_REPO_ID] : [...new Set([...all.values()].map((p) => p.repo))]);
+    const sums = await repoChecksums(path.join(o.cacheDir, 'dnf'), o.offline ? [CACHE_REPO_ID, OVERRIDES_REPO_ID] : [...new Set([...all.values()].map((p) => p.repo))]);
     return [...all.values()]
       .map(({ repo, location, ...p }) => {
         const c = sums.get(`${repo}\0${location}`);
@@ -268,70 +283,43 @@ async function readCompressed(file: string): Promise<string> {
   return readFile(file, 'utf8');
 }
 
-/** Files a manifest references (add-files sources, postprocess-script, the repos' .repo files). */
-async function referencedFiles(o: ComposeOptions): Promise<string[]> {
-  const m = o.manifest;
-  const out = new Set<string>(o.files.map((f) => path.resolve(o.configDir, f)));
-  for (const [src] of m['add-files'] ?? []) out.add(resolveInside(o.configDir, src));
-  if (m['postprocess-script']) out.add(resolveInside(o.configDir, m['postprocess-script']));
-  if (!o.offline && (m.repos?.length ?? 0) > 0) {
-    for (const f of await readdir(o.configDir).catch(() => [] as string[])) if (f.endsWith('.repo')) out.add(path.join(o.configDir, f));
-  }
-  return [...out].sort();
+/**
+ * The input hash of an RPM compose: {@link describeInputs} for the composer (the package set
+ * from {@link resolveRpmPackages}), hashed. Composes nothing.
+ */
+export async function rpmInputHash(o: ComposeOptions, composer: { name: string; version: string }): Promise<InputHashResult> {
+  return composerInputHash(o, { name: composer.name as ComposerName, version: () => Promise.resolve(composer.version), resolve: (x) => resolveRpm(x) });
 }
 
-/** Feeds a file tree (paths, modes, symlink targets, contents) into `h`. */
-async function hashTree(h: ReturnType<typeof createHash>, root: string, rel = ''): Promise<void> {
-  let names: string[];
-  try {
-    names = (await readdir(path.join(root, rel))).sort();
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const r = rel ? `${rel}/${n}` : n;
-    const abs = path.join(root, r);
-    const st = await lstat(abs);
-    if (st.isDirectory()) {
-      h.update(`dir ${r} ${(st.mode & 0o7777).toString(8)}\n`);
-      await hashTree(h, root, r);
-    } else if (st.isSymbolicLink()) h.update(`link ${r} ${await readlink(abs)}\n`);
-    else h.update(`file ${r} ${(st.mode & 0o7777).toString(8)} ${await fileSha256(abs)}\n`);
-  }
+/** What the RPM composers add to the inputs description: the resolved package set. */
+export async function resolveRpm(o: ComposeOptions): Promise<ResolvedInputs> {
+  return { packages: await resolveRpmPackages(o) };
 }
 
-async function fileSha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(file)) h.update(c as Buffer);
-  return h.digest('hex');
+/** The RPMs of `overrides/rpm` (sorted names), or none. */
+async function overrideRpms(o: { overridesRpm?: string | undefined }): Promise<string[]> {
+  if (!o.overridesRpm) return [];
+  return (await readdir(o.overridesRpm).catch(() => [] as string[])).filter((f) => f.endsWith('.rpm')).sort();
 }
 
 /**
- * The input hash of an RPM compose: sha256 over the flattened manifest (stable JSON), the content
- * of every config file it reads or references, `overrides/rootfs`, the resolved package set
- * (NEVRA + repo checksum) and the composer name and version. Composes nothing.
+ * Makes `overrides/rpm` a repo dnf can use (in cache/, leaving overrides/ as the user wrote it):
+ * the RPMs hard-linked (or copied) into `cache/overrides-rpm/` and indexed. Returns its path, or
+ * undefined when there are no override RPMs.
  */
-export async function rpmInputHash(o: ComposeOptions, composer: { name: string; version: string }): Promise<InputHashResult> {
-  const packages = await resolveRpmPackages(o);
-  const h = createHash('sha256');
-  h.update('cosa-rpm-inputhash 1\n');
-  h.update(`composer ${composer.name} ${composer.version}\n`);
-  h.update(`arch ${o.arch}\n`);
-  h.update(`manifest ${stableStringify(o.manifest)}\n`);
-  for (const f of await referencedFiles(o)) {
-    const rel = path.relative(o.configDir, f);
-    try {
-      h.update(`config ${rel} ${await fileSha256(f)}\n`);
-    } catch (e) {
-      throw new CosaError('COSA_CONFIG_MISSING', `${rel}: referenced by the manifest but cannot be read`, { cause: e });
-    }
-  }
-  if (o.overridesRootfs) {
-    h.update('overrides-rootfs\n');
-    await hashTree(h, o.overridesRootfs);
-  }
-  for (const p of packages) h.update(`package ${nevra(p)} ${p.checksum ?? ''}\n`);
-  return { inputHash: h.digest('hex'), packages };
+export async function prepareOverridesRepo(o: { overridesRpm?: string | undefined; cacheDir: string; signal?: AbortSignal | undefined }): Promise<string | undefined> {
+  const rpms = await overrideRpms(o);
+  if (rpms.length === 0 || !o.overridesRpm) return undefined;
+  const dir = path.join(o.cacheDir, 'overrides-rpm');
+  const stampOf = async () => (await Promise.all(rpms.map(async (f) => { const st = await lstat(path.join(o.overridesRpm!, f)); return `${f} ${st.size} ${st.mtimeMs} ${st.ino}`; }))).join('\n');
+  const stamp = await stampOf();
+  if ((await readFile(path.join(dir, '.cosa-stamp'), 'utf8').catch(() => '')) === stamp) return dir;
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  for (const f of rpms) await link(path.join(o.overridesRpm, f), path.join(dir, f)).catch(() => copyFile(path.join(o.overridesRpm!, f), path.join(dir, f)));
+  await run(['createrepo_c', '-q', dir], o.signal ? { signal: o.signal } : {});
+  await writeFile(path.join(dir, '.cosa-stamp'), stamp);
+  return dir;
 }
 
 /** Reads the installed package set from a tree's rpmdb. */

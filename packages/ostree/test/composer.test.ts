@@ -5,6 +5,7 @@ import { hasTool, registerComposer, selectComposer, manifestKind, type Composer,
 const fakeDebian: Composer = {
   name: 'debian',
   version: async () => 'test',
+  resolve: async () => ({ packages: [] }),
   inputHash: async () => ({ inputHash: 'x', packages: [] }),
   compose: async () => { throw new Error('unused'); },
   fetch: async () => {},
