@@ -20,6 +20,8 @@ export { prune, DEFAULT_KEEP_LAST_N, type PruneOptions, type PruneResult, type S
 export { cleanWorkdir, type CleanOptions } from './clean.js';
 export { listBuilds, type BuildSummary } from './list.js';
 export { build, recoverInterruptedBuilds, generatedLock, type BuildOptions, type BuildResult, type BuildTarget } from './build.js';
+export { planBuild, decideKind, type BuildPlan, type BuildKind, type PlanBuildOptions, type KindFacts } from './build-plan.js';
+export { diffInputs, diffJson, diffTrees, diffPackageSets, readInputsRecord, INPUTS_FILE, type InputsRecord } from './inputs.js';
 export { fetchPackages, type FetchOptions } from './fetch.js';
 export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';

@@ -28,6 +28,12 @@ export interface ComposeOptions {
   configDir: string;
   /** Every config file read to produce the manifest, absolute or relative to configDir (they feed the input hash). */
   files: string[];
+  /**
+   * The treefiles among `files` (the top-level one and its includes): their content is in
+   * `manifest`, so the inputs description leaves their bytes out (comments and key order are not
+   * inputs).
+   */
+  treefiles?: string[];
   /** Package cache (`cache/`), kept between builds; `fetch` fills it. */
   cacheDir: string;
   /** Scratch space (`tmp/`); composers create and remove their own subdirectories. */

@@ -88,8 +88,11 @@ export function packageEvr(p: { epoch?: string | undefined; version: string; rel
 export class FileHashCache {
   private entries = new Map<string, { k: string; h: string }>();
   private dirty = false;
-  /** @param file where the cache is kept (JSON), or undefined for an in-memory cache. */
-  constructor(readonly file?: string) {}
+  /**
+   * @param file where the cache is kept (JSON), or undefined for an in-memory cache.
+   * @param racyMs files stamped this recently are not cached (default {@link RACY_MS}).
+   */
+  constructor(readonly file?: string, private readonly racyMs: number = RACY_MS) {}
 
   /** Loads the cache file (a missing or unreadable cache is empty). */
   async load(): Promise<this> {
@@ -111,8 +114,8 @@ export class FileHashCache {
     if (hit && hit.k === key) return hit.h;
     const h = await fileSha256(abs);
     const now = BigInt(Date.now()) * 1_000_000n;
-    const racy = BigInt(RACY_MS) * 1_000_000n;
-    if (now - st.mtimeNs > racy && now - st.ctimeNs > racy) {
+    const racy = BigInt(this.racyMs) * 1_000_000n;
+    if (now - st.mtimeNs >= racy && now - st.ctimeNs >= racy) {
       this.entries.set(abs, { k: key, h });
       this.dirty = true;
     } else if (hit) {
@@ -197,10 +200,11 @@ export async function overlayLayers(o: Pick<ComposeOptions, 'manifest' | 'config
   });
 }
 
-/** Config files the treefile references, relative to the config dir (sorted, unique). */
-export async function referencedFiles(o: Pick<ComposeOptions, 'manifest' | 'configDir' | 'files'>, withRepoFiles: boolean): Promise<string[]> {
+/** Config files the treefile references (not the treefiles themselves), relative to the config dir (sorted, unique). */
+export async function referencedFiles(o: Pick<ComposeOptions, 'manifest' | 'configDir' | 'files' | 'treefiles'>, withRepoFiles: boolean): Promise<string[]> {
   const m = o.manifest;
-  const abs = new Set<string>(o.files.map((f) => path.resolve(o.configDir, f)));
+  const treefiles = new Set((o.treefiles ?? []).map((f) => path.resolve(o.configDir, f)));
+  const abs = new Set<string>(o.files.map((f) => path.resolve(o.configDir, f)).filter((f) => !treefiles.has(f)));
   for (const [src] of m['add-files'] ?? []) abs.add(resolveInside(o.configDir, src));
   if (m['postprocess-script']) abs.add(resolveInside(o.configDir, m['postprocess-script']));
   if (withRepoFiles) {
