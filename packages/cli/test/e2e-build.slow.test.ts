@@ -86,12 +86,19 @@ describe('cosa build end to end (bundled Debian example)', () => {
     expect(meta.images?.qemu?.path).toBe(`cosa-debian-${first}-qemu.x86_64.qcow2`);
     expect(meta['coreos-assembler.config-dirty']).toBe('false');
     expect(await readlink(join(wd, 'builds', 'latest'))).toBe(first);
+    // The example's overlay.d layer is in the commit (etc/ lands in /usr/etc), inputs.json beside meta.json.
+    const issue = execFileSync('ostree', [`--repo=${join(wd, 'tmp', 'repo')}`, 'cat', meta['ostree-commit'], '/usr/etc/issue'], { encoding: 'utf8' });
+    expect(issue).toContain('overlay.d/10cosa-example');
+    const inputs = JSON.parse(await readFile(join(wd, 'builds', first, 'x86_64', 'inputs.json'), 'utf8')) as { inputhash: string; compose: { overlays: { name: string }[] } };
+    expect(inputs.inputhash).toBe(meta['rpm-ostree-inputhash']);
+    expect(inputs.compose.overlays.map((l) => l.name)).toEqual(['10cosa-example']);
     // The progress went out as JSON Lines, one per event.
     expect(r.stdout.split('\n').filter((l) => l.includes('"event":"phase"')).length).toBeGreaterThan(4);
   });
 
-  it('boots the image to the login prompt with cosa run --check', async () => {
-    const r = await runCli(['run', '--check', '--timeout', '600'], wd);
+  it('boots the image to the login prompt with cosa run --check, the overlay.d layer in place', async () => {
+    // overlay.d/10cosa-example/etc/issue is what getty prints above the prompt.
+    const r = await runCli(['run', '--check', '--timeout', '600', '--pattern', 'overlay\\.d/10cosa-example[\\s\\S]*login:'], wd);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Reached the login prompt/);
   });
@@ -110,8 +117,11 @@ describe('cosa build end to end (bundled Debian example)', () => {
     git('commit', '-qam', 'add jq');
     const r = await runCli(['build', '--json'], wd);
     expect(r.code, r.stderr + r.stdout.slice(-3000)).toBe(0);
-    second = String(lastJson(r.stdout).buildId);
+    const res = lastJson(r.stdout);
+    second = String(res.buildId);
     expect(second).not.toBe(first);
+    // What changed, not only that something did.
+    expect(res.changes).toEqual(expect.arrayContaining(['manifest: packages +jq', expect.stringMatching(/^packages: .*\+jq \S+/)]));
     const meta = await readMeta(second);
     validateWithOriginalSchema(meta);
     const jq = (meta.pkgdiff as [string, number, unknown][]).find((d) => d[0] === 'jq');

@@ -68,7 +68,7 @@ beforeAll(async () => {
   const first = await buildOnce();
   expect(first).toMatchObject({ status: 'built', kind: 'compose', reason: 'first build' });
   lastCommit = first.meta['ostree-commit'];
-  expect(await cat(lastCommit, '/usr/share/cosa-test/layer')).toBe('layer-1\n');
+  expect(await cat(lastCommit, '/usr/share/cosa-test/layer')).toBe('layer-1');
 }, 15 * 60_000);
 
 afterAll(async () => {
@@ -91,28 +91,28 @@ const rows: Row[] = [
     change: () => edit(cfg('manifest.yaml'), (t) => t.replace('  - cosa-test-app\n', '  - cosa-test-app\n  - cosa-test-extra\n')),
     kind: 'compose',
     line: /manifest: packages \+cosa-test-extra; packages: \+cosa-test-extra 1\.0-1$/,
-    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/extra.txt')).toBe('extra\n'),
+    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/extra.txt')).toBe('extra'),
   },
   {
     name: 'an inline postprocess script',
     change: () => edit(cfg('manifest.yaml'), (t) => t.replace('echo one', 'echo two')),
     kind: 'compose',
     line: /^manifest: postprocess\[0\] changed$/,
-    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/inline')).toBe('two\n'),
+    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/inline')).toBe('two'),
   },
   {
     name: 'a referenced script file',
     change: () => writeFile(cfg('post.sh'), 'echo scripted-2 > "$1/usr/share/cosa-test/scripted"\n'),
     kind: 'compose',
     line: /^config: post\.sh changed$/,
-    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/scripted')).toBe('scripted-2\n'),
+    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/scripted')).toBe('scripted-2'),
   },
   {
     name: 'an add-files source',
     change: () => writeFile(cfg('motd'), 'motd-2\n'),
     kind: 'compose',
     line: /^config: motd changed$/,
-    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/motd')).toBe('motd-2\n'),
+    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/motd')).toBe('motd-2'),
   },
   {
     name: 'a lockfile',
@@ -130,7 +130,7 @@ const rows: Row[] = [
     },
     kind: 'compose',
     line: /^overlay\.d\/10test: etc added, etc\/cosa-overlay\.conf added$/,
-    check: async (c) => expect(await cat(c, '/usr/etc/cosa-overlay.conf')).toBe('overlay=1\n'),
+    check: async (c) => expect(await cat(c, '/usr/etc/cosa-overlay.conf')).toBe('overlay=1'),
   },
   {
     name: 'overrides/rootfs: a file added',
@@ -140,14 +140,14 @@ const rows: Row[] = [
     },
     kind: 'compose',
     line: /^overrides\/rootfs: usr added, usr\/share added, usr\/share\/cosa-test added, usr\/share\/cosa-test\/ov added$/,
-    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/ov')).toBe('ov-1\n'),
+    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/ov')).toBe('ov-1'),
   },
   {
     name: 'overrides/rootfs: a file edited',
     change: () => writeFile(ov('rootfs/usr/share/cosa-test/ov'), 'ov-2\n'),
     kind: 'compose',
     line: /^overrides\/rootfs: usr\/share\/cosa-test\/ov changed$/,
-    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/ov')).toBe('ov-2\n'),
+    check: async (c) => expect(await cat(c, '/usr/share/cosa-test/ov')).toBe('ov-2'),
   },
   {
     name: 'overrides/rootfs: a mode changed',
@@ -181,7 +181,7 @@ const rows: Row[] = [
     },
     kind: 'compose',
     line: /^overrides\/rpm: cosa-test-filesystem-1\.1-1\.noarch\.rpm added; packages: cosa-test-filesystem 1\.0-1 → 1\.1-1$/,
-    check: async (c) => expect(await cat(c, '/usr/etc/cosa-test-release')).toBe('COSA_TEST=1.1\n'),
+    check: async (c) => expect(await cat(c, '/usr/etc/cosa-test-release')).toBe('COSA_TEST=1.1'),
   },
   {
     name: 'a package version bumped in the local repo',
@@ -196,7 +196,7 @@ const rows: Row[] = [
     },
     kind: 'compose',
     line: /^packages: cosa-test-app 1\.0-1 → 1\.1-1$/,
-    check: async (c) => expect(await cat(c, '/usr/lib/cosa-test/app.txt')).toBe('app 1.1\n'),
+    check: async (c) => expect(await cat(c, '/usr/lib/cosa-test/app.txt')).toBe('app 1.1'),
   },
   {
     name: 'image.yaml (image-only)',
@@ -264,5 +264,17 @@ describe('what is not an input never triggers a build', () => {
     expect(out).toMatch(/is up to date/);
     const dry = execFileSync(process.execPath, [cliBin, 'build', 'ostree', '--dry-run'], { cwd: wd.dir, encoding: 'utf8' });
     expect(dry).toMatch(/^No changes since build /);
+  });
+
+  it('--dry-run shows the plan and what changed, and writes nothing', async () => {
+    await writeFile(cfg('motd'), 'motd-dry\n');
+    const before = await snapshotTree(path.join(wd.dir, 'builds'));
+    const hashCache = await readFile(path.join(wd.dir, 'cache/inputs-file-hashes.json'), 'utf8');
+    const dry = execFileSync(process.execPath, [cliBin, 'build', 'ostree', '--dry-run'], { cwd: wd.dir, encoding: 'utf8' });
+    expect(dry).toMatch(/^Would make a compose build \S+ \(x86_64\): inputs changed\n {2}changed: config: motd changed\n$/);
+    const json = JSON.parse(execFileSync(process.execPath, [cliBin, 'build', 'ostree', '--dry-run', '--json'], { cwd: wd.dir, encoding: 'utf8' }).trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(json).toMatchObject({ event: 'plan', kind: 'compose', changes: ['config: motd changed'] });
+    expect(await snapshotTree(path.join(wd.dir, 'builds'))).toEqual(before);
+    expect(await readFile(path.join(wd.dir, 'cache/inputs-file-hashes.json'), 'utf8')).toBe(hashCache);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * The input hash every composer records in a build: equal hashes mean a compose would produce the
- * same commit, so a build can be skipped. Computing it composes nothing.
+ * A flat input hash over a manifest, files and a package set. The composers no longer use it:
+ * they hash the one inputs description of inputs.ts (`describeInputs`); this stays for
+ * callers of the earlier API.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -20,7 +20,9 @@ export const INPUTS_SCHEMA = 1;
 export type TreeEntry =
   | { type: 'file'; mode: string; size: number; sha256: string }
   | { type: 'dir'; mode: string }
-  | { type: 'symlink'; target: string };
+  | { type: 'symlink'; target: string }
+  /** A device node, fifo or socket: recorded, never read. */
+  | { type: 'special'; mode: string };
 
 /** A file tree as `relative path → entry`, sorted by path. */
 export type TreeDescription = Record<string, TreeEntry>;
@@ -154,7 +156,8 @@ async function describePath(abs: string, rel: string, out: TreeDescription, cach
       const r = rel ? `${rel}/${n}` : n;
       if (!skip?.(r)) await describePath(path.join(abs, n), r, out, cache, skip);
     }
-  } else out[rel] = { type: 'file', mode: mode(st.mode), size: Number(st.size), sha256: await cache.hash(abs, st) };
+  } else if (st.isFile()) out[rel] = { type: 'file', mode: mode(st.mode), size: Number(st.size), sha256: await cache.hash(abs, st) };
+  else out[rel] = { type: 'special', mode: mode(st.mode) };
 }
 
 /** Describes a directory tree (missing → empty). */
