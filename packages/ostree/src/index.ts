@@ -18,7 +18,7 @@ export { createRpmOstreeComposer } from './rpm-ostree.js';
 export { createDnfComposer } from './dnf.js';
 export { writeRepoTar, importRepoTar, tarDirectory, type TarDirectoryOptions, type WriteRepoTarOptions, type RepoTarResult, type ImportRepoTarOptions } from './repo-tar.js';
 export {
-  rpmOstreeComposeArgv, overlayCommitArgv, commitOverlay, type OverlayCommitOptions, findLockfiles, parseComposeJson, composeJsonStats, pkglistFromCommitMeta, parseRpmOstreeVersion,
+  rpmOstreeComposeArgv, overlayCommitArgv, commitOverlay, layeredTreefile, type OverlayCommitOptions, findLockfiles, parseComposeJson, composeJsonStats, pkglistFromCommitMeta, parseRpmOstreeVersion,
   type RpmOstreeArgvOptions, type RpmOstreeComposeJson,
 } from './rpm-ostree.js';
 export {

@@ -284,9 +284,10 @@ export async function commitOverlay(o: { repo: string; name: string; layer: stri
  * The treefile rpm-ostree composes when the config has overlay.d layers or overrides/rootfs, as
  * the original writes it: it includes the config's treefile, lists the committed layers in
  * `ostree-layers` (those the manifest does not list already) and overrides/rootfs in
- * `ostree-override-layers`; the config's .repo files are copied beside it.
+ * `ostree-override-layers`; the config's .repo files are copied beside it. Returns the treefile to
+ * compose (the config's own when there is nothing to layer). `work` is a scratch directory.
  */
-async function layeredTreefile(o: ComposeOptions, inputs: ComposeInputs, work: string): Promise<string> {
+export async function layeredTreefile(o: ComposeOptions, inputs: ComposeInputs, work: string): Promise<string> {
   const base = await treefileFor(o, work);
   const listed = new Set(o.manifest['ostree-layers'] ?? []);
   const layers: string[] = [];

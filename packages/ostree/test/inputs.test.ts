@@ -1,9 +1,9 @@
-import { chmod, lstat, mkdir, readFile, readlink, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
 import {
-  applyOverlay, commitOverlay, describeInputs, FileHashCache, initRepo, inputsHash, overlayMode, parseStatoverride, run,
+  applyOverlay, commitOverlay, describeInputs, layeredTreefile, FileHashCache, initRepo, inputsHash, overlayMode, parseStatoverride, run,
   type ComposeOptions, type Composer,
 } from '@cosa/ostree';
 import { tempDir, writeTree } from './_tmp.js';
@@ -169,5 +169,34 @@ describe('overlay layers', () => {
     expect(ls).toMatch(/-00644 0 0 +\d+ \/usr\/lib\/x/);
     // The same content gives the same commit (fixed timestamp, no parent).
     expect(await commitOverlay({ repo, name: '05core', layer, tmpDir: root })).toBe(a);
+  });
+});
+
+describe('rpm-ostree layers', () => {
+  it('commits every overlay.d layer and overrides/rootfs, and writes a treefile listing them as the original does', async () => {
+    const { o, work, configDir } = await config({ 'ostree-layers': ['overlay/10base'] });
+    await initRepo({ path: o.repo, mode: 'bare-user' });
+    const inputs = await describeInputs(o, fakeComposer);
+    const scratch = path.join(work, 'scratch');
+    await mkdir(scratch);
+    const file = await layeredTreefile({ ...o, files: [path.join(configDir, 'manifest.yaml')] }, inputs, scratch);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      include: path.join(configDir, 'manifest.yaml'),
+      // 10base is listed by the manifest already; overrides/rootfs overrides package files.
+      'ostree-override-layers': ['overlay/cosa-overrides-rootfs'],
+    });
+    expect(await readFile(path.join(path.dirname(file), 'local.repo'), 'utf8')).toContain('[local]');
+    const refs = (await run(['ostree', `--repo=${o.repo}`, 'refs'])).stdout.split('\n').sort();
+    expect(refs).toEqual(expect.arrayContaining(['overlay/10base', 'overlay/cosa-overrides-rootfs']));
+    expect((await run(['ostree', `--repo=${o.repo}`, 'cat', 'overlay/cosa-overrides-rootfs', '/usr/share/o'])).stdout).toBe('o');
+  });
+
+  it('lists the overlay.d layers in ostree-layers when the manifest does not', async () => {
+    const { o, work, configDir } = await config();
+    await rm(path.join(work, 'overrides/rootfs'), { recursive: true });
+    await initRepo({ path: o.repo, mode: 'bare-user' });
+    const inputs = await describeInputs(o, fakeComposer);
+    const file = await layeredTreefile({ ...o, files: [path.join(configDir, 'manifest.yaml')] }, inputs, await tempDir());
+    expect(JSON.parse(await readFile(file, 'utf8'))['ostree-layers']).toEqual(['overlay/10base', 'overlay/20extra']);
   });
 });
