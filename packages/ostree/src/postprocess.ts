@@ -5,7 +5,7 @@
  * root filesystem into an OSTree-ready tree (both composers call it).
  */
 import { constants } from 'node:fs';
-import { access, chmod, copyFile, cp, lchown, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, chmod, copyFile, cp, lchown, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CommandFailedError, CosaError, type Manifest, type OnProgress } from '@cosa/schema';
 import { run } from './_exec.js';
@@ -135,8 +135,10 @@ export async function applyOverlay(tree: string, layer: string): Promise<number>
       const st = await lstat(src);
       if (st.isDirectory()) {
         const cur = await lstat(dest).catch(() => undefined);
-        if (cur && !cur.isDirectory()) await rm(dest, { recursive: true, force: true });
-        if (!cur?.isDirectory()) {
+        // A directory of the layer over a link to a directory of the tree (merged /usr: lib -> usr/lib) goes through it.
+        const dirLike = !!cur?.isDirectory() || (!!cur?.isSymbolicLink() && (await isDirInside(tree, dest)));
+        if (cur && !dirLike) await rm(dest, { recursive: true, force: true });
+        if (!dirLike) {
           await mkdir(dest, { recursive: true });
           await chmod(dest, overlayMode(st.mode, true, overrides.get(r)));
           if (root) await lchown(dest, 0, 0);
@@ -157,6 +159,16 @@ export async function applyOverlay(tree: string, layer: string): Promise<number>
   };
   await walk('');
   return n;
+}
+
+/** Whether `p` (a symlink) resolves to a directory inside `tree`. */
+async function isDirInside(tree: string, p: string): Promise<boolean> {
+  try {
+    const [t, r] = await Promise.all([realpath(tree), realpath(p)]);
+    return (r === t || r.startsWith(t + path.sep)) && (await stat(r)).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** Alias of {@link postprocessTree} (the name the Debian composer uses). */

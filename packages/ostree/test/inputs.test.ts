@@ -138,7 +138,13 @@ describe('overlay layers', () => {
     await chmod(path.join(layer, 'usr/etc/conf'), 0o666);
     await mkdir(path.join(tree, 'etc'), { recursive: true });
     await writeFile(path.join(tree, 'etc/conf'), 'old\n');
+    // Merged /usr: the layer's lib/ goes through the tree's lib -> usr/lib link.
+    await mkdir(path.join(tree, 'usr/lib'), { recursive: true });
+    await symlink('usr/lib', path.join(tree, 'lib'));
+    await writeTree(layer, { 'lib/mod': 'm\n' });
     await applyOverlay(tree, layer);
+    expect(await readlink(path.join(tree, 'lib'))).toBe('usr/lib');
+    expect(await readFile(path.join(tree, 'usr/lib/mod'), 'utf8')).toBe('m\n');
     const mode = async (p: string) => ((await stat(path.join(tree, p))).mode & 0o7777).toString(8);
     expect(await mode('usr/bin/tool')).toBe('555');
     expect(await mode('etc/conf')).toBe('644');
