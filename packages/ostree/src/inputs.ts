@@ -89,6 +89,8 @@ export function packageEvr(p: { epoch?: string | undefined; version: string; rel
  */
 export class FileHashCache {
   private entries = new Map<string, { k: string; h: string }>();
+  /** Paths looked up since loading: only those are saved (files no longer inputs drop out). */
+  private seen = new Set<string>();
   private dirty = false;
   /**
    * @param file where the cache is kept (JSON), or undefined for an in-memory cache.
@@ -112,6 +114,7 @@ export class FileHashCache {
   /** The sha256 of `abs`, from the cache when its stamp matches. */
   async hash(abs: string, st: import('node:fs').BigIntStats): Promise<string> {
     const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    this.seen.add(abs);
     const hit = this.entries.get(abs);
     if (hit && hit.k === key) return hit.h;
     const h = await fileSha256(abs);
@@ -127,10 +130,11 @@ export class FileHashCache {
     return h;
   }
 
-  /** Writes the cache back (atomically) when it changed. */
+  /** Writes the cache back (atomically) when it changed, keeping only the files looked up. */
   async save(): Promise<void> {
-    if (!this.file || !this.dirty) return;
-    await writeFileAtomic(this.file, JSON.stringify({ v: 1, entries: Object.fromEntries(this.entries) }));
+    const kept = [...this.entries].filter(([p]) => this.seen.has(p));
+    if (!this.file || (!this.dirty && kept.length === this.entries.size)) return;
+    await writeFileAtomic(this.file, JSON.stringify({ v: 1, entries: Object.fromEntries(kept) }));
     this.dirty = false;
   }
 }
