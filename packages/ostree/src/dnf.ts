@@ -11,7 +11,7 @@ import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer }
 import { postprocessTree, prepareOstreeTree } from './postprocess.js';
 import { commit, initRepo, revParse, showCommit } from './repo.js';
 import { dnfArgv, dnfError, installedPackages, prepareOverridesRepo, privateRpmHome, RPMDB_PATH, rpmCacheRepo, resolveRpm } from './rpm.js';
-import { composerInputHash, inputsFor, inputsHash } from './inputs.js';
+import { composerInputHash } from './inputs.js';
 
 
 let cachedVersion: Promise<string> | undefined;
@@ -76,10 +76,7 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
     }
   };
   await initRepo({ path: o.repo, mode: 'bare-user' });
-  const { inputHash, packages: resolved, inputs } = await timed('input-hash', async () => {
-    const d = await inputsFor(o, composer);
-    return { inputs: d, inputHash: inputsHash(d), packages: (await composerInputHash({ ...o, inputs: d }, composer)).packages };
-  });
+  const { inputHash, packages: resolved, inputs } = await timed('input-hash', () => composerInputHash(o, composer));
   if (o.parentCommit) {
     const prev = await showCommit({ repo: o.repo, rev: o.parentCommit }).catch(() => undefined);
     if (prev && prev.metadata[INPUTHASH_KEY] === inputHash) {

@@ -9,7 +9,7 @@ import { run } from './_exec.js';
 import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer, type PackageInfo } from './composer.js';
 import { revParse, showCommit } from './repo.js';
 import { resolveRpm } from './rpm.js';
-import { composerInputHash, inputsFor, inputsHash, type ComposeInputs } from './inputs.js';
+import { composerInputHash, type ComposeInputs } from './inputs.js';
 import { applyOverlay } from './postprocess.js';
 
 /** Options of {@link rpmOstreeComposeArgv}. */
@@ -188,8 +188,8 @@ async function composeTree(o: ComposeOptions, mode: { downloadOnly?: boolean }, 
   await mkdir(o.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(o.tmpDir, 'rpm-ostree-'));
   try {
-    const inputs = mode.downloadOnly ? undefined : await inputsFor(o, composer);
-    const hash = inputs ? { inputHash: inputsHash(inputs), packages: (await composerInputHash({ ...o, inputs }, composer)).packages } : undefined;
+    const hash = mode.downloadOnly ? undefined : await composerInputHash(o, composer);
+    const inputs = hash?.inputs;
     if (hash) stats['input-hash-ms'] = Math.round(performance.now() - t0);
     const parent = o.parentCommit ? await revParse({ repo: o.repo, ref: o.parentCommit }) : undefined;
     const composeJson = path.join(work, 'compose.json');
