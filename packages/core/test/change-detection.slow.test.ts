@@ -69,6 +69,8 @@ beforeAll(async () => {
   expect(first).toMatchObject({ status: 'built', kind: 'compose', reason: 'first build' });
   lastCommit = first.meta['ostree-commit'];
   expect(await cat(lastCommit, '/usr/share/cosa-test/layer')).toBe('layer-1');
+  // The RPM config's second run: nothing changed, nothing built.
+  expect(await buildOnce()).toMatchObject({ status: 'unchanged', kind: 'unchanged', reason: `No changes since build ${first.buildId}` });
 }, 15 * 60_000);
 
 afterAll(async () => {
