@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -163,13 +164,23 @@ async function deleteObject(o: UploadAmiOptions, key: string): Promise<void> {
   await awsCall('DeleteObject', o.region, () => o.s3.send(new DeleteObjectCommand({ Bucket: o.bucket, Key: key }), o.signal ? { abortSignal: o.signal } : {}));
 }
 
-/** Sends the VMDK unless an object of the same size is already there; true when sent. */
+async function sha256File(file: string, signal?: AbortSignal): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file, signal ? { signal } : {})) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * Sends the VMDK unless the object is already there with the same size and sha256 (kept in
+ * `x-amz-meta-sha256`, as the build store does); true when sent.
+ */
 async function stageObject(o: UploadAmiOptions, key: string): Promise<boolean> {
   const size = (await stat(o.file)).size;
+  const sha256 = await sha256File(o.file, o.signal);
   const sig = o.signal ? { abortSignal: o.signal } : {};
   try {
     const head = await o.s3.send(new HeadObjectCommand({ Bucket: o.bucket, Key: key }), sig);
-    if (head.ContentLength === size && !o.force) {
+    if (head.ContentLength === size && head.Metadata?.sha256 === sha256) {
       o.onProgress?.({ type: 'info', message: `s3://${o.bucket}/${key} is already there; not sending it again` });
       return false;
     }
@@ -179,7 +190,7 @@ async function stageObject(o: UploadAmiOptions, key: string): Promise<boolean> {
   const name = basename(o.file);
   const upload = new Upload({
     client: o.s3,
-    params: { Bucket: o.bucket, Key: key, Body: createReadStream(o.file), ContentLength: size },
+    params: { Bucket: o.bucket, Key: key, Body: createReadStream(o.file), ContentLength: size, Metadata: { sha256 } },
     partSize: 16 * 1024 * 1024,
     queueSize: 4,
     leavePartsOnError: false,
