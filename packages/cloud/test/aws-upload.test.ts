@@ -9,10 +9,9 @@ import { join } from 'node:path';
 import { DescribeImageAttributeCommand, DescribeImagesCommand, DescribeSnapshotsCommand, ImportSnapshotCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { isCosaError } from '@cosa/schema';
-import { startEc2ImportFront, tempDir, type Ec2ImportFront } from '@cosa/test-utils';
+import { makeTestVmdk, startEc2ImportFront, tempDir, type Ec2ImportFront } from '@cosa/test-utils';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAwsClients, replicateAmi, uploadAmi, type AwsClients, type UploadAmiOptions } from '../src/index.js';
-import { makeVmdk } from './_vmdk.js';
 
 let front: Ec2ImportFront;
 let work: { dir: string; cleanup(): Promise<void> };
@@ -40,7 +39,7 @@ afterEach(() => {
 /** Options for one AMI named after `id`, from a fresh VMDK of 1.5 GiB. */
 function amiOptions(id: string, extra: Partial<UploadAmiOptions> = {}): UploadAmiOptions {
   const file = join(work.dir, `os-${id}-aws.x86_64.vmdk`);
-  makeVmdk(file, 1.5 * 1024 ** 3, id);
+  makeTestVmdk(file, 1.5 * 1024 ** 3, id);
   return {
     ec2: aws.ec2('us-east-1'), s3: aws.s3('us-east-1'), region: 'us-east-1',
     file, bucket: BUCKET, name: `os-${id}-x86_64`, description: `os ${id} x86_64`, arch: 'x86_64',

@@ -14,3 +14,4 @@ export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempW
 export { testCacheRoot, testWorkdirCache } from './cache.js';
 export { startMotoServer, type MotoServer } from './moto-server.js';
 export { startEc2ImportFront, type Ec2ImportFront, type AwsRequestRecord, type FakeImportTask } from './ec2-import-front.js';
+export { makeTestVmdk } from './vmdk.js';

@@ -5,7 +5,7 @@ import { rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
  * Writes a small stream-optimized VMDK (as the aws platform writes) of `virtualBytes` at
  * `file`: qemu-img converts a sparse raw file with a few bytes of data.
  */
-export function makeVmdk(file: string, virtualBytes = 1.5 * 1024 ** 3, seed = 'cosa'): void {
+export function makeTestVmdk(file: string, virtualBytes = 1.5 * 1024 ** 3, seed = 'cosa'): void {
   const raw = `${file}.raw`;
   writeFileSync(raw, '');
   const fd = openSync(raw, 'r+');
