@@ -35,8 +35,11 @@ export async function awsCall<T>(what: string, region: string, fn: () => Promise
 export interface PollOptions<T> {
   /** What is waited for, in words ("import task import-snap-… to complete"). */
   what: string;
-  /** Gives the result when done, undefined to keep waiting; `status` is shown in progress. */
-  check: () => Promise<{ done: true; value: T } | { done: false; status: string }>;
+  /**
+   * Gives the result when done, or the status to keep waiting with: a change of `status` is
+   * shown as an `info` line, a change of `detail` (e.g. a percentage) as a `log` line.
+   */
+  check: () => Promise<{ done: true; value: T } | { done: false; status: string; detail?: string }>;
   /** Give up after this long (ms). */
   timeoutMs: number;
   /** Delays between checks (ms): the first, doubled each time up to `maxIntervalMs`. */
@@ -54,15 +57,16 @@ export async function pollUntil<T>(o: PollOptions<T>): Promise<T> {
   const deadline = Date.now() + o.timeoutMs;
   let interval = o.intervalMs ?? 1000;
   const maxInterval = o.maxIntervalMs ?? 15_000;
-  let last = '';
+  let lastStatus = '';
+  let lastDetail = '';
   for (;;) {
     o.signal?.throwIfAborted();
     const r = await o.check();
     if (r.done) return r.value;
-    if (r.status !== last) {
-      o.onProgress?.({ type: 'log', line: `waiting for ${o.what}: ${r.status}` });
-      last = r.status;
-    }
+    if (r.status !== lastStatus) o.onProgress?.({ type: 'info', message: `waiting for ${o.what}: ${r.status}` });
+    else if ((r.detail ?? '') !== lastDetail) o.onProgress?.({ type: 'log', line: `waiting for ${o.what}: ${r.status} ${r.detail}` });
+    lastStatus = r.status;
+    lastDetail = r.detail ?? '';
     const left = deadline - Date.now();
     if (left <= 0) {
       throw new CosaError('COSA_AWS_TIMEOUT', `gave up waiting for ${o.what} after ${Math.round(o.timeoutMs / 1000)} s (last status: ${r.status})`, {

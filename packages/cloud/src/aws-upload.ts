@@ -243,7 +243,7 @@ async function waitForImport(c: Ec2Ctx, taskId: string, o: UploadAmiOptions): Pr
           hint: 'check the vmimport role and that the object is the VMDK cosa buildextend-aws wrote',
         });
       }
-      return { done: false, status: `${status}${d?.Progress ? ` ${d.Progress}%` : ''}${d?.StatusMessage ? ` (${d.StatusMessage})` : ''}` };
+      return { done: false, status: `${status}${d?.StatusMessage ? ` (${d.StatusMessage})` : ''}`, ...(d?.Progress ? { detail: `${d.Progress}%` } : {}) };
     },
   });
   await tagResources(c, [snapshotId], { Name: o.name });
