@@ -105,6 +105,22 @@ describe('uploadAmi', () => {
     expect(r.uploaded).toBe(true);
   });
 
+  it('gives up waiting for the import at the deadline, naming the task; a re-run resumes it', async () => {
+    const o = amiOptions('2.5');
+    front.holdImports(true);
+    try {
+      const err = await uploadAmi({ ...o, importTimeoutMs: 500 }).catch((e: unknown) => e);
+      expect(isCosaError(err, 'COSA_AWS_TIMEOUT')).toBe(true);
+      expect((err as Error).message).toMatch(/^gave up waiting for import task import-snap-\w+ in us-east-1 after 1 s \(last status: active \(converting\)\)/);
+    } finally {
+      front.holdImports(false);
+    }
+    const n = front.requests.length;
+    const r = await uploadAmi({ ...o, ec2: aws.ec2('us-east-1') });
+    expect(r).toMatchObject({ uploaded: false, importTaskId: expect.stringMatching(/^import-snap-/) });
+    expect(actionsSince(n, ['PutObject', 'ImportSnapshot'])).toEqual([]);
+  });
+
   it('retries throttled requests (RequestLimitExceeded from EC2, SlowDown from S3)', async () => {
     const o = amiOptions('3.0');
     front.throttle('PutObject', 2);
@@ -148,6 +164,23 @@ describe('uploadAmi', () => {
     expect(launch.LaunchPermissions).toEqual(expect.arrayContaining([{ UserId: '111122223333' }, { Group: 'all' }]));
     // moto reads only the older UserId/Group form of ModifySnapshotAttribute and drops
     // CreateVolumePermission.Add (which AWS takes and the original sends): checked on the requests above.
+  });
+});
+
+describe('endpoints', () => {
+  it('takes AWS_ENDPOINT_URL_EC2 and AWS_ENDPOINT_URL_S3 (path-style) from the environment', async () => {
+    vi.stubEnv('AWS_ENDPOINT_URL', 'http://127.0.0.1:9'); // nothing listens there: the per-service ones must win
+    vi.stubEnv('AWS_ENDPOINT_URL_EC2', front.endpoint);
+    vi.stubEnv('AWS_ENDPOINT_URL_S3', front.motoEndpoint);
+    aws.destroy();
+    aws = createAwsClients();
+    const n = front.requests.length;
+    const r = await uploadAmi(amiOptions('7.0'));
+    expect(r.uploaded).toBe(true);
+    const seen = front.requests.slice(n);
+    expect(seen.some((q) => q.action === 'RegisterImage')).toBe(true);
+    // S3 went straight to moto (path-style: a virtual-host name under 127.0.0.1 would not resolve).
+    expect(seen.filter((q) => q.service === 's3')).toEqual([]);
   });
 });
 

@@ -50,6 +50,8 @@ export interface FakeImportTask {
 export interface Ec2ImportFront {
   /** `http://127.0.0.1:<port>`: use it as AWS_ENDPOINT_URL. */
   endpoint: string;
+  /** moto_server's own endpoint (requests sent there bypass the front and are not recorded). */
+  motoEndpoint: string;
   /** Credentials, region and endpoint for the SDK's standard chain. */
   env: Record<string, string>;
   /** Every request, in order. */
@@ -265,6 +267,7 @@ export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): 
   };
   return {
     endpoint,
+    motoEndpoint: moto.endpoint,
     env: {
       AWS_ACCESS_KEY_ID: CREDS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey,
