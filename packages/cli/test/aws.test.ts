@@ -84,6 +84,24 @@ describe('cosa imageupload-aws / aws-replicate', () => {
     }
   });
 
+  it('reads credentials and the region from --aws-config-file', async () => {
+    const w = await workdir('13.1');
+    const cfg = join(w.dir, 'aws-config');
+    await writeFile(cfg, `[profile publish]\nregion = eu-central-1\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = ${SECRET}\n`);
+    for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) vi.stubEnv(k, undefined);
+    await front.createBucket('cli-ami-import-eu', 'eu-central-1');
+    const n = front.requests.length;
+    const r = await runCli(['imageupload-aws', '--arch', 'x86_64', '--bucket', 'cli-ami-import-eu', '--aws-config-file', cfg, '--profile', 'publish'], w.dir);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^eu-central-1: ami-/);
+    const seen = front.requests.slice(n);
+    expect(seen.length).toBeGreaterThan(5);
+    expect(seen.every((q) => q.accessKeyId === 'AKIDFROMFILE' && q.region === 'eu-central-1')).toBe(true);
+    expect((await amis(w.metaFile))?.map((a) => a.name)).toEqual(['eu-central-1']);
+    expect(r.stdout + r.stderr).not.toContain(SECRET);
+  });
+
   it('rejects bad flags with a usage error and leaves meta.json alone', async () => {
     const w = await workdir('12.1');
     const before = await readFile(w.metaFile, 'utf8');

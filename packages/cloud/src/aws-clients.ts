@@ -1,5 +1,6 @@
 import { EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { readFile } from 'node:fs/promises';
 import { CosaError } from '@cosa/schema';
 
 /** Options of {@link createAwsClients}. */
@@ -78,6 +79,9 @@ export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
       return c;
     },
     async defaultRegion() {
+      // The SDK reads the region from AWS_CONFIG_FILE but not from a configFilepath option.
+      const fromFile = options.awsConfigFile && !env.AWS_REGION ? await regionFromConfig(options.awsConfigFile, options.profile ?? env.AWS_PROFILE ?? 'default') : undefined;
+      if (fromFile) return fromFile;
       const probe = new EC2Client({ ...common } as EC2ClientConfig);
       try {
         return await probe.config.region();
@@ -93,4 +97,20 @@ export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
       s3s.clear();
     },
   };
+}
+
+/** `region` of a profile in an AWS config file (INI: `[default]`, `[profile NAME]`). */
+async function regionFromConfig(file: string, profile: string): Promise<string | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim();
+    const sec = /^\[(.+)\]$/.exec(line);
+    if (sec) section = sec[1]!.trim().replace(/^profile\s+/, '');
+    else if (section === profile) {
+      const kv = /^region\s*=\s*(\S+)/.exec(line);
+      if (kv) return kv[1];
+    }
+  }
+  return undefined;
 }

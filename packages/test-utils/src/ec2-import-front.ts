@@ -18,6 +18,8 @@ import { startMotoServer, type MotoServer } from './moto-server.js';
 export interface AwsRequestRecord {
   /** `ec2`, `s3`, … (from the request's signature scope). */
   service: string;
+  /** The access key id the request was signed with (not a secret). */
+  accessKeyId: string;
   region: string;
   /** The EC2 Action, or the S3 operation (PutObject, UploadPart, HeadObject, …). */
   action: string;
@@ -74,9 +76,9 @@ export interface Ec2ImportFront {
 
 const CREDS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
-function scopeOf(req: IncomingMessage): { service: string; region: string } {
-  const m = /Credential=[^/]+\/\d+\/([^/]+)\/([^/]+)\//.exec(req.headers.authorization ?? '');
-  return m ? { region: m[1]!, service: m[2]! } : { region: 'us-east-1', service: 'unknown' };
+function scopeOf(req: IncomingMessage): { service: string; region: string; accessKeyId: string } {
+  const m = /Credential=([^/]+)\/\d+\/([^/]+)\/([^/]+)\//.exec(req.headers.authorization ?? '');
+  return m ? { accessKeyId: m[1]!, region: m[2]!, service: m[3]! } : { accessKeyId: '', region: 'us-east-1', service: 'unknown' };
 }
 
 function s3Action(method: string, url: URL): string {
@@ -217,7 +219,7 @@ export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
     const url = new URL(req.url ?? '/', 'http://front');
-    const { service, region } = scopeOf(req);
+    const { service, region, accessKeyId } = scopeOf(req);
     const ct = req.headers['content-type'] ?? '';
     let params: Record<string, string> = Object.fromEntries(url.searchParams);
     let action: string;
@@ -226,7 +228,7 @@ export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): 
       if (ct.includes('x-www-form-urlencoded')) params = { ...params, ...Object.fromEntries(new URLSearchParams(body.toString())) };
       action = params.Action ?? 'unknown';
     }
-    const record: AwsRequestRecord = { service, region, action, params, method: req.method ?? 'GET', path: url.pathname, status: 0 };
+    const record: AwsRequestRecord = { service, accessKeyId, region, action, params, method: req.method ?? 'GET', path: url.pathname, status: 0 };
     requests.push(record);
     const left = throttles.get(action) ?? 0;
     if (left > 0) {
