@@ -47,6 +47,8 @@ export function createAwsClients(options: AwsClientOptions = {}): AwsClients {
   const common = {
     maxAttempts,
     retryMode: 'standard',
+    // No request waits forever: 10 s to connect, 2 min without a byte on the socket.
+    requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
     ...(options.profile ? { profile: options.profile } : {}),
     // The default credential chain reads this (like AWS_CONFIG_FILE) without touching process.env.
     ...(options.awsConfigFile ? { configFilepath: options.awsConfigFile } : {}),

@@ -121,27 +121,55 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-/** Starts moto_server (unless one is given) and the front before it, both on free ports. */
-export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): Promise<Ec2ImportFront> {
-  const moto = options.moto ?? (await startMotoServer());
-  const ownMoto = options.moto === undefined;
-  const upstream = new URL(moto.endpoint);
-  const requests: AwsRequestRecord[] = [];
-  const throttles = new Map<string, number>();
-  const tasks = new Map<string, FakeImportTask>();
-  let hold = false;
-  const ec2s = new Map<string, EC2Client>();
-  const ec2 = (region = 'us-east-1') => {
-    let c = ec2s.get(region);
-    if (!c) ec2s.set(region, (c = new EC2Client({ region, endpoint: moto.endpoint, credentials: CREDS })));
-    return c;
-  };
-  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, credentials: CREDS, forcePathStyle: true });
+/** The import tasks the front keeps, and what each look at them does. */
+class ImportTasks {
+  readonly all = new Map<string, FakeImportTask>();
+  hold = false;
+
+  constructor(
+    private readonly ec2: (region: string) => EC2Client,
+    private readonly s3: S3Client,
+  ) {}
+
+  create(p: Record<string, string>, region: string): FakeImportTask {
+    const t: FakeImportTask = {
+      id: `import-snap-${randomBytes(8).toString('hex').slice(0, 17)}`,
+      region,
+      description: p.Description ?? '',
+      bucket: p['DiskContainer.UserBucket.S3Bucket'] ?? '',
+      key: p['DiskContainer.UserBucket.S3Key'] ?? '',
+      format: (p['DiskContainer.Format'] ?? '').toUpperCase(),
+      status: 'pending',
+      progress: '0',
+      statusMessage: 'pending',
+    };
+    this.all.set(t.id, t);
+    return t;
+  }
+
+  /** The tasks of a region (those named, or all); only a look at named tasks moves them on (the resume check lists them all and must not). */
+  async describe(ids: string[], region: string): Promise<FakeImportTask[]> {
+    const list = [...this.all.values()].filter((t) => t.region === region && (ids.length === 0 || ids.includes(t.id)));
+    if (ids.length > 0) for (const t of list) await this.advance(t);
+    return list;
+  }
+
+  /** One step per look: pending → active (validating) → active (converting) → completed. */
+  private async advance(t: FakeImportTask): Promise<void> {
+    if (t.status === 'pending') {
+      Object.assign(t, { status: 'active', progress: '19', statusMessage: 'validating' });
+      await this.inspect(t);
+    } else if (t.status === 'active' && t.statusMessage === 'validating') {
+      Object.assign(t, { progress: '63', statusMessage: 'converting' });
+    } else if (t.status === 'active' && !this.hold) {
+      await this.complete(t);
+    }
+  }
 
   /** Reads the object's header: a stream-optimized VMDK starts with KDMV and holds its capacity. */
-  async function inspect(t: FakeImportTask): Promise<void> {
+  private async inspect(t: FakeImportTask): Promise<void> {
     try {
-      const res = await s3.send(new GetObjectCommand({ Bucket: t.bucket, Key: t.key, Range: 'bytes=0-19' }));
+      const res = await this.s3.send(new GetObjectCommand({ Bucket: t.bucket, Key: t.key, Range: 'bytes=0-19' }));
       const head = Buffer.from(await res.Body!.transformToByteArray());
       if (head.length < 20 || head.toString('latin1', 0, 4) !== 'KDMV') {
         Object.assign(t, { status: 'deleted', progress: undefined, statusMessage: 'ClientError: Disk validation failed [Unsupported VMDK File Format]' });
@@ -154,100 +182,96 @@ export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): 
     }
   }
 
-  async function complete(t: FakeImportTask): Promise<void> {
-    const c = ec2(t.region);
+  /** Makes the snapshot in moto: a volume of the VMDK's virtual size (GiB, rounded up), snapshotted. */
+  private async complete(t: FakeImportTask): Promise<void> {
+    const c = this.ec2(t.region);
     const size = Math.max(1, Math.ceil((t.virtualSize ?? 1) / 1024 ** 3));
     const vol = await c.send(new CreateVolumeCommand({ Size: size, AvailabilityZone: `${t.region}a` }));
     const snap = await c.send(new CreateSnapshotCommand({ VolumeId: vol.VolumeId!, Description: `Created by AWS-VMImport service for ${t.id}` }));
     await c.send(new DeleteVolumeCommand({ VolumeId: vol.VolumeId! }));
     Object.assign(t, { status: 'completed', progress: undefined, statusMessage: undefined, snapshotId: snap.SnapshotId });
   }
+}
 
-  /** One step per look: pending → active (validating) → active (converting) → completed. */
-  async function advance(t: FakeImportTask): Promise<void> {
-    if (t.status === 'pending') {
-      Object.assign(t, { status: 'active', progress: '19', statusMessage: 'validating' });
-      await inspect(t);
-    } else if (t.status === 'active' && t.statusMessage === 'validating') {
-      Object.assign(t, { progress: '63', statusMessage: 'converting' });
-    } else if (t.status === 'active' && !hold) {
-      await complete(t);
-    }
+/** The front's own answer to the two import calls (undefined for every other request). */
+async function answerImport(tasks: ImportTasks, action: string, p: Record<string, string>, region: string): Promise<string | undefined> {
+  const requestId = `<requestId>${randomBytes(8).toString('hex')}</requestId>`;
+  if (action === 'ImportSnapshot') {
+    return `<ImportSnapshotResponse xmlns="${NS}">${requestId}${taskXml(tasks.create(p, region))}</ImportSnapshotResponse>`;
   }
+  if (action === 'DescribeImportSnapshotTasks') {
+    const ids = Object.entries(p).filter(([k]) => k.startsWith('ImportTaskId')).map(([, v]) => v);
+    const items = (await tasks.describe(ids, region)).map((t) => `<item>${taskXml(t)}</item>`).join('');
+    return `<DescribeImportSnapshotTasksResponse xmlns="${NS}">${requestId}<importSnapshotTaskSet>${items}</importSnapshotTaskSet></DescribeImportSnapshotTasksResponse>`;
+  }
+  return undefined;
+}
 
-  async function handleEc2(action: string, p: Record<string, string>, region: string): Promise<string | undefined> {
-    if (action === 'ImportSnapshot') {
-      const t: FakeImportTask = {
-        id: `import-snap-${randomBytes(8).toString('hex').slice(0, 17)}`,
-        region,
-        description: p.Description ?? '',
-        bucket: p['DiskContainer.UserBucket.S3Bucket'] ?? '',
-        key: p['DiskContainer.UserBucket.S3Key'] ?? '',
-        format: (p['DiskContainer.Format'] ?? '').toUpperCase(),
-        status: 'pending',
-        progress: '0',
-        statusMessage: 'pending',
-      };
-      tasks.set(t.id, t);
-      return `<ImportSnapshotResponse xmlns="${NS}"><requestId>${randomBytes(8).toString('hex')}</requestId>${taskXml(t)}</ImportSnapshotResponse>`;
-    }
-    if (action === 'DescribeImportSnapshotTasks') {
-      const ids = Object.entries(p).filter(([k]) => k.startsWith('ImportTaskId')).map(([, v]) => v);
-      const list = [...tasks.values()].filter((t) => t.region === region && (ids.length === 0 || ids.includes(t.id)));
-      // Only a look at named tasks moves them on (the resume check lists them all and must not).
-      if (ids.length > 0) for (const t of list) await advance(t);
-      return `<DescribeImportSnapshotTasksResponse xmlns="${NS}"><requestId>${randomBytes(8).toString('hex')}</requestId><importSnapshotTaskSet>${list.map((t) => `<item>${taskXml(t)}</item>`).join('')}</importSnapshotTaskSet></DescribeImportSnapshotTasksResponse>`;
-    }
-    return undefined;
+/** What a request is: service, region and signing key from its signature scope, and its action. */
+function describeRequest(req: IncomingMessage, body: Buffer): AwsRequestRecord {
+  const url = new URL(req.url ?? '/', 'http://front');
+  const { service, region, accessKeyId } = scopeOf(req);
+  let params: Record<string, string> = Object.fromEntries(url.searchParams);
+  let action: string;
+  if (service === 's3') action = s3Action(req.method ?? 'GET', url);
+  else {
+    if ((req.headers['content-type'] ?? '').includes('x-www-form-urlencoded')) params = { ...params, ...Object.fromEntries(new URLSearchParams(body.toString())) };
+    action = params.Action ?? 'unknown';
   }
+  return { service, accessKeyId, region, action, params, method: req.method ?? 'GET', path: url.pathname, status: 0 };
+}
 
-  function proxy(req: IncomingMessage, body: Buffer, res: ServerResponse, record: AwsRequestRecord): void {
-    const headers = { ...req.headers, host: upstream.host, 'content-length': String(body.length) };
-    delete headers['transfer-encoding'];
-    const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers }, (ur) => {
-      record.status = ur.statusCode ?? 0;
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
-    up.on('error', (e) => {
-      record.status = 502;
-      res.writeHead(502).end(String(e));
-    });
-    up.end(body);
-  }
+const THROTTLED = {
+  s3: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>1</RequestId></Error>',
+  ec2: '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>1</RequestID></Response>',
+};
+
+/** Passes a request on to moto as it came (moto does not check signatures) and its answer back. */
+function proxy(upstream: URL, req: IncomingMessage, body: Buffer, res: ServerResponse, record: AwsRequestRecord): void {
+  const headers = { ...req.headers, host: upstream.host, 'content-length': String(body.length) };
+  delete headers['transfer-encoding'];
+  const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers }, (ur) => {
+    record.status = ur.statusCode ?? 0;
+    res.writeHead(ur.statusCode ?? 502, ur.headers);
+    ur.pipe(res);
+  });
+  up.on('error', (e) => {
+    record.status = 502;
+    res.writeHead(502).end(String(e));
+  });
+  up.end(body);
+}
+
+/** Starts moto_server (unless one is given) and the front before it, both on free ports. */
+export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): Promise<Ec2ImportFront> {
+  const moto = options.moto ?? (await startMotoServer());
+  const upstream = new URL(moto.endpoint);
+  const requests: AwsRequestRecord[] = [];
+  const throttles = new Map<string, number>();
+  const ec2s = new Map<string, EC2Client>();
+  const ec2 = (region = 'us-east-1') => {
+    let c = ec2s.get(region);
+    if (!c) ec2s.set(region, (c = new EC2Client({ region, endpoint: moto.endpoint, credentials: CREDS })));
+    return c;
+  };
+  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, credentials: CREDS, forcePathStyle: true });
+  const tasks = new ImportTasks(ec2, s3);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
-    const url = new URL(req.url ?? '/', 'http://front');
-    const { service, region, accessKeyId } = scopeOf(req);
-    const ct = req.headers['content-type'] ?? '';
-    let params: Record<string, string> = Object.fromEntries(url.searchParams);
-    let action: string;
-    if (service === 's3') action = s3Action(req.method ?? 'GET', url);
-    else {
-      if (ct.includes('x-www-form-urlencoded')) params = { ...params, ...Object.fromEntries(new URLSearchParams(body.toString())) };
-      action = params.Action ?? 'unknown';
-    }
-    const record: AwsRequestRecord = { service, accessKeyId, region, action, params, method: req.method ?? 'GET', path: url.pathname, status: 0 };
+    const record = describeRequest(req, body);
     requests.push(record);
-    const left = throttles.get(action) ?? 0;
+    const left = throttles.get(record.action) ?? 0;
     if (left > 0) {
-      throttles.set(action, left - 1);
+      throttles.set(record.action, left - 1);
       record.status = 503;
-      const xml =
-        service === 's3'
-          ? '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>1</RequestId></Error>'
-          : '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>1</RequestID></Response>';
-      res.writeHead(503, { 'content-type': 'application/xml' }).end(xml);
+      res.writeHead(503, { 'content-type': 'application/xml' }).end(record.service === 's3' ? THROTTLED.s3 : THROTTLED.ec2);
       return;
     }
-    const own = service === 'ec2' ? await handleEc2(action, params, region) : undefined;
-    if (own !== undefined) {
-      record.status = 200;
-      res.writeHead(200, { 'content-type': 'text/xml;charset=UTF-8' }).end(own);
-      return;
-    }
-    proxy(req, body, res, record);
+    const own = record.service === 'ec2' ? await answerImport(tasks, record.action, record.params, record.region) : undefined;
+    if (own === undefined) return proxy(upstream, req, body, res, record);
+    record.status = 200;
+    res.writeHead(200, { 'content-type': 'text/xml;charset=UTF-8' }).end(own);
   }
 
   const server: Server = createServer((req, res) => {
@@ -265,7 +289,7 @@ export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): 
     await new Promise((r) => server.close(r));
     for (const c of ec2s.values()) c.destroy();
     s3.destroy();
-    if (ownMoto) await moto.stop();
+    if (options.moto === undefined) await moto.stop();
   };
   return {
     endpoint,
@@ -280,8 +304,8 @@ export async function startEc2ImportFront(options: { moto?: MotoServer } = {}): 
     requests,
     calls: (action, all = false) => requests.filter((r) => r.action === action && (all || (r.status >= 200 && r.status < 300))),
     throttle: (action, times = 1) => void throttles.set(action, times),
-    holdImports: (h) => void (hold = h),
-    tasks: () => [...tasks.values()],
+    holdImports: (h) => void (tasks.hold = h),
+    tasks: () => [...tasks.all.values()],
     ec2,
     s3: () => s3,
     async createBucket(name, region = 'us-east-1') {
