@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 
-const pkgs = ['schema', 'ostree', 'image', 'store', 'core', 'cli', 'test-utils'];
+const pkgs = ['schema', 'ostree', 'image', 'store', 'cloud', 'core', 'cli', 'test-utils'];
 
 /** Test files import workspace packages from source, so tests never need a build first. */
 export const alias = Object.fromEntries(

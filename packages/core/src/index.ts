@@ -27,3 +27,4 @@ export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
 export * from './compress.js';
 export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';
+export { publishAws, replicateAws, type AwsTarget, type PublishAwsOptions, type PublishAwsResult, type ReplicateAwsOptions, type ReplicateAwsResult } from './publish-aws.js';

@@ -12,3 +12,6 @@ export { validateWithOriginalSchema } from './original-schema.js';
 export { snapshotTree, type TreeSnapshot } from './tree.js';
 export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempWorkdir, type FakeMetaOptions } from './workdir.js';
 export { testCacheRoot, testWorkdirCache } from './cache.js';
+export { startMotoServer, type MotoServer } from './moto-server.js';
+export { startEc2ImportFront, type Ec2ImportFront, type AwsRequestRecord, type FakeImportTask } from './ec2-import-front.js';
+export { makeTestVmdk } from './vmdk.js';

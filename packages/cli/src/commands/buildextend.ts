@@ -2,6 +2,7 @@ import { buildExtend, compressBuild, decompressBuild, hostArch, listPlatforms, W
 import { CosaError, loadConfig } from '@cosa/schema';
 import { join } from 'node:path';
 import type { CommandContext, RegisterCommand } from '../_context.js';
+import { addAwsUploadOptions, runAwsUpload, type AwsUploadFlags } from './aws.js';
 
 type ExtendFlags = { build?: string; force?: boolean; parallel?: number; vm?: boolean; direct?: boolean };
 
@@ -38,7 +39,9 @@ export const registerBuildExtend: RegisterCommand = (program, ctx) => {
       .option('--force', 'rebuild the image even if the build has it')
       .option('--json', 'print the result as JSON');
     if (p === 'metal4k') cmd.option('--vm', 'write the disk inside the supermin VM').option('--direct', 'write the disk on the host (root with loop devices)');
-    cmd.action(async (o: ExtendFlags, c) => extend(ctx(c), [p], o));
+    // `buildextend-aws --upload …` is the original's spelling of `cosa imageupload-aws …`.
+    if (p === 'aws') addAwsUploadOptions(cmd.option('--upload', 'also make an AMI of it (as cosa imageupload-aws; --force then replaces the AMI)'));
+    cmd.action(async (o: ExtendFlags & AwsUploadFlags & { upload?: boolean }, c) => (o.upload ? runAwsUpload(ctx(c), o) : extend(ctx(c), [p], o)));
   }
   program
     .command('buildextend')

@@ -12,6 +12,7 @@ import { registerMeta } from './meta.js';
 import { registerPrune } from './prune.js';
 import { registerRun } from './run.js';
 import { registerTag } from './tag.js';
+import { registerAws } from './aws.js';
 
 /** Every command module. Each file under commands/ registers its own subcommands. */
 export const commands: RegisterCommand[] = [
@@ -28,4 +29,5 @@ export const commands: RegisterCommand[] = [
   registerManifest,
   registerBuildfetch,
   registerBuildupload,
+  registerAws,
 ];
