@@ -70,6 +70,8 @@ export interface BuildOptions {
   parentBuild?: string;
   /** Fail on unknown manifest keys and unlocked packages. */
   strict?: boolean;
+  /** The original's `--delay-meta-merge`: artifacts added later go to `meta.<artifact>.json` until `cosa meta --finalize`. */
+  delayMetaMerge?: boolean;
   /** Where the disk image is written: auto (direct when root with loop devices, else the VM). */
   executor?: ExecutorChoice;
   /** Base arch (default: the host's). */
@@ -403,6 +405,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const variant = await wd.configVariant();
           if (variant) m['coreos-assembler.config-variant'] = variant;
           if (git.git) m['coreos-assembler.container-config-git'] = git.git;
+          if (options.delayMetaMerge) m['coreos-assembler.delayed-meta-merge'] = true;
           if (pkgdiff) m.pkgdiff = pkgdiff;
           if (parentMeta && options.parentBuild) {
             m['parent-pkgdiff'] = pkgdiff ?? [];

@@ -25,3 +25,14 @@ export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
 export * from './compress.js';
 export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';
+export {
+  DELAYED_META_MERGE_KEY,
+  artifactMetaPath,
+  finalizeMeta,
+  isDelayedMerge,
+  mergeArtifactJson,
+  writeArtifactMeta,
+  type FinalizeMetaOptions,
+  type FinalizeMetaResult,
+  type MergeArtifactJsonOptions,
+} from './delayed-meta.js';

@@ -16,11 +16,12 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
     .option('--version <version>', 'use this version (build id) instead of the automatic one')
     .option('--parent-build <id>', 'diff against this build instead of the latest')
     .option('--strict', 'fail on unknown manifest keys and unlocked packages')
+    .option('--delay-meta-merge', 'images added later go to meta.<platform>.json until cosa meta --finalize')
     .option('--vm', 'write disk images inside the supermin VM')
     .option('--direct', 'write disk images on the host (root with loop devices)')
     .option('--wait', 'wait for another build in this workdir instead of failing')
     .option('--json', 'print progress as JSON Lines and the result as JSON')
-    .action(async (targets: string[], o: { force?: boolean; forceNocache?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
+    .action(async (targets: string[], o: { force?: boolean; forceNocache?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; delayMetaMerge?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
       const c = ctx(cmd);
       if (o.vm && o.direct) {
         const { CosaError } = await import('@cosa/schema');
@@ -36,6 +37,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
         ...(o.version ? { version: o.version } : {}),
         ...(o.parentBuild ? { parentBuild: o.parentBuild } : {}),
         ...(o.strict ? { strict: true } : {}),
+        ...(o.delayMetaMerge ? { delayMetaMerge: true } : {}),
         executor: o.vm ? 'vm' : o.direct ? 'direct' : 'auto',
         ...(o.wait ? { lockWaitMs: 6 * 3600_000 } : {}),
         signal: c.signal,
