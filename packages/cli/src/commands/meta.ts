@@ -7,6 +7,7 @@ interface MetaOpts {
   build?: string;
   arch?: string;
   get?: string;
+  getValue?: string;
   set?: string[];
   dump?: boolean;
   imagePath?: string;
@@ -27,6 +28,7 @@ export const registerMeta: RegisterCommand = (program, ctx) => {
     .option('--build <id>', 'build id (default: latest)')
     .option('--arch <arch>', 'architecture (default: the host arch)')
     .option('--get <key>', 'print the value of a key')
+    .option('--get-value <key>', 'print only the value of a key (for scripts)')
     .option('--set <key=value>', 'set a key (repeatable); the result is validated before it is written', collect)
     .option('--dump', 'print the whole meta.json')
     .option('--image-path <name>', 'print the absolute path of artifact images.<name>')
@@ -37,10 +39,13 @@ export const registerMeta: RegisterCommand = (program, ctx) => {
     .option('--json', 'print the result as JSON')
     .action(async (opts: MetaOpts, cmd) => {
       const c = ctx(cmd);
-      const modes = [opts.get !== undefined, opts.set !== undefined, opts.dump === true, opts.imagePath !== undefined, opts.artifactJson !== undefined, opts.finalize === true].filter(Boolean).length;
-      if (modes !== 1) throw new CosaError('COSA_USAGE', 'exactly one of --get, --set, --dump, --image-path, --artifact-json, --finalize is required');
+      const modes = [opts.get !== undefined, opts.getValue !== undefined, opts.set !== undefined, opts.dump === true, opts.imagePath !== undefined, opts.artifactJson !== undefined, opts.finalize === true].filter(Boolean).length;
+      if (modes !== 1) throw new CosaError('COSA_USAGE', 'exactly one of --get, --get-value, --set, --dump, --image-path, --artifact-json, --finalize is required');
       const target = { workdir: c.cwd, ...(opts.build !== undefined ? { build: opts.build } : {}), ...(opts.arch !== undefined ? { arch: opts.arch } : {}) };
-      if (opts.get !== undefined) {
+      if (opts.getValue !== undefined) {
+        const { value } = await getMetaValue({ ...target, key: opts.getValue });
+        c.print(typeof value === 'string' ? value : JSON.stringify(value));
+      } else if (opts.get !== undefined) {
         const { key, value } = await getMetaValue({ ...target, key: opts.get });
         if (c.json) c.printJson({ key, value });
         else c.print(`${key}: ${typeof value === 'string' ? value : JSON.stringify(value)}`);
