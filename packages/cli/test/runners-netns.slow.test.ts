@@ -199,7 +199,7 @@ describe(`one build, many runners (${PLATFORMS.length} runner hosts)`, () => {
     // Every runner is ready: now all of them upload at once.
     const ups = await Promise.all(runners.map((r) => cosa(r.host, r.wd, ['buildupload', '--artifact', r.p, 's3', '--endpoint-url', endpoint, '--json', `${BUCKET}/${PREFIX}`])));
     for (const u of ups) expect(u.code, u.stderr.slice(-3000)).toBe(0);
-    const results = ups.map((u) => JSON.parse(u.stdout) as { retries: number; files: Array<{ key: string; skipped: boolean }> });
+    const results = ups.map((u) => JSON.parse(u.stdout.slice(u.stdout.lastIndexOf('\n{\n') + 1)) as { retries: number; files: Array<{ key: string; skipped: boolean }> });
     // Each runner sent its own image and no other artifact.
     for (const [i, r] of results.entries()) {
       const sent = r.files.filter((f) => !f.skipped && !f.key.endsWith('.json')).map((f) => f.key);
