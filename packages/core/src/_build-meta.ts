@@ -113,6 +113,7 @@ export async function writeMeta(ctx: BuildContext, made: CommitMade, artifacts: 
   const ov = plan.inputs.compose.overrides;
   if (Object.keys(ov.rootfs).length > 0 || Object.keys(ov.rpm).length > 0) m['coreos-assembler.overrides-active'] = true;
   if (git.git) m['coreos-assembler.container-config-git'] = git.git;
+  if (ctx.options.delayMetaMerge) m['coreos-assembler.delayed-meta-merge'] = true;
   if (pkgdiff) m.pkgdiff = pkgdiff;
   if (plan.parent && ctx.options.parentBuild) m['parent-pkgdiff'] = pkgdiff ?? [];
   if (plan.parent) {

@@ -46,6 +46,8 @@ export interface BuildOptions {
   parentBuild?: string;
   /** Fail on unknown manifest keys and unlocked packages. */
   strict?: boolean;
+  /** The original's `--delay-meta-merge`: artifacts added later go to `meta.<artifact>.json` until `cosa meta --finalize`. */
+  delayMetaMerge?: boolean;
   /** Where the disk image is written: auto (direct when root with loop devices, else the VM). */
   executor?: ExecutorChoice;
   /** Base arch (default: the host's). */

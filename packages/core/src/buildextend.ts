@@ -12,6 +12,7 @@ import {
   type ExecutorChoice, type PlatformImage, type PlatformsConfig,
 } from '@cosa/image';
 import { Workdir } from './workdir.js';
+import { artifactMetaPath, isDelayedMerge, writeArtifactMeta } from './delayed-meta.js';
 
 export { listPlatforms };
 import { hostArch } from './arch.js';
@@ -88,6 +89,9 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
   const buildId = await wd.builds.resolve(options.build ?? 'latest', arch);
   const buildDir = join(wd.buildsDir, buildId, arch);
   const meta = await wd.builds.getMeta(buildId, arch);
+  // With the original's delayed merge, an image may be waiting in meta.<platform>.json.
+  const delayed = isDelayedMerge(meta);
+  const pendingImage = async (p: string) => delayed && !!(await readFile(artifactMetaPath(buildDir, p), 'utf8').then((t) => (JSON.parse(t) as { images?: Record<string, unknown> }).images?.[p], () => undefined));
   const skipped: string[] = [];
   const todo: string[] = [];
   for (const p of [...new Set(options.platforms)]) {
@@ -95,7 +99,7 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
       skipped.push(p); // the qemu image is the base disk: `cosa build --force-image` writes a new one
       continue;
     }
-    if (meta.images?.[p as 'aws'] && !options.force) {
+    if ((meta.images?.[p as 'aws'] || (await pendingImage(p))) && !options.force) {
       options.onProgress?.({ type: 'info', message: `${p} image already exists in build ${buildId}` });
       skipped.push(p);
       continue;
@@ -182,7 +186,13 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
         ...(img.skipCompression ? { 'skip-compression': true } : {}),
       };
     }
-    await wd.builds.mergeMeta(buildId, arch, { images });
+    if (delayed) {
+      // Each platform in its own meta.<platform>.json: parallel writers never touch meta.json.
+      const current = await wd.builds.getMeta(buildId, arch);
+      for (const img of built) await writeArtifactMeta(buildDir, img.platform, current, { images: { [img.platform]: images[img.platform] } });
+    } else {
+      await wd.builds.mergeMeta(buildId, arch, { images });
+    }
     return { buildId, arch, built, skipped };
   } finally {
     await rm(work, { recursive: true, force: true });

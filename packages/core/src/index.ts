@@ -28,3 +28,14 @@ export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
 export * from './compress.js';
 export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';
 export { publishAws, replicateAws, type AwsTarget, type PublishAwsOptions, type PublishAwsResult, type ReplicateAwsOptions, type ReplicateAwsResult } from './publish-aws.js';
+export {
+  DELAYED_META_MERGE_KEY,
+  artifactMetaPath,
+  finalizeMeta,
+  isDelayedMerge,
+  mergeArtifactJson,
+  writeArtifactMeta,
+  type FinalizeMetaOptions,
+  type FinalizeMetaResult,
+  type MergeArtifactJsonOptions,
+} from './delayed-meta.js';

@@ -7,3 +7,5 @@ export { mergeBuildsJson, probeConditionalWrites, updateRemoteBuildsJson, type U
 export { buildFetch, type BuildFetchOptions, type BuildFetchResult, type FetchedFile } from './fetch.js';
 export { buildUpload, contentTypeOf, type BuildUploadOptions, type BuildUploadResult, type UploadedFile } from './upload.js';
 export { redactUrl } from './_util.js';
+export { updateRemoteJson, type RemoteJsonCodec, type UpdateRemoteJsonOptions, type UpdateRemoteJsonResult } from './remote-builds.js';
+export { DELAYED_MERGE_KEY, PLATFORM_OWNED_KEYS, checkSameContent, mergeMetaForUpload, readLocalMeta } from './remote-meta.js';

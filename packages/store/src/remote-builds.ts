@@ -76,10 +76,8 @@ export function probeConditionalWrites(store: BuildStore, options: { signal?: Ab
   return p;
 }
 
-/** Options of {@link updateRemoteBuildsJson}. */
-export interface UpdateRemoteBuildsOptions {
-  /** Key of the index in the store (default `builds.json`). */
-  key?: string;
+/** Options of {@link updateRemoteJson}. */
+export interface UpdateRemoteJsonOptions {
   /** Attempts before giving up on conflicts (default 30). */
   maxAttempts?: number;
   /** Cache-Control of the written object (default `max-age=300`). */
@@ -88,6 +86,26 @@ export interface UpdateRemoteBuildsOptions {
   acl?: string;
   signal?: AbortSignal;
   onProgress?: OnProgress;
+}
+
+/** Options of {@link updateRemoteBuildsJson}. */
+export interface UpdateRemoteBuildsOptions extends UpdateRemoteJsonOptions {
+  /** Key of the index in the store (default `builds.json`). */
+  key?: string;
+}
+
+/** What {@link updateRemoteJson} did. */
+export interface UpdateRemoteJsonResult<T> {
+  /** The document as written. */
+  doc: T;
+  /** Its exact bytes. */
+  text: string;
+  /** Writes tried (1 without conflicts). */
+  attempts: number;
+  /** Whether the store honoured conditional writes (else a warning was emitted). */
+  conditional: boolean;
+  /** False when `update` found nothing to change (the stored document is returned as is). */
+  written: boolean;
 }
 
 /** What {@link updateRemoteBuildsJson} did. */
@@ -102,20 +120,31 @@ export interface UpdateRemoteBuildsResult {
   conditional: boolean;
 }
 
+/** How {@link updateRemoteJson} reads and writes one kind of document. */
+export interface RemoteJsonCodec<T> {
+  /** Parses the stored text (`url` names it in errors). */
+  parse(text: string, url: string): T;
+  /** The exact bytes to store. */
+  serialize(doc: T): string;
+}
+
 /**
- * Read-modify-write of the remote builds.json that never loses another writer's update: read
- * it with its ETag, apply `update`, write it back with `If-Match` (`If-None-Match: *` when it did
- * not exist), and on a conflict read, merge and try again. On a store that ignores conditional
- * writes (probed once) it warns, writes, reads back and repeats while `verify` says the update
- * got lost.
+ * Read-modify-write of one small JSON object in a store that never loses another writer's
+ * update: read it with its ETag, apply `update`, write it back with `If-Match` (`If-None-Match: *`
+ * when it did not exist), and on a conflict (412) read, merge and try again after a short
+ * jittered backoff, at most `maxAttempts` times (then COSA_STORE_CONFLICT). On a store that
+ * ignores conditional writes (probed once) it warns, writes, reads back and repeats while
+ * `verify` says the update got lost. On `file://` stores the conditional write is a lock plus an
+ * atomic rename. `update` may return `undefined` for "already up to date": nothing is written.
  */
-export async function updateRemoteBuildsJson(
+export async function updateRemoteJson<T>(
   store: BuildStore,
-  update: (current: BuildsJson | undefined) => BuildsJson,
-  verify: (written: BuildsJson) => boolean,
-  options: UpdateRemoteBuildsOptions = {},
-): Promise<UpdateRemoteBuildsResult> {
-  const key = options.key ?? 'builds.json';
+  key: string,
+  codec: RemoteJsonCodec<T>,
+  update: (current: T | undefined) => T | undefined | Promise<T | undefined>,
+  verify: (written: T) => boolean,
+  options: UpdateRemoteJsonOptions = {},
+): Promise<UpdateRemoteJsonResult<T>> {
   const signal = options.signal;
   const conditional = await probeConditionalWrites(store, signal ? { signal } : {});
   if (!conditional) {
@@ -124,12 +153,17 @@ export async function updateRemoteBuildsJson(
       message: `${store.url} ignores conditional writes (If-Match); concurrent updates of ${key} may be lost`,
     });
   }
+  const url = store.urlOf(key);
   const maxAttempts = options.maxAttempts ?? 30;
   for (let attempt = 1; ; attempt++) {
     const cur = await readObjectText(store, key, signal);
-    const current = cur ? parseBuildsJson(cur.text, store.urlOf(key)) : undefined;
-    const next = update(current);
-    const text = serializeBuildsJson(next);
+    const current = cur ? codec.parse(cur.text, url) : undefined;
+    const next = await update(current);
+    if (next === undefined) {
+      if (cur === undefined || current === undefined) throw new CosaError('COSA_STORE_NOT_FOUND', `${url} does not exist`);
+      return { doc: current, text: cur.text, attempts: attempt, conditional, written: false };
+    }
+    const text = codec.serialize(next);
     try {
       await store.put(key, Buffer.from(text), {
         contentType: 'application/json',
@@ -140,18 +174,35 @@ export async function updateRemoteBuildsJson(
       });
       if (!conditional) {
         const back = await readObjectText(store, key, signal);
-        if (!back || !verify(parseBuildsJson(back.text, store.urlOf(key)))) throw new CosaError('COSA_STORE_CONFLICT', `${store.urlOf(key)} changed while writing`);
+        if (!back || !verify(codec.parse(back.text, url))) throw new CosaError('COSA_STORE_CONFLICT', `${url} changed while writing`);
       }
-      return { buildsJson: next, text, attempts: attempt, conditional };
+      return { doc: next, text, attempts: attempt, conditional, written: true };
     } catch (e) {
       if (!isCosaConflict(e) || attempt >= maxAttempts) {
         if (isCosaConflict(e)) {
-          throw new CosaError('COSA_STORE_CONFLICT', `gave up updating ${store.urlOf(key)} after ${attempt} conflicting writes`, { cause: e });
+          throw new CosaError('COSA_STORE_CONFLICT', `gave up updating ${url} after ${attempt} conflicting writes`, { cause: e });
         }
         throw e;
       }
-      options.onProgress?.({ type: 'log', line: `${store.urlOf(key)} changed meanwhile; merging again (attempt ${attempt + 1})` });
+      options.onProgress?.({ type: 'log', line: `${url} changed meanwhile; merging again (attempt ${attempt + 1})` });
       await sleep(Math.min(backoffMs(attempt), 1_000) / 4, signal);
     }
   }
+}
+
+const buildsCodec: RemoteJsonCodec<BuildsJson> = { parse: (text, url) => parseBuildsJson(text, url), serialize: serializeBuildsJson };
+
+/**
+ * Read-modify-write of the remote builds.json that never loses another writer's update
+ * ({@link updateRemoteJson} with builds.json's parser and serializer).
+ */
+export async function updateRemoteBuildsJson(
+  store: BuildStore,
+  update: (current: BuildsJson | undefined) => BuildsJson | Promise<BuildsJson>,
+  verify: (written: BuildsJson) => boolean,
+  options: UpdateRemoteBuildsOptions = {},
+): Promise<UpdateRemoteBuildsResult> {
+  const { key = 'builds.json', ...rest } = options;
+  const r = await updateRemoteJson(store, key, buildsCodec, update, verify, rest);
+  return { buildsJson: r.doc, text: r.text, attempts: r.attempts, conditional: r.conditional };
 }

@@ -211,6 +211,8 @@ export class S3Store implements BuildStore {
       Key: this.keyOf(key),
       ...(options.contentType ? { ContentType: options.contentType } : {}),
       ...(options.cacheControl ? { CacheControl: options.cacheControl } : {}),
+      ...(options.contentEncoding ? { ContentEncoding: options.contentEncoding } : {}),
+      ...(options.contentDisposition ? { ContentDisposition: options.contentDisposition } : {}),
       ...(options.metadata ? { Metadata: options.metadata } : {}),
       ...(options.acl ? { ACL: options.acl as ObjectCannedACL } : {}),
     };

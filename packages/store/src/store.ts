@@ -34,6 +34,10 @@ export interface PutOptions {
   size?: number;
   contentType?: string;
   cacheControl?: string;
+  /** `Content-Encoding` of the stored object (S3; e.g. `gzip` for a peeled `.gz`). */
+  contentEncoding?: string;
+  /** `Content-Disposition` of the stored object (S3). */
+  contentDisposition?: string;
   /** Stored as user metadata (S3 `x-amz-meta-<key>`). */
   metadata?: Record<string, string>;
   /** Write only if the current object has this ETag (else a COSA_STORE_CONFLICT error). */

@@ -10,18 +10,21 @@ import {
   parseMetaJson,
   safeSegment,
   stableStringify,
+  validateMetaJson,
   withLock,
   withPhase,
   writeFileAtomic,
+  type BuildEntry,
   type BuildsJson,
   type OnProgress,
 } from '@cosa/schema';
 import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
-import { mergeBuildsJson, updateRemoteBuildsJson } from './remote-builds.js';
+import { mergeBuildsJson, updateRemoteBuildsJson, updateRemoteJson, type RemoteJsonCodec } from './remote-builds.js';
+import { mergeMetaForUpload, readLocalMeta } from './remote-meta.js';
 import type { BuildStore, ObjectInfo } from './store.js';
 import { TransferMeter } from './_transfer.js';
-import { hashFile } from './_io.js';
+import { hashFile, readObjectText } from './_io.js';
 import { throwIfAborted } from './_util.js';
 
 /** Options of {@link buildUpload}. */
@@ -37,8 +40,19 @@ export interface BuildUploadOptions extends OpenStoreOptions {
   build?: string;
   /** Only these arches (default: every arch of the build that has a local meta.json). */
   arch?: string[];
-  /** Only these artifacts (`images` keys); the others are left out, and scrubbed from the uploaded meta.json when absent remotely. */
+  /**
+   * Only these artifacts (`images` keys): only their files are sent (other files of the build
+   * only when the store lacks them), and only `images.<artifact>` plus what the platform owns
+   * (`amis`, …) is merged into the remote meta.json; without a remote meta.json, the other
+   * artifacts are scrubbed from the uploaded one when the store lacks them.
+   */
   artifacts?: string[];
+  /**
+   * The original's `--enable-gz-peel`: an image `*.gz` (not `*.raw.gz`) is stored without `.gz`
+   * with `Content-Encoding: gzip` and `Content-Disposition: inline; filename=<name>`, and the
+   * uploaded meta.json names it so (the local one is left alone).
+   */
+  enableGzPeel?: boolean;
   /** Send objects even when an identical one exists. */
   force?: boolean;
   /** Only report what would be sent. */
@@ -64,6 +78,8 @@ export interface UploadedFile {
   skipped: boolean;
   /** Why it was skipped: an identical object exists, or this is a dry run. */
   reason?: 'exists' | 'dry-run' | 'remote-only';
+  /** How the kept object was judged the same: its sha256 metadata, or (no sha256 metadata) its size. */
+  matchedBy?: 'sha256' | 'size' | 'exists';
 }
 
 /** What {@link buildUpload} did. */
@@ -75,6 +91,10 @@ export interface BuildUploadResult {
   bytesSkipped: number;
   /** The builds.json update (absent with `skipBuildsJson` or `dryRun`). */
   buildsJson?: { attempts: number; conditional: boolean };
+  /** The meta.json merge per arch (absent in a dry run); `written` false when the remote one already said it all. */
+  metaJson: Record<string, { attempts: number; conditional: boolean; written: boolean }>;
+  /** Conditional writes refused (412) and merged again, over every meta.json and builds.json. */
+  retries: number;
 }
 
 /** Content-Type by suffix, as the original. */
@@ -99,10 +119,19 @@ interface Item {
   verify: boolean;
   cacheControl: string;
   name: string;
+  /** An `images` entry: without our sha256 metadata remotely, the original's size rule decides. */
+  image?: boolean;
+  /** Sent only when the store lacks it (other files of a build uploaded with `artifacts`). */
+  onlyIfMissing?: boolean;
+  contentEncoding?: string;
+  contentDisposition?: string;
 }
 
 const ARTIFACT_CACHE = 'max-age=31536000';
 const METADATA_CACHE = 'max-age=300';
+
+type Doc = Record<string, unknown>;
+type Image = { path: string; sha256: string; size?: number };
 
 async function resolveBuildId(workdir: string, builds: BuildsJson, wanted: string | undefined): Promise<string> {
   if (wanted !== undefined) return safeSegment.parse(wanted);
@@ -112,24 +141,289 @@ async function resolveBuildId(workdir: string, builds: BuildsJson, wanted: strin
   return safeSegment.parse(id);
 }
 
-/** Same size and the sha256 we recorded as metadata: nothing to send. */
-function identical(remote: ObjectInfo | undefined, item: Item): boolean {
-  return remote !== undefined && item.sha256 !== undefined && remote.size === item.size && remote.metadata.sha256 === item.sha256;
+/**
+ * Whether the remote object may be kept: the same size and the sha256 we recorded as metadata;
+ * without that metadata (an object the original uploaded) an image of the same size, as the
+ * original keeps any existing image. `undefined`: send it.
+ */
+function keepRemote(remote: ObjectInfo | undefined, item: Item): UploadedFile['matchedBy'] {
+  if (!remote) return undefined;
+  if (item.onlyIfMissing) return 'exists';
+  if (remote.metadata.sha256 !== undefined) return item.sha256 !== undefined && remote.size === item.size && remote.metadata.sha256 === item.sha256 ? 'sha256' : undefined;
+  return item.image && remote.size === item.size ? 'size' : undefined;
+}
+
+interface Ctx {
+  store: BuildStore;
+  options: BuildUploadOptions;
+  onProgress: OnProgress;
+  signal: AbortSignal | undefined;
+  buildId: string;
+  buildDir: string;
+  head: (key: string) => Promise<ObjectInfo | undefined>;
+  files: UploadedFile[];
+}
+
+/** One arch of the upload: its files, and the meta.json to merge remotely. */
+interface ArchPlan {
+  arch: string;
+  items: Item[];
+  /** The meta.json as this runner publishes it (paths peeled, absent artifacts scrubbed). */
+  meta: Doc;
+  /** Artifacts whose `images` entries this upload publishes. */
+  published: string[];
+  known: string[];
+}
+
+/** Plans one arch dir: which objects to send, and the meta.json copy to merge. */
+async function planArch(ctx: Ctx, arch: string): Promise<ArchPlan> {
+  const { options, store, buildId } = ctx;
+  const dir = join(ctx.buildDir, arch);
+  const metaPath = join(dir, 'meta.json');
+  const local = await readLocalMeta(dir).catch((e: unknown) => {
+    if (e instanceof CosaError) throw e;
+    throw new CosaError('COSA_SCHEMA_INVALID', `${metaPath} cannot be read: ${(e as Error).message}`, { cause: e });
+  });
+  const meta = validateMetaJson(local.doc, metaPath);
+  if (meta.buildid !== buildId) throw new CosaError('COSA_SCHEMA_INVALID', `${metaPath} describes build ${meta.buildid}`);
+  const copy = structuredClone(local.doc);
+  const images = (copy.images ?? {}) as Record<string, Image>;
+  const localPaths = new Set(Object.values(images).map((i) => i.path));
+  const plan: ArchPlan = { arch, items: [], meta: copy, published: [], known: Object.keys(images) };
+  for (const [name, img] of Object.entries(images)) {
+    const peel = options.enableGzPeel === true && img.path.endsWith('.gz') && !img.path.endsWith('.raw.gz');
+    const localPath = join(dir, img.path);
+    if (peel) images[name] = { ...img, path: img.path.slice(0, -3) };
+    const remotePath = images[name]!.path;
+    const key = `${buildId}/${arch}/${remotePath}`;
+    if (options.artifacts && !options.artifacts.includes(name)) {
+      if (!(await ctx.head(key))) delete images[name];
+      continue;
+    }
+    plan.published.push(name);
+    const st = await stat(localPath).catch(() => undefined);
+    if (!st?.isFile()) {
+      const remote = await ctx.head(key);
+      if (!remote) throw new CosaError('COSA_STORE_NOT_FOUND', `${name} (${img.path}) is neither in ${dir} nor in ${store.urlOf(key)}`);
+      ctx.files.push({ key, path: localPath, size: remote.size ?? 0, sent: 0, skipped: true, reason: 'remote-only' });
+      continue;
+    }
+    plan.items.push({
+      key, path: localPath, size: st.size, sha256: img.sha256, verify: true, cacheControl: ARTIFACT_CACHE, name: img.path, image: true,
+      ...(peel ? { contentEncoding: 'gzip', contentDisposition: `inline; filename=${remotePath}` } : {}),
+    });
+  }
+  const scrubbed = plan.known.filter((n) => !(n in images));
+  if (scrubbed.length > 0) ctx.onProgress({ type: 'info', message: `${arch}: leaving ${scrubbed.join(', ')} out of the uploaded meta.json (not in the store)` });
+  for (const d of await readdir(dir, { withFileTypes: true })) {
+    if (!d.isFile() || d.name === 'meta.json' || d.name.startsWith('.') || localPaths.has(d.name)) continue;
+    plan.items.push(await otherFile(ctx, join(dir, d.name), `${buildId}/${arch}/${d.name}`, d.name));
+  }
+  return plan;
+}
+
+/** A file that is not an `images` entry (commitmeta.json, lockfiles, release.json, …). */
+async function otherFile(ctx: Ctx, path: string, key: string, name: string): Promise<Item> {
+  const h = await hashFile(path, ctx.signal);
+  return {
+    key, path, size: h.size, sha256: h.sha256, verify: false, cacheControl: name.endsWith('.json') ? METADATA_CACHE : ARTIFACT_CACHE, name,
+    ...(ctx.options.artifacts ? { onlyIfMissing: true } : {}),
+  };
+}
+
+/** Sends one object unless the store already has it; confirms an artifact's sha256 on the way. */
+async function sendItem(ctx: Ctx, meter: TransferMeter, item: Item): Promise<void> {
+  const { store, options, onProgress, signal } = ctx;
+  throwIfAborted(signal);
+  if (!options.force) {
+    const matchedBy = keepRemote(await ctx.head(item.key), item);
+    if (matchedBy) {
+      ctx.files.push({ key: item.key, path: item.path, size: item.size, sent: 0, skipped: true, reason: 'exists', matchedBy });
+      onProgress({ type: 'log', line: `${store.urlOf(item.key)} exists${matchedBy === 'sha256' ? ' with the same sha256' : matchedBy === 'size' ? ' with the same size (no sha256 recorded)' : ''}; skipping` });
+      return;
+    }
+  }
+  if (options.dryRun) {
+    ctx.files.push({ key: item.key, path: item.path, size: item.size, sent: 0, skipped: true, reason: 'dry-run' });
+    onProgress({ type: 'info', message: `Would upload ${store.urlOf(item.key)}` });
+    return;
+  }
+  const hash = createHash('sha256');
+  const body = createReadStream(item.path).pipe(
+    new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        if (item.verify) hash.update(chunk);
+        cb(null, chunk);
+      },
+    }),
+  );
+  meter.start(item.name, item.size);
+  let sent = 0;
+  try {
+    await store.put(item.key, body, {
+      size: item.size,
+      contentType: contentTypeOf(item.key),
+      cacheControl: item.cacheControl,
+      ...(item.sha256 ? { metadata: { sha256: item.sha256 } } : {}),
+      ...(item.contentEncoding ? { contentEncoding: item.contentEncoding } : {}),
+      ...(item.contentDisposition ? { contentDisposition: item.contentDisposition } : {}),
+      ...(options.acl ? { acl: options.acl } : {}),
+      ...(signal ? { signal } : {}),
+      onBytes: (n) => {
+        sent = n;
+        meter.update(item.name, n);
+      },
+    });
+  } catch (e) {
+    meter.drop(item.name);
+    throw e;
+  }
+  meter.update(item.name, item.size);
+  meter.finish(item.name);
+  if (item.verify) {
+    const got = hash.digest('hex');
+    if (got !== item.sha256) {
+      // The object carries a sha256 it does not have: take it down again.
+      await store.delete(item.key).catch(() => {});
+      throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${got}, but meta.json says ${item.sha256}; not uploaded`);
+    }
+  }
+  ctx.files.push({ key: item.key, path: item.path, size: item.size, sent: Math.max(sent, item.size), skipped: false });
+}
+
+const metaCodec: RemoteJsonCodec<Doc> = {
+  parse: (text, url) => {
+    parseMetaJson(text, url);
+    return JSON.parse(text) as Doc;
+  },
+  serialize: (doc) => stableStringify(doc),
+};
+
+const withoutStamp = (d: Doc): string => stableStringify({ ...d, 'coreos-assembler.meta-stamp': 0 });
+
+/**
+ * Merges this runner's part of one arch's meta.json into the remote one with a conditional
+ * write (If-Match, re-read and re-merge on 412); nothing is written when the remote one already
+ * says everything this upload would add (unless `force`).
+ */
+async function publishMeta(ctx: Ctx, meter: TransferMeter, plan: ArchPlan): Promise<BuildUploadResult['metaJson'][string] | undefined> {
+  const { store, options, signal } = ctx;
+  const key = `${ctx.buildId}/${plan.arch}/meta.json`;
+  const name = `${plan.arch}/meta.json`;
+  if (options.dryRun) {
+    ctx.files.push({ key, path: '', size: 0, sent: 0, skipped: true, reason: 'dry-run' });
+    ctx.onProgress({ type: 'info', message: `Would merge into ${store.urlOf(key)}` });
+    return undefined;
+  }
+  const mine = (plan.meta.images ?? {}) as Record<string, Image>;
+  const merge = { what: store.urlOf(key), ...(options.artifacts ? { artifacts: options.artifacts } : {}) };
+  meter.start(name, undefined);
+  const r = await updateRemoteJson(
+    store,
+    key,
+    metaCodec,
+    (remote) => {
+      const next = mergeMetaForUpload(remote, plan.meta, merge);
+      validateMetaJson(next, store.urlOf(key));
+      return remote && !options.force && withoutStamp(remote) === withoutStamp(next) ? undefined : next;
+    },
+    (written) => plan.published.every((p) => !mine[p] || ((written.images ?? {}) as Record<string, Image>)[p]?.sha256 === mine[p]!.sha256),
+    { cacheControl: METADATA_CACHE, ...(options.acl ? { acl: options.acl } : {}), ...(signal ? { signal } : {}), onProgress: ctx.onProgress },
+  );
+  const size = Buffer.byteLength(r.text);
+  meter.update(name, r.written ? size : 0);
+  meter.finish(name);
+  ctx.files.push(r.written ? { key, path: '', size, sent: size, skipped: false } : { key, path: '', size, sent: 0, skipped: true, reason: 'exists', matchedBy: 'sha256' });
+  return { attempts: r.attempts, conditional: r.conditional, written: r.written };
+}
+
+/** `coreos-assembler.build-timestamp` (else `ostree-timestamp`) of a meta.json, in ms. */
+function buildTimeOf(doc: Doc | undefined): number | undefined {
+  const t = doc?.['coreos-assembler.build-timestamp'] ?? doc?.['ostree-timestamp'];
+  const ms = typeof t === 'string' ? Date.parse(t) : Number.NaN;
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 /**
- * Uploads a build to a store (`cosa buildupload s3 BUCKET/PREFIX`): every artifact and other
- * file of each arch dir under `prefix/<id>/<arch>/`, then each meta.json, then a merged
- * builds.json. An object that already exists with the same size and sha256 (kept as object
- * metadata `sha256`) is skipped unless `force`, so a re-run after an interruption sends only
- * what is missing. Files go up in parallel (bounded), big ones as multipart uploads.
+ * Moves build `id`, new to the remote builds.json, to its place by build time: above the first
+ * build (from the top) that is not newer; builds whose time cannot be read are passed over.
+ * So `builds[0]` is the newest build, not the last upload; a tie goes to the later upload.
  */
-export async function buildUpload(options: BuildUploadOptions): Promise<BuildUploadResult> {
-  const onProgress = options.onProgress ?? noProgress;
-  const signal = options.signal;
-  const location = options.bucketPrefix !== undefined ? `s3://${options.bucketPrefix.replace(/^s3:\/\//, '')}` : options.url;
-  const store = options.store ?? openBuildStore(location ?? '', options);
-  if (!store.writable) throw new CosaError('COSA_STORE_READ_ONLY', `${store.url} cannot be written`);
+async function placeByBuildTime(doc: BuildsJson, id: string, mine: number, timeOf: (b: BuildEntry) => Promise<number | undefined>): Promise<BuildsJson> {
+  const at = doc.builds.findIndex((b) => b.id === id);
+  if (at < 0) return doc;
+  const [entry] = doc.builds.splice(at, 1);
+  let lastNewer = -1;
+  let to = -1;
+  for (let i = 0; i < doc.builds.length && i < 200; i++) {
+    const t = await timeOf(doc.builds[i]!);
+    if (t === undefined) continue;
+    if (t <= mine) {
+      to = i;
+      break;
+    }
+    lastNewer = i;
+  }
+  if (to < 0) to = lastNewer >= 0 ? lastNewer + 1 : at;
+  doc.builds.splice(to, 0, entry!);
+  return doc;
+}
+
+/** Merges the uploaded arches into the remote builds.json, then takes the result in locally. */
+async function publishBuildsJson(ctx: Ctx, local: BuildsJson, buildsPath: string, arches: string[], myTime: number | undefined): Promise<{ attempts: number; conditional: boolean }> {
+  const { store, options, signal, onProgress, buildId } = ctx;
+  const localIds = new Set(local.builds.map((b) => b.id));
+  const times = new Map<string, Promise<number | undefined>>();
+  const timeOf = (b: BuildEntry) => {
+    let t = times.get(b.id);
+    if (!t) {
+      const arch = b.arches[0];
+      t = arch === undefined ? Promise.resolve(undefined) : readObjectText(store, `${b.id}/${arch}/meta.json`, signal).then((d) => buildTimeOf(d ? (JSON.parse(d.text) as Doc) : undefined), () => undefined);
+      times.set(b.id, t);
+    }
+    return t;
+  };
+  const up = await withPhase(onProgress, 'update builds.json', () =>
+    updateRemoteBuildsJson(
+      store,
+      async (current) => {
+        const base = current ?? { 'schema-version': local['schema-version'], builds: [] };
+        const remoteIds = new Set(base.builds.map((b) => b.id));
+        // Only this build's uploaded arches are news; other local builds only give the order.
+        const incoming: BuildsJson = {
+          ...local,
+          builds: local.builds
+            .filter((b) => b.id === buildId || remoteIds.has(b.id))
+            .map((b) => ({ ...b, arches: b.id === buildId ? arches : [] })),
+          tags: (local.tags ?? []).filter((t) => t.target === buildId || remoteIds.has(t.target) || !localIds.has(t.target)),
+        };
+        const merged = mergeBuildsJson(base, incoming);
+        return remoteIds.has(buildId) || myTime === undefined ? merged : placeByBuildTime(merged, buildId, myTime, timeOf);
+      },
+      (written) => arches.every((a) => written.builds.find((b) => b.id === buildId)?.arches.includes(a)),
+      { ...(options.acl ? { acl: options.acl } : {}), ...(signal ? { signal } : {}), onProgress },
+    ),
+  );
+  const workdir = options.workdir;
+  await mkdir(join(workdir, 'tmp'), { recursive: true });
+  await withLock(
+    buildsPath,
+    async () => {
+      // Keep local builds the remote does not list (never uploaded) and take in everything remote.
+      const now = parseBuildsJson(await readFile(buildsPath, 'utf8'), buildsPath);
+      const merged = mergeBuildsJson(up.buildsJson, { ...now, builds: now.builds.filter((b) => !up.buildsJson.builds.some((r) => r.id === b.id)) });
+      const mergedText = merged.builds.length === up.buildsJson.builds.length ? up.text : stableStringify(merged);
+      await writeFileAtomic(buildsPath, mergedText);
+      await writeFileAtomic(join(workdir, 'tmp', 'builds-source.txt'), `${store.url}\n`);
+      await writeFileAtomic(join(workdir, 'tmp', 'builds-source.json'), up.text);
+    },
+    { what: 'builds/builds.json' },
+  );
+  return { attempts: up.attempts, conditional: up.conditional };
+}
+
+/** Reads the local builds.json and checks the build and arches asked for. */
+async function resolveTarget(options: BuildUploadOptions, onProgress: OnProgress) {
   const workdir = options.workdir;
   const buildsPath = join(workdir, 'builds', 'builds.json');
   const localText = await readFile(buildsPath, 'utf8').catch(() => {
@@ -150,192 +444,78 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
     else onProgress({ type: 'warning', message: `${buildId}/${a} has no local meta.json; not uploading it` });
   }
   if (arches.length === 0) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no arch with a local meta.json`);
-  if (!options.skipBuildsJson) {
-    const src = await stat(join(workdir, 'tmp', 'builds-source.txt')).catch(() => undefined);
-    if (!src) onProgress({ type: 'log', line: 'no tmp/builds-source.txt: this workdir never fetched builds.json; the remote one is merged, not replaced' });
+  return { buildsPath, local, buildId, buildDir, arches };
+}
+
+/**
+ * Uploads a build to a store (`cosa buildupload s3 BUCKET/PREFIX`): the artifacts and other files
+ * of each arch dir under `prefix/<id>/<arch>/`, then each arch's meta.json merged into the remote
+ * one, then a merged builds.json. Many runners can upload platforms of one build at once: every
+ * remote record is merged with conditional writes, never overwritten. An object that already
+ * exists with the same size and sha256 (kept as object metadata `sha256`) is skipped unless
+ * `force`, so a re-run after an interruption sends only what is missing. Files go up in parallel
+ * (bounded), big ones as multipart uploads.
+ */
+export async function buildUpload(options: BuildUploadOptions): Promise<BuildUploadResult> {
+  const onProgress = options.onProgress ?? noProgress;
+  const signal = options.signal;
+  const location = options.bucketPrefix !== undefined ? `s3://${options.bucketPrefix.replace(/^s3:\/\//, '')}` : options.url;
+  const store = options.store ?? openBuildStore(location ?? '', options);
+  if (!store.writable) throw new CosaError('COSA_STORE_READ_ONLY', `${store.url} cannot be written`);
+  const { buildsPath, local, buildId, buildDir, arches } = await resolveTarget(options, onProgress);
+  if (!options.skipBuildsJson && !(await stat(join(options.workdir, 'tmp', 'builds-source.txt')).catch(() => undefined))) {
+    onProgress({ type: 'log', line: 'no tmp/builds-source.txt: this workdir never fetched builds.json; the remote one is merged, not replaced' });
   }
-
   const heads = pLimit(8);
-  const head = (key: string) => heads(() => store.head(key, signal ? { signal } : {}));
-  const files: UploadedFile[] = [];
-  const artifactItems: Item[] = [];
-  const metaItems: Item[] = [];
+  const ctx: Ctx = { store, options, onProgress, signal, buildId, buildDir, files: [], head: (key) => heads(() => store.head(key, signal ? { signal } : {})) };
 
-  await withPhase(onProgress, 'plan', async () => {
-    const known = new Set<string>();
-    for (const arch of arches) {
-      const dir = join(buildDir, arch);
-      const metaText = await readFile(join(dir, 'meta.json'), 'utf8');
-      const meta = parseMetaJson(metaText, join(dir, 'meta.json'));
-      if (meta.buildid !== buildId) throw new CosaError('COSA_SCHEMA_INVALID', `${join(dir, 'meta.json')} describes build ${meta.buildid}`);
-      const images = (meta.images ?? {}) as Record<string, { path: string; sha256: string; size?: number }>;
-      for (const k of Object.keys(images)) known.add(k);
-      const scrub: string[] = [];
-      const artifactPaths = new Set(Object.values(images).map((i) => i.path));
-      for (const [name, img] of Object.entries(images)) {
-        const key = `${buildId}/${arch}/${img.path}`;
-        const path = join(dir, img.path);
-        const st = await stat(path).catch(() => undefined);
-        if (options.artifacts && !options.artifacts.includes(name)) {
-          if (!(await head(key))) scrub.push(name);
-          continue;
-        }
-        if (!st?.isFile()) {
-          const remote = await head(key);
-          if (!remote) throw new CosaError('COSA_STORE_NOT_FOUND', `${name} (${img.path}) is neither in ${dir} nor in ${store.urlOf(key)}`);
-          files.push({ key, path, size: remote.size ?? 0, sent: 0, skipped: true, reason: 'remote-only' });
-          continue;
-        }
-        artifactItems.push({ key, path, size: st.size, sha256: img.sha256, verify: true, cacheControl: ARTIFACT_CACHE, name: img.path });
-      }
-      for (const d of await readdir(dir, { withFileTypes: true })) {
-        if (!d.isFile() || d.name === 'meta.json' || d.name.startsWith('.') || artifactPaths.has(d.name)) continue;
-        const path = join(dir, d.name);
-        const h = await hashFile(path, signal);
-        artifactItems.push({ key: `${buildId}/${arch}/${d.name}`, path, size: h.size, sha256: h.sha256, verify: false, cacheControl: d.name.endsWith('.json') ? METADATA_CACHE : ARTIFACT_CACHE, name: d.name });
-      }
-      let body = Buffer.from(metaText);
-      if (scrub.length > 0) {
-        const copy = JSON.parse(metaText) as { images: Record<string, unknown> };
-        for (const n of scrub) delete copy.images[n];
-        body = Buffer.from(stableStringify(copy));
-        onProgress({ type: 'info', message: `${arch}: leaving ${scrub.join(', ')} out of the uploaded meta.json (not in the store)` });
-      }
-      metaItems.push({ key: `${buildId}/${arch}/meta.json`, path: scrub.length > 0 ? '' : join(dir, 'meta.json'), body, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), verify: false, cacheControl: METADATA_CACHE, name: `${arch}/meta.json` });
-    }
-    const unknown = (options.artifacts ?? []).filter((a) => !known.has(a));
+  const plans = await withPhase(onProgress, 'plan', async () => {
+    const out: ArchPlan[] = [];
+    for (const arch of arches) out.push(await planArch(ctx, arch));
+    const unknown = (options.artifacts ?? []).filter((a) => !out.some((p) => p.known.includes(a)));
     if (unknown.length > 0) {
-      throw new CosaError('COSA_STORE_ARTIFACT_UNKNOWN', `build ${buildId} has no artifact ${unknown.join(', ')}`, { hint: `known: ${[...known].join(', ')}` });
+      throw new CosaError('COSA_STORE_ARTIFACT_UNKNOWN', `build ${buildId} has no artifact ${unknown.join(', ')}`, { hint: `known: ${[...new Set(out.flatMap((p) => p.known))].join(', ')}` });
     }
     for (const d of await readdir(buildDir, { withFileTypes: true })) {
-      if (!d.isFile() || d.name.startsWith('.')) continue;
-      const path = join(buildDir, d.name);
-      const h = await hashFile(path, signal);
-      artifactItems.push({ key: `${buildId}/${d.name}`, path, size: h.size, sha256: h.sha256, verify: false, cacheControl: d.name.endsWith('.json') ? METADATA_CACHE : ARTIFACT_CACHE, name: d.name });
+      if (d.isFile() && !d.name.startsWith('.')) out[0]!.items.push(await otherFile(ctx, join(buildDir, d.name), `${buildId}/${d.name}`, d.name));
     }
+    return out;
   });
 
   const meter = new TransferMeter(onProgress, undefined);
-  const send = async (item: Item): Promise<void> => {
-    throwIfAborted(signal);
-    if (!options.force) {
-      const remote = await head(item.key);
-      if (identical(remote, item)) {
-        files.push({ key: item.key, path: item.path, size: item.size, sent: 0, skipped: true, reason: 'exists' });
-        onProgress({ type: 'log', line: `${store.urlOf(item.key)} exists with the same sha256; skipping` });
-        return;
-      }
-    }
-    if (options.dryRun) {
-      files.push({ key: item.key, path: item.path, size: item.size, sent: 0, skipped: true, reason: 'dry-run' });
-      onProgress({ type: 'info', message: `Would upload ${store.urlOf(item.key)}` });
-      return;
-    }
-    const hash = createHash('sha256');
-    let body;
-    if (item.body) body = item.body;
-    else {
-      body = createReadStream(item.path).pipe(
-        new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            if (item.verify) hash.update(chunk);
-            cb(null, chunk);
-          },
-        }),
-      );
-    }
-    meter.start(item.name, item.size);
-    let sent = 0;
-    try {
-      await store.put(item.key, body, {
-        size: item.size,
-        contentType: contentTypeOf(item.key),
-        cacheControl: item.cacheControl,
-        ...(item.sha256 ? { metadata: { sha256: item.sha256 } } : {}),
-        ...(options.acl ? { acl: options.acl } : {}),
-        ...(signal ? { signal } : {}),
-        onBytes: (n) => {
-          sent = n;
-          meter.update(item.name, n);
-        },
-      });
-    } catch (e) {
-      meter.drop(item.name);
-      throw e;
-    }
-    meter.update(item.name, item.size);
-    meter.finish(item.name);
-    if (item.verify) {
-      const got = hash.digest('hex');
-      if (got !== item.sha256) {
-        // The object carries a sha256 it does not have: take it down again.
-        await store.delete(item.key).catch(() => {});
-        throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${got}, but meta.json says ${item.sha256}; not uploaded`);
-      }
-    }
-    files.push({ key: item.key, path: item.path, size: item.size, sent: Math.max(sent, item.size), skipped: false });
-  };
-
   const limit = pLimit(Math.max(1, options.concurrency ?? 4));
-  const runAll = async (items: Item[]) => {
-    const settled = await Promise.allSettled(items.map((i) => limit(() => send(i))));
+  await withPhase(onProgress, 'upload artifacts', async () => {
+    const settled = await Promise.allSettled(plans.flatMap((p) => p.items).map((i) => limit(() => sendItem(ctx, meter, i))));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
-  };
-  await withPhase(onProgress, 'upload artifacts', () => runAll(artifactItems));
+  });
   // meta.json only once everything it lists is in place.
-  await withPhase(onProgress, 'upload meta.json', () => runAll(metaItems));
+  const metaJson: BuildUploadResult['metaJson'] = {};
+  await withPhase(onProgress, 'upload meta.json', async () => {
+    for (const p of plans) {
+      const r = await publishMeta(ctx, meter, p);
+      if (r) metaJson[p.arch] = r;
+    }
+  });
   meter.end();
 
+  const files = ctx.files;
   const result: BuildUploadResult = {
     buildId,
     arches,
     files,
     bytesSent: files.reduce((n, f) => n + f.sent, 0),
     bytesSkipped: files.filter((f) => f.skipped).reduce((n, f) => n + f.size, 0),
+    metaJson,
+    retries: Object.values(metaJson).reduce((n, m) => n + m.attempts - 1, 0),
   };
-
   if (!options.skipBuildsJson && !options.dryRun) {
-    const localIds = new Set(local.builds.map((b) => b.id));
-    const up = await withPhase(onProgress, 'update builds.json', () =>
-      updateRemoteBuildsJson(
-        store,
-        (current) => {
-          const base = current ?? { 'schema-version': local['schema-version'], builds: [] };
-          const remoteIds = new Set(base.builds.map((b) => b.id));
-          // Only this build's uploaded arches are news; other local builds only give the order.
-          const incoming: BuildsJson = {
-            ...local,
-            builds: local.builds
-              .filter((b) => b.id === buildId || remoteIds.has(b.id))
-              .map((b) => ({ ...b, arches: b.id === buildId ? arches : [] })),
-            tags: (local.tags ?? []).filter((t) => t.target === buildId || remoteIds.has(t.target) || !localIds.has(t.target)),
-          };
-          return mergeBuildsJson(base, incoming);
-        },
-        (written) => arches.every((a) => written.builds.find((b) => b.id === buildId)?.arches.includes(a)),
-        { ...(options.acl ? { acl: options.acl } : {}), ...(signal ? { signal } : {}), onProgress },
-      ),
-    );
-    result.buildsJson = { attempts: up.attempts, conditional: up.conditional };
-    await mkdir(join(workdir, 'tmp'), { recursive: true });
-    await withLock(
-      buildsPath,
-      async () => {
-        // Keep local builds the remote does not list (never uploaded) and take in everything remote.
-        const now = parseBuildsJson(await readFile(buildsPath, 'utf8'), buildsPath);
-        const merged = mergeBuildsJson(up.buildsJson, { ...now, builds: now.builds.filter((b) => !up.buildsJson.builds.some((r) => r.id === b.id)) });
-        const mergedText = merged.builds.length === up.buildsJson.builds.length ? up.text : stableStringify(merged);
-        await writeFileAtomic(buildsPath, mergedText);
-        await writeFileAtomic(join(workdir, 'tmp', 'builds-source.txt'), `${store.url}\n`);
-        await writeFileAtomic(join(workdir, 'tmp', 'builds-source.json'), up.text);
-      },
-      { what: 'builds/builds.json' },
-    );
+    result.buildsJson = await publishBuildsJson(ctx, local, buildsPath, arches, buildTimeOf(plans[0]!.meta));
+    result.retries += result.buildsJson.attempts - 1;
   }
   onProgress({
     type: 'info',
-    message: `${options.dryRun ? 'Would upload' : 'Uploaded'} build ${buildId} (${arches.join(', ')}) to ${store.url}: ${result.files.filter((f) => !f.skipped).length} sent, ${result.files.filter((f) => f.skipped).length} skipped`,
+    message: `${options.dryRun ? 'Would upload' : 'Uploaded'} build ${buildId} (${arches.join(', ')}) to ${store.url}: ${files.filter((f) => !f.skipped).length} sent, ${files.filter((f) => f.skipped).length} skipped`,
   });
   return result;
 }

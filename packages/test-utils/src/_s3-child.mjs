@@ -103,7 +103,8 @@ const server = createServer(async (req, res) => {
   handle(req, res);
 });
 server.keepAliveTimeout = 5_000;
-server.listen(0, '127.0.0.1', () => {
+// COSA_S3_LISTEN_HOST: an address of a network namespace the test made (runners in other namespaces reach it).
+server.listen(0, process.env.COSA_S3_LISTEN_HOST || '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
 });
 process.on('SIGTERM', () => {

@@ -16,12 +16,13 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
     .option('--version <version>', 'use this version (build id) instead of the automatic one')
     .option('--parent-build <id>', 'diff against this build instead of the latest')
     .option('--strict', 'fail on unknown manifest keys and unlocked packages')
+    .option('--delay-meta-merge', 'images added later go to meta.<platform>.json until cosa meta --finalize')
     .option('--vm', 'write disk images inside the supermin VM')
     .option('--direct', 'write disk images on the host (root with loop devices)')
     .option('--wait', 'wait for another build in this workdir instead of failing')
     .option('--dry-run', 'print the plan (kind of build, what changed, build id) and write nothing')
     .option('--json', 'print progress as JSON Lines and the result as JSON')
-    .action(async (targets: string[], o: { dryRun?: boolean; force?: boolean; forceNocache?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
+    .action(async (targets: string[], o: { dryRun?: boolean; force?: boolean; forceNocache?: boolean; forceImage?: boolean; skipPrune?: boolean; prune?: boolean; version?: string; parentBuild?: string; strict?: boolean; delayMetaMerge?: boolean; vm?: boolean; direct?: boolean; wait?: boolean }, cmd) => {
       const c = ctx(cmd);
       if (o.vm && o.direct) {
         const { CosaError } = await import('@cosa/schema');
@@ -37,6 +38,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
         ...(o.version ? { version: o.version } : {}),
         ...(o.parentBuild ? { parentBuild: o.parentBuild } : {}),
         ...(o.strict ? { strict: true } : {}),
+        ...(o.delayMetaMerge ? { delayMetaMerge: true } : {}),
         executor: o.vm ? ('vm' as const) : o.direct ? ('direct' as const) : ('auto' as const),
         signal: c.signal,
         onProgress: c.onProgress,

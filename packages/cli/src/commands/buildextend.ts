@@ -3,6 +3,7 @@ import { CosaError, loadConfig } from '@cosa/schema';
 import { join } from 'node:path';
 import type { CommandContext, RegisterCommand } from '../_context.js';
 import { addAwsUploadOptions, runAwsUpload, type AwsUploadFlags } from './aws.js';
+import { collect } from './_util.js';
 
 type ExtendFlags = { build?: string; force?: boolean; parallel?: number; vm?: boolean; direct?: boolean };
 
@@ -66,7 +67,7 @@ export const registerBuildExtend: RegisterCommand = (program, ctx) => {
     .command('compress')
     .description('Compress the images of a build (resumable; meta.json written after each image)')
     .option('--build <id>', 'the build (default: latest)')
-    .option('--artifact <name...>', 'only these images keys')
+    .option('--artifact <name>', 'only this images key (repeatable)', collect)
     .option('--compressor <xz|gzip|zstd>', 'default: image.yaml compressor, else gzip')
     .option('--fast', 'fastest level')
     .option('--json', 'print the result as JSON')
@@ -89,7 +90,7 @@ export const registerBuildExtend: RegisterCommand = (program, ctx) => {
       .command(name)
       .description('Decompress the images of a build (checks uncompressed-sha256)')
       .option('--build <id>', 'the build (default: latest)')
-      .option('--artifact <name...>', 'only these images keys')
+      .option('--artifact <name>', 'only this images key (repeatable)', collect)
       .option('--json', 'print the result as JSON')
       .action(async (o: { build?: string; artifact?: string[] }, cmd) => {
         const c = ctx(cmd);

@@ -15,8 +15,8 @@ export const registerBuildupload: RegisterCommand = (program, ctx) => {
     .command('buildupload')
     .description('Upload a build: artifacts, then meta.json, then a merged builds.json')
     .option('--build <id>', 'the build to upload (default: latest)')
-    .option('--artifact <name...>', 'only these artifacts (images keys)', collect)
-    .option('--arch <arch...>', 'only these arches', collect)
+    .option('--artifact <name>', 'only this artifact (images key; repeatable): only its files are sent and only images.<name> (and what its platform owns, e.g. amis) is merged into the remote meta.json', collect)
+    .option('--arch <arch>', 'only this arch (repeatable)', collect)
     .option('--force', 'send objects even when an identical one exists')
     .option('--dry-run', 'only show what would be sent')
     .option('--skip-builds-json', 'leave the remote builds.json alone')
@@ -27,10 +27,11 @@ export const registerBuildupload: RegisterCommand = (program, ctx) => {
     .description('upload to s3://BUCKET/PREFIX')
     .argument('<bucket-prefix>', 'BUCKET/PREFIX')
     .option('--acl <acl>', 'canned ACL for every object, e.g. public-read (default: none, the bucket decides)')
+    .option('--enable-gz-peel', 'store *.gz images (not *.raw.gz) without .gz, with Content-Encoding: gzip (the uploaded meta.json names them so)')
     .option('--endpoint-url <url>', 'S3 endpoint (S3-compatible stores); path-style addressing is used')
     .option('--aws-config-file <file>', 'AWS config file (credentials, region)')
     .option('--json', 'print the result as JSON (progress as JSON Lines)')
-    .action(async (bucketPrefix: string, opts: { acl?: string; endpointUrl?: string; awsConfigFile?: string }, cmd) => {
+    .action(async (bucketPrefix: string, opts: { acl?: string; enableGzPeel?: boolean; endpointUrl?: string; awsConfigFile?: string }, cmd) => {
       const p = (cmd.parent?.opts() ?? {}) as ParentOpts;
       const c = ctx(cmd);
       const concurrency = Number(p.concurrency ?? '4');
@@ -47,6 +48,7 @@ export const registerBuildupload: RegisterCommand = (program, ctx) => {
         ...(p.dryRun ? { dryRun: true } : {}),
         ...(p.skipBuildsJson ? { skipBuildsJson: true } : {}),
         ...(opts.acl ? { acl: opts.acl } : {}),
+        ...(opts.enableGzPeel ? { enableGzPeel: true } : {}),
         ...(opts.endpointUrl ? { endpointUrl: opts.endpointUrl } : {}),
         ...(awsConfigFile ? { awsConfigFile } : {}),
         concurrency,
@@ -58,6 +60,6 @@ export const registerBuildupload: RegisterCommand = (program, ctx) => {
         return;
       }
       const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-      c.print(`${r.buildId} (${r.arches.join(', ')}): sent ${mib(r.bytesSent)} in ${r.files.filter((f) => !f.skipped).length} files, skipped ${mib(r.bytesSkipped)} in ${r.files.filter((f) => f.skipped).length}`);
+      c.print(`${r.buildId} (${r.arches.join(', ')}): sent ${mib(r.bytesSent)} in ${r.files.filter((f) => !f.skipped).length} files, skipped ${mib(r.bytesSkipped)} in ${r.files.filter((f) => f.skipped).length}${r.retries > 0 ? `; ${r.retries} conditional writes merged again` : ''}`);
     });
 };
