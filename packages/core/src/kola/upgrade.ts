@@ -42,14 +42,22 @@ function refOf(meta: MetaJson): string {
   return meta.ref ?? `cosa/${meta.name}`;
 }
 
-/** Puts TO's commit into an archive repo with a summary: from the workdir repo when it is there, else the build's repo tar. */
+/** Puts TO's commit into an archive repo under its ref, with a summary. */
 async function prepareRepo(to: KolaTarget, repo: string, tmpDir: string, signal?: AbortSignal): Promise<string> {
   const commit = to.meta['ostree-commit'];
   const ref = refOf(to.meta);
   const sig = signal ? { signal } : {};
   await initRepo({ path: repo, mode: 'archive', ...sig });
-  const inWorkdir = await revParse({ repo: to.wd.repo, ref: commit, ...sig }).catch(() => undefined);
-  if (inWorkdir) await pullLocal({ repo, srcRepo: to.wd.repo, revs: [commit], trusted: true, ...sig });
+  // The build's archive cache (same mode, same file system: objects are hardlinked), else the
+  // workdir repo, else the build's repo tar.
+  let src: string | undefined;
+  for (const r of [join(to.wd.tmpDir, 'repo-archive'), to.wd.repo]) {
+    if (await revParse({ repo: r, ref: commit, ...sig }).catch(() => undefined)) {
+      src = r;
+      break;
+    }
+  }
+  if (src) await pullLocal({ repo, srcRepo: src, revs: [commit], trusted: true, ...sig });
   else {
     const tar = to.meta.images?.ostree?.path;
     if (!tar) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${to.id}: its commit is not in ${to.wd.repo} and it has no ostree repo tar`);
@@ -106,7 +114,7 @@ ostree admin status`,
       script: `set -e
 ${GRUB_FROM_BLS_SH}
 # ostree >= 2023.1 can make the rollback deployment the default; older ostree redeploys FROM's commit.
-if ostree admin set-default --help >/dev/null 2>&1; then ostree admin set-default 1; else ostree admin deploy --retain ${from.meta['ostree-commit']}; fi
+if ostree admin --help 2>&1 | grep -q set-default; then ostree admin set-default 1; else ostree admin deploy --retain ${from.meta['ostree-commit']}; fi
 sync_grub
 ostree admin status`,
     },
