@@ -20,8 +20,8 @@ export interface KolaTarget {
 }
 
 /** Opens the workdir and resolves `build` (default latest) to a bootable qemu image. */
-export async function resolveTarget(workdir: string, build: string | undefined, signal?: AbortSignal): Promise<KolaTarget> {
-  const wd = await Workdir.open(workdir);
+export async function resolveTarget(workdir: string | Workdir, build: string | undefined, signal?: AbortSignal): Promise<KolaTarget> {
+  const wd = typeof workdir === 'string' ? await Workdir.open(workdir) : workdir;
   const arch = hostArch();
   const id = await wd.builds.resolve(build ?? 'latest', arch);
   const meta = await wd.builds.getMeta(id, arch);

@@ -5,6 +5,8 @@
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { CosaError, writeFileAtomic, type OnProgress } from '@cosa/schema';
+import { hostArch } from '../arch.js';
+import { Workdir } from '../workdir.js';
 import { basicChecks, type BasicExpectations } from './basic.js';
 import { Guest, GUEST_SHARE } from './_guest.js';
 import { imageKernelArgs, prepareOutputDir, resolveTarget, type KolaTarget } from './_target.js';
@@ -177,8 +179,10 @@ async function mapLimit<T, R>(items: readonly T[], n: number, fn: (t: T) => Prom
  */
 export async function kolaRun(o: KolaRunOptions = {}): Promise<KolaRunResult> {
   const emit = o.onProgress ?? (() => {});
-  const target = await resolveTarget(o.workdir ?? process.cwd(), o.build, o.signal);
-  const { selected, skipped } = await selectTests(target.wd.configDir, o.patterns ?? [], target.arch);
+  // Bad tests or patterns fail before anything boots or is written.
+  const wd = await Workdir.open(o.workdir ?? process.cwd());
+  const { selected, skipped } = await selectTests(wd.configDir, o.patterns ?? [], hostArch());
+  const target = await resolveTarget(wd, o.build, o.signal);
   const outputDir = o.outputDir ?? join(target.wd.tmpDir, 'kola');
   await prepareOutputDir(outputDir);
   const expect: BasicExpectations = { commit: target.meta['ostree-commit'], kargs: await imageKernelArgs(target.wd) };

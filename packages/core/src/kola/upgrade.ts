@@ -4,6 +4,7 @@
  * pull and deploy it in the guest, reboot, check, roll back, reboot, check again.
  */
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { importRepoTar, initRepo, pullLocal, revParse, run, setRef, updateSummary } from '@cosa/ostree';
 import { CosaError, type MetaJson, type OnProgress } from '@cosa/schema';
@@ -192,7 +193,7 @@ export async function kolaRunUpgrade(o: KolaRunUpgradeOptions): Promise<KolaRunU
   } finally {
     await guest?.stop();
     await server.close();
-    await import('node:fs/promises').then((fs) => Promise.all([fs.rm(overlay, { force: true }), fs.rm(join(outputDir, 'repo'), { recursive: true, force: true }), fs.rm(join(vmDir, 'share'), { recursive: true, force: true })]));
+    await Promise.all([rm(overlay, { force: true }), rm(join(outputDir, 'repo'), { recursive: true, force: true }), rm(join(vmDir, 'share'), { recursive: true, force: true })]);
   }
   const report: KolaReport = { tests, result: overallResult(tests), platform: 'qemu', version: `${from.id} -> ${to.id}` };
   const paths = await writeKolaReports(outputDir, report);
