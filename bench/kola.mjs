@@ -62,10 +62,11 @@ try {
   rows.push(['baseline: `cosa run --check` (one boot to the login prompt)', base.s, m ? Number(m[1]) : undefined, 1]);
   for (const n of [1, 5, 20]) {
     writeTests(n);
-    const r = cosa(scratch, 'kola', 'run', '--json');
-    const res = JSON.parse(r.out.trim().split('\n').filter((l) => l.startsWith('{')).pop());
-    if (res.result !== 'PASS') throw new Error(`kola run with ${n} tests: ${res.result}`);
-    rows.push([`\`cosa kola run\`: basic + ${n} non-exclusive test(s)`, r.s, res.vms?.[0]?.elapsedMs / 1000, 1]);
+    const r = cosa(scratch, 'kola', 'run');
+    const rep = JSON.parse(readFileSync(join(scratch, 'tmp', 'kola', 'reports', 'report.json'), 'utf8'));
+    if (rep.result !== 'PASS' || rep.tests.length !== n + 1) throw new Error(`kola run with ${n} tests: ${rep.result}, ${rep.tests.length} results`);
+    const vm = /kola:non-exclusive-test-bucket-0 done in ([\d.]+)s/.exec(r.out);
+    rows.push([`\`cosa kola run\`: basic + ${n} non-exclusive test(s)`, r.s, vm ? Number(vm[1]) : undefined, 1]);
   }
   if (!process.env.SKIP_UPGRADE) {
     if (!from) {
@@ -73,7 +74,7 @@ try {
       if (builds.length < 2) throw new Error('run-upgrade needs two builds (cosa build --force makes a second), or SKIP_UPGRADE=1');
       from = builds[1].id;
     }
-    const r = cosa(wd, 'kola', 'run-upgrade', '--from', from, '--json');
+    const r = cosa(wd, 'kola', 'run-upgrade', '--from', from);
     rows.push([`\`cosa kola run-upgrade --from ${from}\` (boot, upgrade, reboot, roll back, reboot)`, r.s, undefined, 3]);
   }
   const loadAfter = uptime();
