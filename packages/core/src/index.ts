@@ -39,3 +39,4 @@ export {
   type FinalizeMetaResult,
   type MergeArtifactJsonOptions,
 } from './delayed-meta.js';
+export * from './kola/index.js';

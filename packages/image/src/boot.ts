@@ -43,8 +43,13 @@ export interface QemuArgsOptions {
   cpus?: number;
   /** Boot with `-snapshot` (default true): the image is not modified. */
   snapshot?: boolean;
-  /** Where the serial console goes: a file, or `stdio` for an interactive terminal (default). */
-  serial?: { file: string } | 'stdio';
+  /**
+   * Where the serial console goes: a file, `stdio` for an interactive terminal (default), or a
+   * unix socket qemu listens on (and waits for before starting the guest), logged to `log`.
+   */
+  serial?: { file: string } | 'stdio' | { socket: string; log: string };
+  /** Host directories exported to the guest over virtio-9p (`mount -t 9p -o trans=virtio TAG DIR`). */
+  shares?: { tag: string; path: string }[];
   /** A writable copy of the OVMF variables (required for UEFI). */
   ovmfVars?: string;
   /** Extra blank disks: qcow2 files to attach (created by the caller, e.g. for `--add-disk 10G`). */
@@ -83,7 +88,10 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
   }
   for (const d of o.extraDisks ?? []) args.push('-drive', `file=${d},if=virtio,format=qcow2`);
   if (o.serial === undefined || o.serial === 'stdio') args.push('-serial', 'mon:stdio');
-  else args.push('-serial', `file:${o.serial.file}`, '-monitor', 'none');
+  else if ('socket' in o.serial) {
+    args.push('-chardev', `socket,id=con0,path=${o.serial.socket},server=on,wait=on,logfile=${o.serial.log},logappend=on`, '-serial', 'chardev:con0', '-monitor', 'none');
+  } else args.push('-serial', `file:${o.serial.file}`, '-monitor', 'none');
+  for (const s of o.shares ?? []) args.push('-virtfs', `local,path=${s.path},mount_tag=${s.tag},security_model=none,id=${s.tag}`);
   if (o.network === 'user') args.push('-nic', 'user,model=virtio-net-pci');
   else args.push('-nic', 'none');
   return args;

@@ -1,7 +1,7 @@
 export { run, hasTool, missingTools, type RunOptions, type RunResult } from './_exec.js';
 export {
   initRepo, commit, commitTree, commitToArchive, recommit, revParse, showCommit, readCommitMeta, listRefs, setRef, deleteRef, pullLocal, prune,
-  commitSize, readRepoMode, isRepo,
+  commitSize, readRepoMode, isRepo, updateSummary,
   type RepoMode, type RepoCallOptions, type CommitOptions, type CommitResult, type CommitToArchiveOptions, type CommitInfo, type RecommitOptions,
   type PullLocalOptions,
 } from './repo.js';

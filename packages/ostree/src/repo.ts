@@ -340,3 +340,8 @@ export async function isRepo(dir: string): Promise<boolean> {
     return false;
   }
 }
+
+/** Regenerates the repo's summary file (`ostree summary -u`): what HTTP clients read to find refs. */
+export async function updateSummary(o: { repo: string } & RepoCallOptions): Promise<void> {
+  await ostree(o.repo, ['summary', '-u'], { ...o, what: `cannot update the summary of ${o.repo}` });
+}

@@ -6,6 +6,7 @@ import { registerBuildupload } from './buildupload.js';
 import { registerClean } from './clean.js';
 import { registerFetch } from './fetch.js';
 import { registerInit } from './init.js';
+import { registerKola } from './kola.js';
 import { registerList } from './list.js';
 import { registerManifest } from './manifest.js';
 import { registerMeta } from './meta.js';
@@ -30,4 +31,5 @@ export const commands: RegisterCommand[] = [
   registerBuildfetch,
   registerBuildupload,
   registerAws,
+  registerKola,
 ];
