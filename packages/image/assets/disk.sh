@@ -58,7 +58,7 @@ case ${ROOTFS:-xfs} in
     # nouuid: the root UUID is fixed (as in the original), so concurrent builds on one host would clash.
     ROOT_MOUNT_OPTS=(-o nouuid) ;;
   ext4) mkfs.ext4 -q -F -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
-  ext4verity) mkfs.ext4 -q -F -b "$(getconf PAGE_SIZE)" -O verity -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
+  ext4verity) mkfs.ext4 -q -F -b 4096 -O verity -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
   btrfs) mkfs.btrfs -q -f -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
   *) echo "unknown ROOTFS: $ROOTFS" >&2; exit 1 ;;
 esac
