@@ -18,7 +18,7 @@
 #   OSTREE_REMOTE_GPG_VERIFY (1/0);
 #   $COSA_WORK/grub.cfg (/boot's GRUB config) and $COSA_WORK/ignition.firstboot (the stamp).
 # The disk arrives laid out by the host (createDisk's layoutDisk): GPT, the ESP with BOOTX64.EFI
-# and an empty ext4 /boot (LABEL=boot); this script makes the xfs / (LABEL=root).
+# and an empty ext4 /boot (LABEL=boot; with BOOTFS=xfs this script makes /boot); this script makes / (LABEL=root).
 # Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_USED_MB)
 set -euo pipefail
 export LC_ALL=C
@@ -100,6 +100,12 @@ ostree admin --sysroot="$MNT" deploy --os="$OSNAME" "${KARG_ARGS[@]}" "$DEPLOY_R
 DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
 if [ "${COMPOSEFS:-0}" = 1 ] && [ ! -e "$DEPLOY/.ostree.cfs" ]; then
   echo "composefs: ostree wrote no composefs image (.ostree.cfs) for the deployment" >&2; exit 1
+fi
+# A tree whose fstab mounts /boot as ext4 gets the file system this disk has (a new file: the
+# deployment's /etc is a copy, but never write through a possible hardlink).
+if [ "${BOOTFS:-ext4}" != ext4 ] && [ -f "$DEPLOY/etc/fstab" ]; then
+  sed -E "s@^([^#[:space:]]+[[:space:]]+/boot[[:space:]]+)ext4([[:space:]])@\\1$BOOTFS\\2@" "$DEPLOY/etc/fstab" > "$DEPLOY/etc/.fstab.cosa"
+  mv "$DEPLOY/etc/.fstab.cosa" "$DEPLOY/etc/fstab"
 fi
 
 # The aleph file: which build, ref and commit this disk was made from.

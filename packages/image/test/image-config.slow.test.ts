@@ -85,6 +85,7 @@ describe('image.yaml shapes the disk', () => {
         grub: await readFile(join(m[3]!, 'grub/grub.cfg'), 'utf8'),
         bls: await readFile(join(entries, (await readdir(entries))[0]!), 'utf8'),
         origin: await readFile(join(deployDir, origin!), 'utf8'),
+        fstab: await readFile(join(deployDir, origin!.replace(/\.origin$/, ''), 'etc/fstab'), 'utf8'),
         repoConfig: await readFile(join(m[4]!, 'ostree/repo/config'), 'utf8'),
         refs: (await run(['ostree', `--repo=${join(m[4]!, 'ostree/repo')}`, 'refs'])).stdout.trim().split('\n'),
       };
@@ -102,6 +103,8 @@ describe('image.yaml shapes the disk', () => {
     expect(seen.grub).toMatch(/^ {2}linux \/ostree\/.* \$ignition_firstboot /m);
     expect(seen.grub).not.toMatch(/^blscfg$/m);
     expect(seen.origin).toContain(`refspec=cosa:${commit.ref}`);
+    // The tree's fstab said ext4 for /boot: the deployment's copy says what the disk has.
+    expect(seen.fstab).toMatch(/^LABEL=boot\s+\/boot\s+xfs\s/m);
     expect(seen.refs).toContain(`cosa:${commit.ref}`);
     expect(seen.repoConfig).toMatch(/\[remote "cosa"\]\nurl=http:\/\/10\.0\.2\.2:8000\/repo\ngpg-verify=false/);
 
