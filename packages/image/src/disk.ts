@@ -3,7 +3,7 @@
  * assets/disk.sh. Layout: BIOS boot 1 MiB, ESP 127 MiB (vfat), /boot 384 MiB (ext4, LABEL=boot),
  * / the rest (xfs, LABEL=root).
  */
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hasTool, run } from '@cosa/ostree';
 import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
@@ -138,6 +138,12 @@ async function imageConfigEnv(options: CreateDiskOptions, signal?: AbortSignal):
   }
   if (rootfs === 'btrfs' && options.executor.kind === 'vm') {
     throw new CosaError('COSA_TOOLS_MISSING', 'image.yaml rootfs: btrfs needs the direct executor: the VM appliance has no mkfs.btrfs', { hint: 'run as root with loop devices (--direct), or choose rootfs: xfs or ext4' });
+  }
+  // The direct executor writes with the running kernel: ext4verity needs its fs-verity support.
+  if (rootfs === 'ext4verity' && options.executor.kind === 'direct' && !(await access('/sys/fs/ext4/features/verity').then(() => true, () => false))) {
+    throw new CosaError('COSA_TOOLS_MISSING', 'image.yaml rootfs: ext4verity needs a kernel with fs-verity for ext4, and this one has none (/sys/fs/ext4/features/verity)', {
+      hint: 'choose rootfs: ext4 or xfs, or write the disk on a kernel built with CONFIG_FS_VERITY',
+    });
   }
   if (cfg.composefs) {
     const features = (await run(['ostree', '--version'], { signal })).stdout;

@@ -4,7 +4,7 @@
  * network arguments, ostree remote). Keys cosa cannot honour on this host are refused before
  * anything is written.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { hasTool, run } from '@cosa/ostree';
@@ -123,7 +123,7 @@ describe('image.yaml shapes the disk', () => {
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
   }, 40 * 60_000);
 
-  test('rootfs btrfs without mkfs.btrfs, and composefs with an ostree that has none, are refused naming the key before any disk is written', async () => {
+  test('rootfs btrfs without mkfs.btrfs, ext4verity without kernel fs-verity, and composefs with an ostree that has none, are refused naming the key before any disk is written', async () => {
     await using tmp = await tempDir();
     const base = {
       repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu',
@@ -140,6 +140,11 @@ describe('image.yaml shapes the disk', () => {
       const cfs = await createDisk({ ...base, imageConfig: { composefs: true } }).then(() => undefined, (e: unknown) => e);
       expect(isCosaError(cfs, 'COSA_TOOLS_MISSING')).toBe(true);
       expect((cfs as Error).message).toContain('image.yaml composefs: true needs an ostree built with composefs');
+    }
+    if (!(await access('/sys/fs/ext4/features/verity').then(() => true, () => false))) {
+      const verity = await createDisk({ ...base, imageConfig: { rootfs: 'ext4verity' } }).then(() => undefined, (e: unknown) => e);
+      expect(isCosaError(verity, 'COSA_TOOLS_MISSING')).toBe(true);
+      expect((verity as Error).message).toContain('image.yaml rootfs: ext4verity needs a kernel with fs-verity');
     }
     const remote = await createDisk({ ...base, imageConfig: { 'ostree-remote-url': 'http://127.0.0.1/repo' } }).then(() => undefined, (e: unknown) => e);
     expect((remote as Error).message).toContain('ostree-remote-url needs ostree-remote');
