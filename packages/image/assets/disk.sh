@@ -11,8 +11,14 @@
 # Set by createDisk:
 #   OSTREE_COMMIT OSTREE_REF OSNAME KARGS (space separated) ALEPH_BUILD ALEPH_IMGID
 #   COSA_BIOS_BOOT    1 (default) installs the BIOS bootloader too; 0 for 4Kn disks (UEFI only)
+#   BOOTFS ext4 (default: made by the host) | xfs (made here, BOOT_UUID);
+#   ROOTFS xfs (default) | ext4 | ext4verity | btrfs, ROOTFS_ARGS (extra mkfs arguments), ROOT_UUID;
+#   COMPOSEFS 1: the sysroot repo asks ostree for a composefs image of the deployment;
+#   OSTREE_REMOTE (deploy <remote>:<ref>), OSTREE_REMOTE_URL (add the remote to the sysroot repo),
+#   OSTREE_REMOTE_GPG_VERIFY (1/0);
+#   $COSA_WORK/grub.cfg (/boot's GRUB config) and $COSA_WORK/ignition.firstboot (the stamp).
 # The disk arrives laid out by the host (createDisk's layoutDisk): GPT, the ESP with BOOTX64.EFI
-# and an empty ext4 /boot (LABEL=boot); this script makes the xfs / (LABEL=root).
+# and an empty ext4 /boot (LABEL=boot; with BOOTFS=xfs this script makes /boot); this script makes / (LABEL=root).
 # Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_USED_MB)
 set -euo pipefail
 export LC_ALL=C
@@ -43,31 +49,64 @@ for _ in $(seq 100); do [ -b "$P4" ] && break; sleep 0.1; done
 [ -b "$P4" ] || { echo "partition $P4 did not appear within 10 s" >&2; exit 1; }
 
 step "mkfs-root"
-mkfs.xfs -q -f -L root -m reflink=1 -m uuid=910678ff-f77e-4a7d-8d53-86f2ac47a823 "$P4"
+ROOT_UUID=${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}
+read -r -a MKFS_ARGS <<< "${ROOTFS_ARGS:-}"
+ROOT_MOUNT_OPTS=()
+case ${ROOTFS:-xfs} in
+  xfs)
+    mkfs.xfs -q -f -L root -m reflink=1 -m uuid="$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4"
+    # nouuid: the root UUID is fixed (as in the original), so concurrent builds on one host would clash.
+    ROOT_MOUNT_OPTS=(-o nouuid) ;;
+  ext4) mkfs.ext4 -q -F -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
+  ext4verity) mkfs.ext4 -q -F -b 4096 -O verity -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
+  btrfs) mkfs.btrfs -q -f -L root -U "$ROOT_UUID" "${MKFS_ARGS[@]}" "$P4" ;;
+  *) echo "unknown ROOTFS: $ROOTFS" >&2; exit 1 ;;
+esac
+BOOT_MOUNT_OPTS=()
+if [ "${BOOTFS:-ext4}" = xfs ]; then
+  mkfs.xfs -q -f -L boot -m uuid="${BOOT_UUID:?}" "$P3"
+  BOOT_MOUNT_OPTS=(-o nouuid)
+fi
 mkdir -p "$MNT"
-# nouuid: the root UUID is fixed (as in the original), so concurrent builds on one host would clash.
-mount -o nouuid "$P4" "$MNT"
+mount "${ROOT_MOUNT_OPTS[@]}" "$P4" "$MNT"
 mkdir -p "$MNT/boot"
-mount "$P3" "$MNT/boot"
+mount "${BOOT_MOUNT_OPTS[@]}" "$P3" "$MNT/boot"
 
 step "init-fs"
 ostree admin init-fs "$MNT"
 REPO=$MNT/ostree/repo
 # No bootloader integration: ostree writes BLS entries only; the GRUB config is written below.
 ostree config --repo="$REPO" set sysroot.bootloader none
+if [ "${COMPOSEFS:-0}" = 1 ]; then ostree config --repo="$REPO" set ex-integrity.composefs true
+elif [ "${ROOTFS:-xfs}" = ext4verity ]; then ostree config --repo="$REPO" set ex-fsverity.required true; fi
 ostree admin --sysroot="$MNT" os-init "$OSNAME"
 step "pull-local"
 ostree --repo="$REPO" pull-local "$COSA_IN_REPO" "$OSTREE_COMMIT"
 DEPLOY_REF=$OSTREE_COMMIT
 if [ -n "${OSTREE_REF:-}" ]; then
-  ostree --repo="$REPO" refs --create="$OSTREE_REF" "$OSTREE_COMMIT"
-  DEPLOY_REF=$OSTREE_REF
+  # With a remote the ref is <remote>:<ref>: the origin's refspec, what an upgrade pulls.
+  DEPLOY_REF=${OSTREE_REMOTE:+$OSTREE_REMOTE:}$OSTREE_REF
+  ostree --repo="$REPO" refs --create="$DEPLOY_REF" "$OSTREE_COMMIT"
+fi
+if [ -n "${OSTREE_REMOTE_URL:-}" ]; then
+  GPG_OPT=--no-gpg-verify
+  [ "${OSTREE_REMOTE_GPG_VERIFY:-0}" = 1 ] && GPG_OPT=--set=gpg-verify=true
+  ostree remote add --repo="$REPO" "$GPG_OPT" "${OSTREE_REMOTE:?}" "$OSTREE_REMOTE_URL"
 fi
 KARG_ARGS=()
 for k in ${KARGS:-}; do KARG_ARGS+=("--karg-append=$k"); done
 step "deploy"
 ostree admin --sysroot="$MNT" deploy --os="$OSNAME" "${KARG_ARGS[@]}" "$DEPLOY_REF"
 DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
+if [ "${COMPOSEFS:-0}" = 1 ] && [ ! -e "$DEPLOY/.ostree.cfs" ]; then
+  echo "composefs: ostree wrote no composefs image (.ostree.cfs) for the deployment" >&2; exit 1
+fi
+# A tree whose fstab mounts /boot as ext4 gets the file system this disk has (a new file: the
+# deployment's /etc is a copy, but never write through a possible hardlink).
+if [ "${BOOTFS:-ext4}" != ext4 ] && [ -f "$DEPLOY/etc/fstab" ]; then
+  sed -E "s@^([^#[:space:]]+[[:space:]]+/boot[[:space:]]+)ext4([[:space:]])@\\1$BOOTFS\\2@" "$DEPLOY/etc/fstab" > "$DEPLOY/etc/.fstab.cosa"
+  mv "$DEPLOY/etc/.fstab.cosa" "$DEPLOY/etc/fstab"
+fi
 
 # The aleph file: which build, ref and commit this disk was made from.
 printf '{"build":"%s","imgid":"%s","ostree-commit":"%s","ref":"%s"}\n' \
@@ -90,20 +129,15 @@ chroot_deploy() {
 case $BOOTLOADER in
   bootupd)
     chroot_deploy bootupctl backend install --src-root=/ --device="$COSA_DISK" /sysroot
+    mkdir -p "$MNT/boot/grub2"
+    cp "$COSA_WORK/grub.cfg" "$MNT/boot/grub2/grub.cfg"
     ;;
   grub2)
     if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
       chroot_deploy grub2-install --target=i386-pc --boot-directory=/sysroot/boot --modules="part_gpt ext2 blscfg" "$COSA_DISK"
     fi
     mkdir -p "$MNT/boot/grub2"
-    cat > "$MNT/boot/grub2/grub.cfg" <<'CFG'
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=1
-search --no-floppy --label boot --set=root
-blscfg
-CFG
+    cp "$COSA_WORK/grub.cfg" "$MNT/boot/grub2/grub.cfg"
     ;;
   grub)
     # core.img and the i386-pc modules were prepared on the host (grub-mkimage); grub-bios-setup
@@ -117,19 +151,15 @@ CFG
     fi
     ENTRY=$(ls "$MNT"/boot/loader/entries/*.conf | head -1)
     val() { sed -n "s/^$1 //p" "$ENTRY"; }
-    cat > "$MNT/boot/grub/grub.cfg" <<CFG
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-set timeout=1
-search --no-floppy --label boot --set=root
-menuentry '$(val title)' {
-  linux $(val linux) $(val options)
-  initrd $(val initrd)
-}
-CFG
+    # This GRUB has no blscfg module: the `blscfg` line of grub.cfg becomes ostree's entry.
+    printf "menuentry '%s' {\n  linux %s %s\n  initrd %s\n}\n" "$(val title)" "$(val linux)" "$(val options)" "$(val initrd)" > "$COSA_WORK/entry.cfg"
+    grep -qx 'blscfg' "$COSA_WORK/grub.cfg" || echo blscfg >> "$COSA_WORK/grub.cfg"
+    sed -e "/^blscfg\$/{r $COSA_WORK/entry.cfg" -e 'd;}' "$COSA_WORK/grub.cfg" > "$MNT/boot/grub/grub.cfg"
     ;;
 esac
+
+# Ignition runs on first boot while this stamp exists (the OS removes it afterwards).
+cp "$COSA_WORK/ignition.firstboot" "$MNT/boot/ignition.firstboot"
 
 ROOT_USED_MB=$(( $(df -B1 --output=used "$MNT" | tail -1) / 1048576 ))
 cat > "$COSA_WORK/result.env" <<RES

@@ -18,8 +18,9 @@ const EARLY_CFG = `search --no-floppy --label boot --set=root
 set prefix=($root)/grub
 configfile $prefix/grub.cfg
 `;
-const EFI_MODULES = ['part_gpt', 'ext2', 'fat', 'search', 'search_label', 'normal', 'linux', 'configfile', 'echo', 'serial', 'terminal', 'efi_gop', 'all_video'];
-const BIOS_MODULES = ['biosdisk', 'part_gpt', 'ext2', 'search', 'search_label', 'normal', 'linux', 'configfile', 'echo', 'serial', 'terminal'];
+// xfs: /boot may be xfs (image.yaml bootfs); test + configfile (source): the first-boot block of grub.cfg.
+const EFI_MODULES = ['part_gpt', 'ext2', 'xfs', 'test', 'fat', 'search', 'search_label', 'normal', 'linux', 'configfile', 'echo', 'serial', 'terminal', 'efi_gop', 'all_video'];
+const BIOS_MODULES = ['biosdisk', 'part_gpt', 'ext2', 'xfs', 'test', 'search', 'search_label', 'normal', 'linux', 'configfile', 'echo', 'serial', 'terminal'];
 
 /** ESP size: partition 2 of the layout. */
 export const ESP_MIB = 127;
@@ -61,7 +62,7 @@ const LAYOUT: GptPartitionSpec[] = [
 ];
 const DISK_GUID = '00000000-0000-4000-a000-000000000001';
 /** Fixed filesystem UUID of the original's /boot (regenerated on first boot there). */
-const BOOT_UUID = '96d15588-3596-4b3c-adca-a2ff7279ea63';
+export const BOOT_UUID = '96d15588-3596-4b3c-adca-a2ff7279ea63';
 
 /**
  * Lays the disk out on the host, as a plain file (no root, no loop device): the GPT (512- or
@@ -72,7 +73,7 @@ export async function layoutDisk(
   raw: string,
   diskMiB: number,
   workDir: string,
-  options: { signal?: AbortSignal; onProgress?: OnProgress; sectorSize?: SectorSize } = {},
+  options: { signal?: AbortSignal; onProgress?: OnProgress; sectorSize?: SectorSize; bootfs?: 'ext4' | 'xfs'; metadataCsumSeed?: boolean } = {},
 ): Promise<{ rootMiB: number }> {
   const o = { signal: options.signal, onProgress: options.onProgress };
   const MiB = 1024 * 1024;
@@ -82,7 +83,12 @@ export async function layoutDisk(
   await run(['dd', `if=${join(workDir, 'esp.img')}`, `of=${raw}`, 'bs=1M', `seek=${esp.start / MiB}`, 'conv=sparse,notrunc', 'status=none'], o);
   // A 4096-byte-sector disk needs 4096-byte blocks (mke2fs picks 1024 for a partition this small).
   const block = options.sectorSize === 4096 ? ['-b', '4096'] : [];
-  await run(['mkfs.ext4', '-q', '-F', ...block, '-L', 'boot', '-U', BOOT_UUID, '-E', `offset=${boot.start}`, raw, `${boot.size / 1024}k`], o);
+  // image.yaml bootfs_metadata_csum_seed: the UUID can then change while /boot is mounted.
+  const seed = options.metadataCsumSeed ? ['-O', 'metadata_csum_seed'] : [];
+  // An xfs /boot is made by the disk script (mkfs.xfs has no offset option).
+  if (options.bootfs !== 'xfs') {
+    await run(['mkfs.ext4', '-q', '-F', ...block, ...seed, '-L', 'boot', '-U', BOOT_UUID, '-E', `offset=${boot.start}`, raw, `${boot.size / 1024}k`], o);
+  }
   // The xfs root is made by the disk script: mkfs.xfs has no offset option, and copying a
   // side image in costs more than the mkfs itself.
   return { rootMiB: Math.floor(root.size / MiB) };

@@ -3,14 +3,15 @@
  * assets/disk.sh. Layout: BIOS boot 1 MiB, ESP 127 MiB (vfat), /boot 384 MiB (ext4, LABEL=boot),
  * / the rest (xfs, LABEL=root).
  */
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { hasTool, run } from '@cosa/ostree';
 import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
 import { assetPath } from './_assets.js';
 import { hashFile } from './_hash.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
-import { layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
+import { firstbootNetworkKargs, firstbootStamp, grubConfig, IGNITION_FIRSTBOOT_KARG, rootfsArgs, rootMkfs } from './_firstboot.js';
+import { BOOT_UUID, layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
 import type { Executor } from './executor.js';
 
 const MiB = 1024 * 1024;
@@ -73,8 +74,14 @@ export interface CreateDiskOptions {
   ref?: string;
   /** The stateroot (`ostree admin os-init`), e.g. `debian` or `fedora-coreos`. */
   osname: string;
-  /** image.yaml (merged, with defaults). `size` (GiB) fixes the disk size, `extra-kargs` are appended. */
+  /**
+   * image.yaml (merged, with defaults): `size` (GiB) fixes the disk size; `extra-kargs`, `console`,
+   * `bootfs`, `rootfs`, `rootfs-args`, `composefs`, `grub-script`, `ignition-network-kcmdline`,
+   * `ostree-remote(-url, -gpg-verify)` and `bootfs_metadata_csum_seed` shape the disk (docs/images.md).
+   */
   imageConfig?: Partial<ImageConfig>;
+  /** URL of image.yaml `ostree-remote` configured in the disk's sysroot repo; overrides `ostree-remote-url`. */
+  ostreeRemoteUrl?: string;
   /** The platform id: `ignition.platform.id=<platform>` on the kernel command line. */
   platform: string;
   /**
@@ -108,10 +115,64 @@ export interface ImageResult {
   sha256: string;
 }
 
-/** The kernel arguments of a deployment (console, extra-kargs, platform id). */
+/**
+ * The kernel arguments of a deployment (console, extra-kargs, platform id), ending in the GRUB
+ * variable `$ignition_firstboot` that GRUB expands on first boot (see docs/images.md).
+ */
 export function diskKernelArgs(imageConfig: Partial<ImageConfig> | undefined, platform: string): string[] {
   const consoles = imageConfig?.console ?? ['ttyS0,115200n8'];
-  return ['root=LABEL=root', 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`];
+  return ['root=LABEL=root', 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`, IGNITION_FIRSTBOOT_KARG];
+}
+
+/**
+ * Checks the image.yaml choices this host and executor can honour, before anything is written,
+ * and returns the disk script's environment for them. Errors name the image.yaml key.
+ */
+async function imageConfigEnv(options: CreateDiskOptions, signal?: AbortSignal): Promise<Record<string, string>> {
+  const cfg = options.imageConfig ?? {};
+  const rootfs = cfg.rootfs ?? 'xfs';
+  const bootfs = cfg.bootfs ?? 'ext4';
+  const mkfs = rootMkfs(rootfs);
+  if (!(await hasTool(mkfs))) {
+    throw new CosaError('COSA_TOOLS_MISSING', `image.yaml rootfs: ${rootfs} needs ${mkfs}, which this host does not have`, { hint: `install it (btrfs-progs for mkfs.btrfs) or choose rootfs: xfs or ext4` });
+  }
+  if (rootfs === 'btrfs' && options.executor.kind === 'vm') {
+    throw new CosaError('COSA_TOOLS_MISSING', 'image.yaml rootfs: btrfs needs the direct executor: the VM appliance has no mkfs.btrfs', { hint: 'run as root with loop devices (--direct), or choose rootfs: xfs or ext4' });
+  }
+  // The direct executor writes with the running kernel: ext4verity needs its fs-verity support.
+  if (rootfs === 'ext4verity' && options.executor.kind === 'direct' && !(await access('/sys/fs/ext4/features/verity').then(() => true, () => false))) {
+    throw new CosaError('COSA_TOOLS_MISSING', 'image.yaml rootfs: ext4verity needs a kernel with fs-verity for ext4, and this one has none (/sys/fs/ext4/features/verity)', {
+      hint: 'choose rootfs: ext4 or xfs, or write the disk on a kernel built with CONFIG_FS_VERITY',
+    });
+  }
+  if (cfg.composefs) {
+    const features = (await run(['ostree', '--version'], { signal })).stdout;
+    if (!/^\s*-\s*composefs\s*$/m.test(features)) {
+      throw new CosaError('COSA_TOOLS_MISSING', `image.yaml composefs: true needs an ostree built with composefs; this host's ostree (${/Version: '?([^'\n]+)/.exec(features)?.[1] ?? 'unknown'}) has none`, {
+        hint: 'set composefs: false, or build on a host whose `ostree --version` lists composefs',
+      });
+    }
+  }
+  const remoteUrl = options.ostreeRemoteUrl ?? cfg['ostree-remote-url'];
+  const remote = cfg['ostree-remote'];
+  if (remoteUrl && !remote) throw new CosaError('COSA_SCHEMA_INVALID', 'image.yaml ostree-remote-url needs ostree-remote (the remote\'s name)');
+  if (remote && !options.ref) throw new CosaError('COSA_USAGE', `image.yaml ostree-remote: ${remote} needs the build's ref (createDisk ref)`);
+  return {
+    BOOTFS: bootfs,
+    BOOT_UUID,
+    ROOTFS: rootfs,
+    ROOTFS_ARGS: rootfsArgs(cfg).join(' '),
+    COMPOSEFS: cfg.composefs ? '1' : '0',
+    OSTREE_REMOTE: remote ?? '',
+    OSTREE_REMOTE_URL: remoteUrl ?? '',
+    OSTREE_REMOTE_GPG_VERIFY: cfg['ostree-remote-gpg-verify'] ? '1' : '0',
+  };
+}
+
+/** Writes /boot's grub.cfg and the Ignition first-boot stamp into the disk script's work dir. */
+async function writeBootFiles(workDir: string, imageConfig: Partial<ImageConfig> | undefined): Promise<void> {
+  await writeFile(join(workDir, 'grub.cfg'), grubConfig(imageConfig));
+  await writeFile(join(workDir, 'ignition.firstboot'), firstbootStamp(firstbootNetworkKargs(imageConfig)));
 }
 
 /**
@@ -125,6 +186,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
   const rev = options.commit ?? options.ref;
   if (!rev) throw new CosaError('COSA_USAGE', 'createDisk needs a commit or a ref');
   const commit = (await run(['ostree', `--repo=${options.repo}`, 'rev-parse', rev], { signal })).stdout.trim();
+  const configEnv = await imageConfigEnv(options, signal);
   const sizeDisk = async (): Promise<{ est: DiskSizeEstimate; diskMiB: number }> => {
     const est = await withPhase(onProgress, 'estimate-size', () => estimateDiskSize({ repo: options.repo, commit, signal }));
     const sizeGiB = options.sizeGiB ?? options.imageConfig?.size;
@@ -165,7 +227,9 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
         await run(['ostree', `--repo=${repo}`, 'pull-local', options.repo, commit], { signal, onProgress });
       });
     }
-    const layout = await withPhase(onProgress, 'layout', () => layoutDisk(partial, diskMiB, workDir, { signal, onProgress, sectorSize }));
+    const layoutOptions = { signal, onProgress, sectorSize, bootfs: configEnv.BOOTFS as 'ext4' | 'xfs', metadataCsumSeed: options.imageConfig?.bootfs_metadata_csum_seed === true };
+    const layout = await withPhase(onProgress, 'layout', () => layoutDisk(partial, diskMiB, workDir, layoutOptions));
+    await writeBootFiles(workDir, options.imageConfig);
     if (layout.rootMiB < est.rootMiB) {
       throw new CosaError('COSA_IMAGE_TOO_SMALL', `the root partition is ${layout.rootMiB} MiB, commit ${commit.slice(0, 12)} needs ${est.rootMiB} MiB`);
     }
@@ -178,6 +242,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
       ALEPH_IMGID: options.imgid ?? options.output.split('/').pop() ?? '',
       // BIOS cannot boot from 4096-byte sectors: no BIOS bootloader on a 4Kn disk.
       COSA_BIOS_BOOT: sectorSize === 4096 ? '0' : '1',
+      ...configEnv,
     };
     await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
       options.executor.run({

@@ -3,9 +3,9 @@ import { diskKernelArgs, qemuArgs } from '../src/index.ts';
 import { vmDiskArgs } from '../src/executor.ts';
 
 describe('command lines', () => {
-  test('the kernel arguments carry the root label, the console, extra-kargs and the platform id', () => {
+  test('the kernel arguments carry the root label, the console, extra-kargs, the platform id and the first-boot GRUB variable', () => {
     expect(diskKernelArgs({ 'extra-kargs': ['mitigations=auto'] }, 'metal')).toEqual([
-      'root=LABEL=root', 'rw', 'console=ttyS0,115200n8', 'mitigations=auto', 'ignition.platform.id=metal',
+      'root=LABEL=root', 'rw', 'console=ttyS0,115200n8', 'mitigations=auto', 'ignition.platform.id=metal', '$ignition_firstboot',
     ]);
   });
 

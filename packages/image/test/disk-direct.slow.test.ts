@@ -2,7 +2,7 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { run } from '@cosa/ostree';
-import { bootCheck, buildImage, createDisk, directExecutor, imageSectorSize } from '../src/index.ts';
+import { bootCheck, buildImage, createDisk, derivePlatformImage, directExecutor, findBootPartition, imageSectorSize } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { rootXfsSectorSize } from './_xfs.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
@@ -37,6 +37,12 @@ async function readFromImage(raw: string, files: { part: number; path: string }[
   return out;
 }
 
+/** Reads files from the ext4 /boot of a raw image without mounting it (debugfs at the partition offset). */
+async function readBootFile(raw: string, paths: string[]): Promise<string[]> {
+  const part = await findBootPartition(raw);
+  return Promise.all(paths.map(async (p) => (await run(['debugfs', '-R', `cat ${p}`, `${raw}?offset=${part.start}`])).stdout));
+}
+
 describe('the direct executor', () => {
   test('writes a qcow2 from a Debian OSTree commit that boots to a login prompt with BIOS and with UEFI', async () => {
     await using tmp = await tempDir();
@@ -55,17 +61,28 @@ describe('the direct executor', () => {
 
     const raw = join(tmp.path, 'back.raw');
     await run(['qemu-img', 'convert', '-O', 'raw', output, raw]);
-    const [aleph, grubCfg] = await readFromImage(raw, [
+    const [aleph, grubCfg, stamp] = await readFromImage(raw, [
       { part: 4, path: '.coreos-aleph-version.json' },
       { part: 3, path: 'grub/grub.cfg' },
+      { part: 3, path: 'ignition.firstboot' },
     ]);
     expect(JSON.parse(aleph!)).toEqual({ build: 'test.1', ref: commit.ref, 'ostree-commit': commit.commit, imgid: 'debian-qemu.qcow2' });
-    expect(grubCfg).toMatch(/linux \/ostree\/cosa-debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu ostree=/);
+    expect(grubCfg).toMatch(/linux \/ostree\/cosa-debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu \$ignition_firstboot ostree=/);
+    // The first-boot contract: no ignition-network-kcmdline in image.yaml = the original's default.
+    expect(stamp).toBe("set ignition_network_kcmdline='rd.neednet=1 ip=dhcp,dhcp6'\n");
+    expect(grubCfg).toContain('if [ -f "/ignition.firstboot" ]; then');
+    // A derived platform image keeps the stamp and the GRUB variable.
+    const metal = await derivePlatformImage({ baseRaw: raw, platform: 'metal', output: join(tmp.path, 'out'), name: 'debian', buildId: 'test.1', arch: 'x86_64', tmpDir: join(tmp.path, 'tmp') });
+    const [metalGrub, metalStamp] = await readFromImage(metal.path, [{ part: 3, path: 'grub/grub.cfg' }, { part: 3, path: 'ignition.firstboot' }]);
+    expect(metalGrub).toMatch(/ignition\.platform\.id=metal \$ignition_firstboot /);
+    expect(metalStamp).toBe(stamp);
 
     for (const firmware of ['bios', 'uefi'] as const) {
       const boot = await bootCheck({ image: output, firmware, timeoutMs: 600_000, cacheDir: CACHE_DIR });
       expect(boot.ok, `${firmware} console:\n${boot.consoleLog.slice(-3000)}`).toBe(true);
       expect(boot.consoleLog).toMatch(/Command line: .*ostree=\/ostree\/boot/);
+      // GRUB expanded $ignition_firstboot from the stamp.
+      expect(boot.consoleLog).toMatch(/Command line: .*ignition\.platform\.id=qemu ignition\.firstboot rd\.neednet=1 ip=dhcp,dhcp6 ostree=/);
     }
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
   }, 30 * 60_000);
@@ -75,6 +92,7 @@ describe('the direct executor', () => {
     const output = join(tmp.path, 'debian-metal4k.raw');
     const img = await createDisk({
       repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'metal', sectorSize: 4096,
+      imageConfig: { 'ignition-network-kcmdline': [] },
       executor: directExecutor(), output, buildId: 'test.1', tmpDir: join(tmp.path, 'tmp'),
     });
     expect(img.sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -96,6 +114,14 @@ describe('the direct executor', () => {
     const boot = await bootCheck({ image: output, timeoutMs: 600_000, cacheDir: CACHE_DIR });
     expect(boot.ok, `console:\n${boot.consoleLog.slice(-3000)}`).toBe(true);
     expect(boot.consoleLog).toMatch(/logical blocks: \(.*\) 4096-byte|4096-byte logical blocks/);
+    // ignition-network-kcmdline: [] → an empty stamp: first boot without network arguments.
+    expect(boot.consoleLog).toMatch(/Command line: .*ignition\.platform\.id=metal ignition\.firstboot +ostree=/);
+    expect(boot.consoleLog).not.toMatch(/Command line: .*ip=/);
+    // metal4k derived from it keeps the (empty) stamp and the GRUB variable.
+    const m4k = await derivePlatformImage({ baseRaw: output, platform: 'metal4k', output: join(tmp.path, 'out'), name: 'debian', buildId: 'test.1', arch: 'x86_64', tmpDir: join(tmp.path, 'tmp') });
+    const boot4k = await readBootFile(m4k.path, ['ignition.firstboot', 'grub/grub.cfg']);
+    expect(boot4k[0]).toBe('');
+    expect(boot4k[1]).toMatch(/ignition\.platform\.id=metal \$ignition_firstboot /);
   }, 30 * 60_000);
 
   test('a step failing after the disk is mounted leaves no loop device, mount or process behind', async () => {

@@ -5,8 +5,8 @@ import { z } from 'zod';
  * Unknown keys are kept.
  */
 export const imageConfigSchema = z.looseObject({
-  /** Cloud/qemu image size in GB. When absent, estimated from the commit size. */
-  size: z.number().positive().optional(),
+  /** Cloud/qemu image size in GiB. When absent, estimated from the commit size. */
+  size: z.number({ error: 'must be the disk size in GiB (a number)' }).positive({ error: 'must be the disk size in GiB, greater than 0' }).optional(),
   bootfs: z.enum(['ext4', 'xfs']).default('ext4'),
   rootfs: z.enum(['xfs', 'ext4', 'ext4verity', 'btrfs']).default('xfs'),
   'rootfs-args': z.string().default(''),
@@ -26,10 +26,19 @@ export const imageConfigSchema = z.looseObject({
   'bootfs_metadata_csum_seed': z.boolean().optional(),
   /** The console(s) on the kernel command line (default per arch, e.g. ttyS0,115200n8). */
   console: z.array(z.string()).optional(),
-  /** Network kernel arguments for Ignition's first boot (`[]`: none); appended across includes. */
-  'ignition-network-kcmdline': z.array(z.string()).optional(),
-  /** Remote name prefixed to the deployed ostree ref (e.g. `fedora`). */
-  'ostree-remote': z.string().optional(),
+  /**
+   * Network kernel arguments for Ignition's first boot (absent: the original's default,
+   * `[]`: none); appended across includes. One argument per entry, no quotes or spaces.
+   */
+  'ignition-network-kcmdline': z.array(z.string().regex(/^[^\s'"\\$;]+$/, 'one kernel argument per entry, without spaces, quotes, "\\", "$" or ";"')).optional(),
+  /** Remote name prefixed to the deployed ostree ref (e.g. `fedora`): origin `<remote>:<ref>`. */
+  'ostree-remote': z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'an ostree remote name (letters, digits, ".", "_", "-")').optional(),
+  /** cosa: the URL of `ostree-remote`, configured in the disk's sysroot repo (no GPG check unless `ostree-remote-gpg-verify`). */
+  'ostree-remote-url': z.url({ protocol: /^(https?|file)$/, error: 'an http(s):// or file:// URL' }).optional(),
+  /** cosa: verify GPG signatures when pulling from `ostree-remote-url` (default false). */
+  'ostree-remote-gpg-verify': z.boolean().optional(),
+  /** The GRUB config written as /boot's grub.cfg instead of cosa's (the original's grub.cfg). */
+  'grub-script': z.string().optional(),
   /** Add OpenShift CVO labels to the ostree container (default false). */
   'ostree-container-inject-openshift-cvo-labels': z.boolean().default(false),
   /** Install with `bootc install to-filesystem` instead of ostree deployment. */

@@ -63,13 +63,33 @@ function checkTypes(file: string, chain: string[], base: string, doc: PlainObjec
 }
 
 /**
+ * Keys of the original's schema whose feature cosa does not build: refused when set (to anything
+ * but the original's default), so a config never silently gets less than it asked for.
+ */
+const UNSUPPORTED: readonly { key: string; refused: (v: unknown) => boolean; why: string }[] = [
+  { key: 'deploy-via-container', refused: (v) => v === true, why: 'cosa deploys the OSTree commit itself and builds no container image to deploy from; remove the key or set it to false' },
+  { key: 'container-imgref', refused: (v) => v !== undefined, why: 'it only applies with deploy-via-container, which cosa does not support; remove the key' },
+  { key: 'bootc-install-to-fs', refused: (v) => v === true, why: 'cosa installs with ostree admin deploy, not bootc; remove the key or set it to false' },
+  { key: 'ostree-format', refused: (v) => v !== 'oci-chunked-v1', why: 'cosa exports the commit as an ostree tar and writes no OCI archive; remove the key' },
+  { key: 'ostree-container-inject-openshift-cvo-labels', refused: (v) => v === true, why: 'cosa builds no OCI container image; remove the key or set it to false' },
+  { key: 'squashfs-compression', refused: (v) => v !== 'zstd', why: 'cosa builds no live ISO/PXE images; remove the key' },
+];
+
+/** Refuses the image.yaml keys cosa cannot honour (see {@link UNSUPPORTED}), naming file and key. */
+function refuseUnsupported(file: string, config: PlainObject): void {
+  const issues = UNSUPPORTED.filter((u) => u.refused(config[u.key])).map((u) => ({ path: u.key, message: `not supported by cosa: ${u.why}` }));
+  if (issues.length > 0) throw new ConfigFileError(file, issues, { chain: [file] });
+}
+
+/**
  * Loads `image.yaml` with its `include:` chain (a string or a list, relative to the including
  * file), merges it as the original does (`extra-kargs` and `ignition-network-kcmdline` appended,
  * mappings merged, otherwise the including file wins) and applies the defaults.
  *
  * @throws ConfigFileError naming the file, the include chain and the key: `COSA_CONFIG_MISSING`
  *   (top-level file absent), `COSA_CONFIG_INCLUDE` (missing include or a cycle),
- *   `COSA_SCHEMA_INVALID` (a wrong type in any file of the chain), `COSA_SCHEMA_PARSE`.
+ *   `COSA_SCHEMA_INVALID` (a wrong type in any file of the chain, or a key of the original's
+ *   schema whose feature cosa does not build, e.g. `deploy-via-container: true`), `COSA_SCHEMA_PARSE`.
  */
 export async function loadImageConfig(options: LoadImageConfigOptions): Promise<LoadedImageConfig> {
   const top = resolve(options.file);
@@ -119,6 +139,7 @@ export async function loadImageConfig(options: LoadImageConfigOptions): Promise<
   const merged = await load(top, []);
   const r = imageConfigSchema.safeParse(merged);
   if (!r.success) throw new ConfigFileError(top, zodIssues(r.error), { chain: [top] });
+  refuseUnsupported(top, r.data);
   const rendered = stableStringify(r.data);
   return { config: r.data, files, rendered, checksum: createHash('sha256').update(rendered).digest('hex') };
 }

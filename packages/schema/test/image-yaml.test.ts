@@ -85,4 +85,35 @@ describe('image.yaml', () => {
     const e = await caught(() => loadImageConfig({ file: join(dir, 'image.yaml') }));
     expect(e.code).toBe('COSA_CONFIG_MISSING');
   });
+
+  it('refuses the keys of the original schema whose feature cosa does not build, naming file and key', async () => {
+    const dir = await configDir({ 'image.yaml': 'deploy-via-container: true\ncontainer-imgref: ostree-remote-registry:fedora:quay.io/x\nbootc-install-to-fs: true\n' });
+    const e = await caught(() => loadImageConfig({ file: join(dir, 'image.yaml') }));
+    expect(e.code).toBe('COSA_SCHEMA_INVALID');
+    expect(e.file).toBe(join(dir, 'image.yaml'));
+    const issues = (e as unknown as SchemaError).issues;
+    expect(issues.map((i) => i.path)).toEqual(['deploy-via-container', 'container-imgref', 'bootc-install-to-fs']);
+    expect(issues[0]!.message).toMatch(/^not supported by cosa: /);
+    // Their defaults (false, the original's values) are fine, and so is an explicit default.
+    const ok = await configDir({ 'image.yaml': 'deploy-via-container: false\nostree-format: oci-chunked-v1\nsquashfs-compression: zstd\n' });
+    expect((await loadImageConfig({ file: join(ok, 'image.yaml') })).config['deploy-via-container']).toBe(false);
+    const fmt = await configDir({ 'image.yaml': 'squashfs-compression: gzip\n' });
+    expect((await caught(() => loadImageConfig({ file: join(fmt, 'image.yaml') }))).message).toContain('squashfs-compression');
+  });
+
+  it('says the disk size is in GiB when size is 0, and checks the first-boot and remote keys', async () => {
+    const zero = await configDir({ 'image.yaml': 'size: 0\n' });
+    const e = await caught(() => loadImageConfig({ file: join(zero, 'image.yaml') }));
+    expect(e.code).toBe('COSA_SCHEMA_INVALID');
+    expect(e.message).toContain('size');
+    expect(e.message).toContain('GiB');
+    const net = await configDir({ 'image.yaml': "ignition-network-kcmdline: ['ip=dhcp rd.neednet=1']\n" });
+    expect((await caught(() => loadImageConfig({ file: join(net, 'image.yaml') }))).message).toContain('ignition-network-kcmdline');
+    const url = await configDir({ 'image.yaml': 'ostree-remote: fedora\nostree-remote-url: ftp://x/repo\n' });
+    expect((await caught(() => loadImageConfig({ file: join(url, 'image.yaml') }))).message).toContain('ostree-remote-url');
+    const good = await configDir({ 'image.yaml': 'ostree-remote: fedora\nostree-remote-url: http://10.0.2.2:8080/repo\ngrub-script: "blscfg\\n"\n' });
+    const c = (await loadImageConfig({ file: join(good, 'image.yaml') })).config;
+    expect(c['ostree-remote-url']).toBe('http://10.0.2.2:8080/repo');
+    expect(c['grub-script']).toBe('blscfg\n');
+  });
 });
