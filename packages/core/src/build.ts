@@ -42,6 +42,7 @@ import { nextVersion } from './version.js';
 import { diffPackages, type PackageVersion } from './pkgdiff.js';
 import { hostArch } from './arch.js';
 import { loadComposeInput } from './_compose-input.js';
+import { redactGitUrl } from './_git-url.js';
 
 /** Image targets `cosa build` knows besides `ostree` (more come from buildextend). */
 export type BuildTarget = 'ostree' | 'qemu' | (string & {});
@@ -126,7 +127,7 @@ async function configGit(configDir: string): Promise<{ gitrev: string; dirty: bo
   const gitrev = (await git(['describe', '--tags', '--always', '--abbrev=42'])) ?? commit;
   const status = (await git(['status', '--porcelain', '--untracked-files=no'])) ?? '';
   const dirty = status !== '';
-  const origin = (await git(['config', '--get', 'remote.origin.url'])) ?? configDir;
+  const origin = redactGitUrl((await git(['config', '--get', 'remote.origin.url'])) ?? configDir);
   const branch = await git(['rev-parse', '--abbrev-ref', 'HEAD']);
   return { gitrev, dirty, git: { commit, origin, ...(branch && branch.length >= 3 ? { branch } : {}), dirty: String(dirty) } };
 }
