@@ -112,6 +112,16 @@ async function resolveBuildId(workdir: string, builds: BuildsJson, wanted: strin
   return safeSegment.parse(id);
 }
 
+/** Fails when a local artifact's bytes are not what meta.json says (nothing is sent then). */
+async function checkLocal(item: Item, signal: AbortSignal | undefined): Promise<void> {
+  const h = await hashFile(item.path, signal);
+  if (h.sha256 !== item.sha256 || h.size !== item.size) {
+    throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${h.sha256} (${h.size} bytes), but meta.json says ${item.sha256}; not uploaded`, {
+      hint: 'the local artifact was modified after the build; rebuild or fetch it again',
+    });
+  }
+}
+
 /** Same size and the sha256 we recorded as metadata: nothing to send. */
 function identical(remote: ObjectInfo | undefined, item: Item): boolean {
   return remote !== undefined && item.sha256 !== undefined && remote.size === item.size && remote.metadata.sha256 === item.sha256;
@@ -231,6 +241,9 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
       onProgress({ type: 'info', message: `Would upload ${store.urlOf(item.key)}` });
       return;
     }
+    // Hash before sending: an object that does not match meta.json is never published, not
+    // even for the moment between its upload and its removal.
+    if (item.verify) await checkLocal(item, signal);
     const hash = createHash('sha256');
     let body;
     if (item.body) body = item.body;
@@ -268,9 +281,16 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
     if (item.verify) {
       const got = hash.digest('hex');
       if (got !== item.sha256) {
-        // The object carries a sha256 it does not have: take it down again.
-        await store.delete(item.key).catch(() => {});
-        throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${got}, but meta.json says ${item.sha256}; not uploaded`);
+        // The file changed while it was sent: the object carries a sha256 it does not have, and a
+        // later run would skip it as identical. It must go; a failed removal is an error of its own.
+        const why = `${item.name} changed while it was sent: sent sha256 ${got}, meta.json says ${item.sha256}`;
+        await store.delete(item.key, signal ? { signal } : {}).catch((e: unknown) => {
+          throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${why}; removing the corrupt ${store.urlOf(item.key)} failed too`, {
+            hint: `delete ${store.urlOf(item.key)} by hand before uploading again`,
+            cause: e,
+          });
+        });
+        throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${why}; the object was removed again`);
       }
     }
     files.push({ key: item.key, path: item.path, size: item.size, sent: Math.max(sent, item.size), skipped: false });
