@@ -22,7 +22,7 @@ import { mergeBuildsJson, updateRemoteBuildsJson } from './remote-builds.js';
 import type { BuildStore, ObjectInfo } from './store.js';
 import { TransferMeter } from './_transfer.js';
 import { hashFile } from './_io.js';
-import { throwIfAborted } from './_util.js';
+import { backoffMs, isTransient, logRetry, sleep, throwIfAborted } from './_util.js';
 
 /** Options of {@link buildUpload}. */
 export interface BuildUploadOptions extends OpenStoreOptions {
@@ -103,6 +103,8 @@ interface Item {
 
 const ARTIFACT_CACHE = 'max-age=31536000';
 const METADATA_CACHE = 'max-age=300';
+/** Tries per object on throttling (503 SlowDown), 5xx and dropped connections. */
+const PUT_ATTEMPTS = 4;
 
 async function resolveBuildId(workdir: string, builds: BuildsJson, wanted: string | undefined): Promise<string> {
   if (wanted !== undefined) return safeSegment.parse(wanted);
@@ -244,37 +246,45 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
     // Hash before sending: an object that does not match meta.json is never published, not
     // even for the moment between its upload and its removal.
     if (item.verify) await checkLocal(item, signal);
-    const hash = createHash('sha256');
-    let body;
-    if (item.body) body = item.body;
-    else {
-      body = createReadStream(item.path).pipe(
+    meter.start(item.name, item.size);
+    let sent = 0;
+    let hash = createHash('sha256');
+    // A streamed body cannot be replayed by the SDK: a throttled or dropped PUT is repeated here
+    // with a fresh stream (and a fresh hash), every retry logged.
+    for (let attempt = 1; ; attempt++) {
+      hash = createHash('sha256');
+      const h = hash;
+      const body = item.body ?? createReadStream(item.path).pipe(
         new Transform({
           transform(chunk: Buffer, _e, cb) {
-            if (item.verify) hash.update(chunk);
+            if (item.verify) h.update(chunk);
             cb(null, chunk);
           },
         }),
       );
-    }
-    meter.start(item.name, item.size);
-    let sent = 0;
-    try {
-      await store.put(item.key, body, {
-        size: item.size,
-        contentType: contentTypeOf(item.key),
-        cacheControl: item.cacheControl,
-        ...(item.sha256 ? { metadata: { sha256: item.sha256 } } : {}),
-        ...(options.acl ? { acl: options.acl } : {}),
-        ...(signal ? { signal } : {}),
-        onBytes: (n) => {
-          sent = n;
-          meter.update(item.name, n);
-        },
-      });
-    } catch (e) {
-      meter.drop(item.name);
-      throw e;
+      try {
+        await store.put(item.key, body, {
+          size: item.size,
+          contentType: contentTypeOf(item.key),
+          cacheControl: item.cacheControl,
+          ...(item.sha256 ? { metadata: { sha256: item.sha256 } } : {}),
+          ...(options.acl ? { acl: options.acl } : {}),
+          ...(signal ? { signal } : {}),
+          onBytes: (n) => {
+            sent = n;
+            meter.update(item.name, n);
+          },
+        });
+        break;
+      } catch (e) {
+        if (typeof (body as { destroy?: unknown }).destroy === 'function') (body as Transform).destroy();
+        if (signal?.aborted || attempt >= PUT_ATTEMPTS || !isTransient(e)) {
+          meter.drop(item.name);
+          throw e;
+        }
+        logRetry(onProgress, `uploading ${store.urlOf(item.key)}`, attempt, PUT_ATTEMPTS, e);
+        await sleep(backoffMs(attempt), signal);
+      }
     }
     meter.update(item.name, item.size);
     meter.finish(item.name);

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -166,9 +167,10 @@ describe('an artifact that does not match meta.json', () => {
     const p = join(dir, meta.images!.ostree.path);
     const store = openBuildStore('s3://builds/cleanup', { s3Client: client });
     const spy: BuildStore = Object.assign(Object.create(store) as BuildStore, {
-      put: async (key: string, body: Readable | Uint8Array, o?: PutOptions) => {
-        // The file changes after it was checked and before its bytes are read.
-        if (key.endsWith(meta.images!.ostree.path)) await writeFile(p, Buffer.alloc(1000));
+      put: (key: string, body: Readable | Uint8Array, o?: PutOptions) => {
+        // The file changes after it was checked and before its bytes are read (synchronously:
+        // the read stream has not opened the file yet).
+        if (key.endsWith(meta.images!.ostree.path)) writeFileSync(p, Buffer.alloc(1000));
         return store.put(key, body, o);
       },
       delete: () => Promise.reject(new Error('AccessDenied')),
