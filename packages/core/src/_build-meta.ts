@@ -1,4 +1,5 @@
 /** meta.json of a new build: provenance, package set and pkgdiff, artifacts, input hashes. */
+import { redactGitUrl } from './_git-url.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type MetaJson, osName, stableStringify, validateMetaJson, writeFileAtomic } from '@cosa/schema';
@@ -29,7 +30,7 @@ async function configGit(configDir: string): Promise<{ gitrev: string; dirty: bo
   const gitrev = (await git(['describe', '--tags', '--always', '--abbrev=42'])) ?? commit;
   const status = (await git(['status', '--porcelain', '--untracked-files=no'])) ?? '';
   const dirty = status !== '';
-  const origin = (await git(['config', '--get', 'remote.origin.url'])) ?? configDir;
+  const origin = redactGitUrl((await git(['config', '--get', 'remote.origin.url'])) ?? configDir);
   const branch = await git(['rev-parse', '--abbrev-ref', 'HEAD']);
   return { gitrev, dirty, git: { commit, origin, ...(branch && branch.length >= 3 ? { branch } : {}), dirty: String(dirty) } };
 }

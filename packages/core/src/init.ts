@@ -6,6 +6,7 @@ import { run } from '@cosa/ostree';
 import { CosaError, stableStringify, writeFileAtomic, type OnProgress } from '@cosa/schema';
 import { Workdir, CONFIG_VARIANT_KEY } from './workdir.js';
 import { isDirectory, isFile, pathExists } from './_paths.js';
+import { redactCommandError, redactGitUrl } from './_git-url.js';
 
 /** Options of {@link initWorkdir}. */
 export interface InitWorkdirOptions {
@@ -43,6 +44,13 @@ export async function initWorkdir(options: InitWorkdirOptions): Promise<Workdir>
   }
   if (options.commit !== undefined && isLocalConfig(options.config)) {
     throw new CosaError('COSA_USAGE', '--commit needs a git URL, not a local directory');
+  }
+  // A value starting with `-` would reach git as an option (`--upload-pack=…` runs a command).
+  if (options.commit !== undefined && !/^[0-9a-f]{4,64}$/i.test(options.commit)) {
+    throw new CosaError('COSA_USAGE', `--commit must be a hexadecimal commit id, got ${JSON.stringify(options.commit)}`);
+  }
+  if (options.branch !== undefined && (options.branch.startsWith('-') || options.branch === '')) {
+    throw new CosaError('COSA_USAGE', `invalid branch ${JSON.stringify(options.branch)}`);
   }
   const dirExisted = await pathExists(dir);
   if (dirExisted) {
@@ -113,17 +121,21 @@ function localDirSync(p: string): boolean {
 }
 
 async function cloneConfig(url: string, dest: string, o: InitWorkdirOptions): Promise<void> {
-  const common = { signal: o.signal, onProgress: o.onProgress, phase: 'init' } as const;
-  await run(['git', 'clone', '--depth=1', '--recurse-submodules', ...(o.branch ? ['--branch', o.branch] : []), '--', url, dest], common);
+  // Credentials in the URL never reach a log line or an error (git keeps them in .git/config).
+  const common = { signal: o.signal, onProgress: o.onProgress, phase: 'init' as const, redact: url === redactGitUrl(url) ? [] : [url] };
+  const git = (args: string[]) => run(['git', ...args], common).catch((e: unknown) => {
+    throw redactCommandError(e);
+  });
+  await git(['clone', '--depth=1', '--recurse-submodules', ...(o.branch ? ['--branch', o.branch] : []), '--', url, dest]);
   if (o.commit !== undefined) {
     // A shallow clone rarely holds the wanted commit: fetch exactly it, else the whole history.
     try {
-      await run(['git', '-C', dest, 'fetch', '--depth=1', 'origin', o.commit], common);
+      await git(['-C', dest, 'fetch', '--depth=1', '--end-of-options', 'origin', o.commit]);
     } catch {
-      await run(['git', '-C', dest, 'fetch', '--unshallow', 'origin'], common);
+      await git(['-C', dest, 'fetch', '--unshallow', 'origin']);
     }
-    await run(['git', '-C', dest, 'reset', '--hard', o.commit], common);
-    await run(['git', '-C', dest, 'submodule', 'update', '--init', '--recursive'], common);
+    await git(['-C', dest, 'reset', '--hard', o.commit]);
+    await git(['-C', dest, 'submodule', 'update', '--init', '--recursive']);
   }
 }
 

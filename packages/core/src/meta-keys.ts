@@ -13,12 +13,16 @@ const DOTTED_PREFIXES = ['coreos-assembler', 'fedora-coreos'];
  */
 export function splitMetaKey(key: string): string[] {
   const parts = key.split('.');
+  // These would reach (and change) Object.prototype for the whole process.
+  if (parts.some((p) => FORBIDDEN_SEGMENTS.has(p))) throw new CosaError('COSA_META_KEY', `invalid key ${JSON.stringify(key)}: ${[...FORBIDDEN_SEGMENTS].join(', ')} are not allowed`);
   if (parts.length >= 2 && DOTTED_PREFIXES.includes(parts[0]!)) {
     return [`${parts[0]}.${parts[1]}`, ...parts.slice(2)];
   }
   if (parts.some((p) => p === '')) throw new CosaError('COSA_META_KEY', `invalid key ${JSON.stringify(key)}`);
   return parts;
 }
+
+const FORBIDDEN_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** The value at a key path, or `undefined`. */
 export function getAtPath(doc: unknown, path: readonly string[]): unknown {
@@ -39,7 +43,8 @@ export function setAtPath(doc: Record<string, unknown>, path: readonly string[],
       cur[p] = value;
       return;
     }
-    const next = cur[p];
+    if (FORBIDDEN_SEGMENTS.has(p)) throw new CosaError('COSA_META_KEY', `invalid key ${JSON.stringify(key)}`);
+    const next = Object.hasOwn(cur, p) ? cur[p] : undefined;
     if (next === undefined) cur[p] = {};
     else if (next === null || typeof next !== 'object' || Array.isArray(next)) {
       throw new CosaError('COSA_META_KEY', `cannot set ${key}: ${path.slice(0, i + 1).join('.')} is not an object`);

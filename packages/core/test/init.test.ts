@@ -78,6 +78,33 @@ describe('initWorkdir', () => {
     expect(git(join(t.dir, 'wd', 'src', 'config'), 'rev-parse', 'HEAD')).toBe(first);
   });
 
+  it('refuses a --commit that is not a hex commit id, so git never takes it as an option', async () => {
+    await using t = await tempDir();
+    const repo = join(t.dir, 'repo');
+    await gitConfigRepo(repo);
+    const marker = join(t.dir, 'pwned');
+    for (const commit of [`--upload-pack=touch ${marker}`, '-h', 'HEAD~1', '']) {
+      const e = await caught(initWorkdir({ dir: join(t.dir, 'wd'), config: `file://${repo}`, commit }));
+      expect(isCosaError(e, 'COSA_USAGE')).toBe(true);
+    }
+    await expect(lstat(marker)).rejects.toThrow();
+    await expect(lstat(join(t.dir, 'wd'))).rejects.toThrow();
+  });
+
+  it('never shows the credentials of a git URL in an error or a logged command', async () => {
+    await using t = await tempDir();
+    const lines: string[] = [];
+    const url = 'http://alice:s3cr3t-t0ken@127.0.0.1:9/config.git';
+    const e = await caught(
+      initWorkdir({ dir: join(t.dir, 'wd'), config: url, onProgress: (ev) => lines.push(JSON.stringify(ev)) }),
+    );
+    expect(isCosaError(e)).toBe(true);
+    const shown = `${(e as Error).message}\n${JSON.stringify(e)}\n${lines.join('\n')}`;
+    expect(shown).not.toContain('s3cr3t-t0ken');
+    expect(shown).not.toContain('alice');
+    expect((e as Error).message).toContain('git');
+  });
+
   it('records a variant in src/config.json and requires its manifest', async () => {
     await using t = await tempDir();
     const config = join(t.dir, 'config');

@@ -82,6 +82,19 @@ describe('meta keys', () => {
     expect(originalSchemaErrors(await readFile(b.metaPath('1.0', 'x86_64'), 'utf8'))).toEqual([]);
   });
 
+  it.each([['__proto__.polluted=1'], ['constructor.prototype.polluted=1'], ['images.__proto__.polluted=1'], ['coreos-assembler.container-config-git.__proto__=x']])(
+    'refuses %s and leaves Object.prototype and the workdir alone',
+    async (assignment) => {
+      await using wd = await tempWorkdir();
+      await withBuilds(wd, ['1.0']);
+      const before = await snapshotTree(wd.dir);
+      const e = await caught(setMetaValues({ workdir: wd.dir, arch: 'x86_64', set: [assignment] }));
+      expect(isCosaError(e, 'COSA_META_KEY')).toBe(true);
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      expect(await snapshotTree(wd.dir)).toEqual(before);
+    },
+  );
+
   it.each([
     ['an unknown top-level key', 'no-such-key=1', 'no-such-key'],
     ['a wrong type', 'coreos-assembler.image-genver=two', 'coreos-assembler.image-genver'],

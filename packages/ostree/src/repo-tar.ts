@@ -4,8 +4,8 @@
  * `ostree init --mode=archive; ostree pull-local; tar -C repo -cf x.tar .` gives).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, symlink, utimes } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -271,7 +271,17 @@ function safeJoin(root: string, name: string, tarPath: string): string {
   return path.join(root, clean);
 }
 
-async function extractTar(file: string, dest: string, signal: AbortSignal | undefined): Promise<void> {
+/** Files are written only where nothing exists yet, and never through a symlink. */
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
+/**
+ * Extracts a repo tar. An archive-mode repo holds only directories and regular files, so every
+ * other entry type (symlinks, hardlinks, devices, fifos) is refused: a hostile tar could
+ * otherwise plant a link and write through it. Files are created exclusively without following
+ * links, and modes are reduced to 0755/0644 (no setuid, setgid, sticky or world-write bits).
+ * `dest` must be an empty directory. Exported for tests; {@link importRepoTar} is the API.
+ */
+export async function extractTar(file: string, dest: string, signal: AbortSignal | undefined): Promise<void> {
   const extract = tar.extract();
   const dirTimes: [string, Date][] = [];
   const consume = (async () => {
@@ -281,31 +291,37 @@ async function extractTar(file: string, dest: string, signal: AbortSignal | unde
       const target = safeJoin(dest, h.name, file);
       switch (h.type) {
         case 'directory':
-          await mkdir(target, { recursive: true, mode: (h.mode ?? 0o755) | 0o700 });
+          await mkdir(target, { recursive: true, mode: 0o755 });
+          if (!(await lstat(target)).isDirectory()) throw unsafeEntry(file, h.name, 'is not a directory');
           if (h.mtime) dirTimes.push([target, h.mtime]);
           entry.resume();
           break;
         case 'file':
-        case 'contiguous-file':
-          await mkdir(path.dirname(target), { recursive: true });
-          await pipeline(entry, createWriteStream(target, { mode: h.mode ?? 0o644 }));
+        case 'contiguous-file': {
+          await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+          const mode = (h.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
+          const fh = await open(target, CREATE_FLAGS, mode).catch((e: unknown) => {
+            const code = (e as NodeJS.ErrnoException).code;
+            if (code === 'EEXIST' || code === 'ELOOP' || code === 'ENOTDIR') throw unsafeEntry(file, h.name, `cannot be created (${code})`, e);
+            throw e;
+          });
+          await pipeline(entry, fh.createWriteStream());
           if (h.mtime) await utimes(target, h.mtime, h.mtime);
           break;
-        case 'symlink':
-          await mkdir(path.dirname(target), { recursive: true });
-          await symlink(h.linkname ?? '', target);
-          entry.resume();
-          break;
-        case 'link':
-          await mkdir(path.dirname(target), { recursive: true });
-          await link(safeJoin(dest, h.linkname ?? '', file), target);
-          entry.resume();
-          break;
+        }
         default:
           entry.resume();
+          throw unsafeEntry(file, h.name, `is a ${h.type ?? 'unknown'} entry; an archive-mode OSTree repo holds only directories and regular files`);
       }
     }
-  })();
+  })().catch((e: unknown) => {
+    extract.destroy(e as Error);
+    throw e;
+  });
   await Promise.all([pipeline(createReadStream(file), extract, signal ? { signal } : {}), consume]);
   for (const [d, t] of dirTimes.reverse()) await utimes(d, t, t);
+}
+
+function unsafeEntry(tarPath: string, name: string, why: string, cause?: unknown): CosaError {
+  return new CosaError('COSA_PATH_UNSAFE', `${tarPath}: entry ${name} ${why}`, { hint: 'the OSTree tar is corrupt or hostile; fetch it again from a store you trust', ...(cause ? { cause } : {}) });
 }

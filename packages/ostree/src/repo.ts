@@ -183,6 +183,11 @@ export async function commitToArchive(o: CommitToArchiveOptions): Promise<Commit
   return r;
 }
 
+/** ostree refs and revs start with a letter or digit; anything starting with `-` is an option to ostree. */
+function refuseOption(ref: string): void {
+  if (ref.startsWith('-')) throw new CosaError('COSA_OSTREE_FAILED', `invalid ref or commit ${JSON.stringify(ref)}`);
+}
+
 /**
  * Resolves a ref (or a rev such as `ref^`, or a checksum) to a commit checksum; undefined when the
  * ref or the commit object does not exist.
@@ -194,6 +199,8 @@ export async function revParse(o: { repo: string; ref: string } & RepoCallOption
     const obj = path.join(o.repo, 'objects', o.ref.slice(0, 2), `${o.ref.slice(2)}.commit`);
     return (await stat(obj).then(() => true, () => false)) ? o.ref : undefined;
   }
+  // rev-parse takes no `--`: a ref (a build id from a store) that looks like an option is refused.
+  refuseOption(o.ref);
   const r = await ostree(o.repo, ['rev-parse', o.ref], { ...o, what: `cannot resolve ${o.ref}`, okExitCodes: [0, 1] });
   if (r.exitCode === 0) return r.stdout.trim();
   if (/Refspec .* not found|has no parent/i.test(r.stderr)) return undefined;
@@ -261,13 +268,13 @@ export async function listRefs(o: { repo: string; prefix?: string } & RepoCallOp
 
 /** Points `ref` at `rev` (created or moved). */
 export async function setRef(o: { repo: string; ref: string; rev: string } & RepoCallOptions): Promise<void> {
-  await ostree(o.repo, ['refs', '--force', `--create=${o.ref}`, o.rev], { ...o, what: `cannot set ${o.ref} to ${o.rev}` });
+  await ostree(o.repo, ['refs', '--force', `--create=${o.ref}`, '--', o.rev], { ...o, what: `cannot set ${o.ref} to ${o.rev}` });
 }
 
 /** Deletes `ref` (a missing ref is not an error). */
 export async function deleteRef(o: { repo: string; ref: string } & RepoCallOptions): Promise<void> {
   if ((await revParse(o)) === undefined) return;
-  await ostree(o.repo, ['refs', '--delete', o.ref], { ...o, what: `cannot delete ${o.ref}` });
+  await ostree(o.repo, ['refs', '--delete', '--', o.ref], { ...o, what: `cannot delete ${o.ref}` });
 }
 
 /** Options of {@link pullLocal}. */

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { commit, importRepoTar, initRepo, listRefs, readRepoMode, revParse, run, showCommit, writeRepoTar } from '@cosa/ostree';
 import { tempDir, writeTree } from './_tmp.js';
+import { extractTar } from '../src/repo-tar.js';
 
 async function built() {
   const d = await tempDir();
@@ -76,6 +77,96 @@ describe('repo tar', () => {
     await writeFile(path.join(d, 'evil.tar'), Buffer.concat(chunks));
     await expect(importRepoTar({ tar: path.join(d, 'evil.tar'), repo: path.join(d, 'r'), tmpDir: path.join(d, 'tmp') })).rejects.toMatchObject({ code: 'COSA_PATH_UNSAFE' });
     await expect(stat(path.join(d, 'tmp', 'evil'))).rejects.toThrow();
+  });
+
+  async function hostileTar(d: string, entries: Array<{ header: Partial<tar.Header> & { name: string }; body?: string }>): Promise<string> {
+    const pack = tar.pack();
+    for (const e of entries) pack.entry(e.header, e.body ?? '');
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of pack) chunks.push(c as Buffer);
+    const file = path.join(d, 'hostile.tar');
+    await writeFile(file, Buffer.concat(chunks));
+    return file;
+  }
+
+  it('refuses a symlink in the tar and never writes through it', async () => {
+    const d = await tempDir();
+    const outside = path.join(d, 'outside');
+    await mkdir(outside);
+    const file = await hostileTar(d, [
+      { header: { name: './', type: 'directory', mode: 0o755 } },
+      { header: { name: './objects', type: 'symlink', linkname: outside } },
+      { header: { name: './objects/pwned', type: 'file', mode: 0o644 }, body: 'owned' },
+    ]);
+    const err = await importRepoTar({ tar: file, repo: path.join(d, 'r'), tmpDir: path.join(d, 'tmp') }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'COSA_PATH_UNSAFE' });
+    expect((err as Error).message).toContain('./objects');
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readdir(path.join(d, 'tmp'))).toEqual([]);
+  });
+
+  it('refuses a hardlink to a file outside the repo and device entries', async () => {
+    const d = await tempDir();
+    const victim = path.join(d, 'victim');
+    await writeFile(victim, 'keep');
+    for (const header of [
+      { name: './x', type: 'link', linkname: './config' },
+      { name: './dev', type: 'character-device', devmajor: 1, devminor: 3 },
+      { name: './fifo', type: 'fifo' },
+    ] as Array<Partial<tar.Header> & { name: string }>) {
+      const file = await hostileTar(d, [{ header: { name: './config', type: 'file', mode: 0o644 }, body: 'c' }, { header }]);
+      await expect(importRepoTar({ tar: file, repo: path.join(d, 'r'), tmpDir: path.join(d, 'tmp') })).rejects.toMatchObject({ code: 'COSA_PATH_UNSAFE' });
+    }
+    expect(await readFile(victim, 'utf8')).toBe('keep');
+  });
+
+  it('refuses a second entry for the same file instead of overwriting it', async () => {
+    const d = await tempDir();
+    const file = await hostileTar(d, [
+      { header: { name: './config', type: 'file', mode: 0o644 }, body: 'first' },
+      { header: { name: './config', type: 'file', mode: 0o644 }, body: 'second' },
+    ]);
+    await expect(importRepoTar({ tar: file, repo: path.join(d, 'r'), tmpDir: path.join(d, 'tmp') })).rejects.toMatchObject({ code: 'COSA_PATH_UNSAFE' });
+  });
+
+  it('drops setuid, setgid, sticky and group/world-write bits of extracted files', async () => {
+    const { d, repo, commit: c } = await built();
+    const out = path.join(d, 'o.tar');
+    await writeRepoTar({ repo, rev: c, ref: 'r', output: out, tmpDir: path.join(d, 'tmp') });
+    // Rewrite the tar with every file marked 04777 and every directory 01777.
+    const ex = tar.extract();
+    const pack = tar.pack();
+    const copied = (async () => {
+      for await (const e of ex) {
+        const h = { ...e.header, mode: e.header.type === 'directory' ? 0o1777 : 0o4777 };
+        const body: Buffer[] = [];
+        for await (const b of e) body.push(b as Buffer);
+        pack.entry(h, Buffer.concat(body));
+      }
+      pack.finalize();
+    })();
+    ex.end(await readFile(out));
+    await copied;
+    const chunks: Buffer[] = [];
+    for await (const b of pack) chunks.push(b as Buffer);
+    const evil = path.join(d, 'modes.tar');
+    await writeFile(evil, Buffer.concat(chunks));
+    const target = path.join(d, 'x');
+    await mkdir(target);
+    await extractTar(evil, target, undefined);
+    expect(await listRefs({ repo: target })).toEqual(['r']);
+    const modes = new Set<number>();
+    const walk = async (dir: string): Promise<void> => {
+      for (const n of await readdir(dir, { withFileTypes: true })) {
+        const p = path.join(dir, n.name);
+        modes.add((await stat(p)).mode & 0o7777);
+        if (n.isDirectory()) await walk(p);
+      }
+    };
+    await walk(target);
+    expect(modes.size).toBeGreaterThan(0);
+    for (const m of modes) expect(m & 0o7022).toBe(0);
   });
 
   it('leaves no partial output when aborted', async () => {

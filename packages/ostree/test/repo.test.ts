@@ -138,3 +138,15 @@ describe('repo operations', () => {
     expect(await readFile(path.join(archive, 'config'), 'utf8')).toMatch(/mode=archive/);
   });
 });
+
+describe('refs that look like options', () => {
+  it('are never taken as ostree options by rev-parse, refs --create and refs --delete', async () => {
+    const d = await tempDir();
+    const repo = path.join(d, 'repo');
+    await initRepo({ path: repo, mode: 'archive' });
+    // Without `--`, `ostree rev-parse --help` prints its help and exits 0: a "commit".
+    await expect(revParse({ repo, ref: '--help' })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
+    await expect(deleteRef({ repo, ref: '--help' })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
+    await expect(setRef({ repo, ref: 'x', rev: '--help' })).rejects.toMatchObject({ code: 'COSA_OSTREE_FAILED' });
+  });
+});

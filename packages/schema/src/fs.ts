@@ -2,8 +2,9 @@
  * Atomic writes and cross-process locks shared by every package that writes workdir or build
  * files: a reader never sees a half-written file and two processes never lose an update.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CosaError } from './errors.js';
@@ -23,6 +24,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   }
   await fh.close();
   try {
+    await assertLocksHeld();
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });
@@ -46,6 +48,7 @@ export async function symlinkAtomic(target: string, path: string): Promise<void>
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   await symlink(target, tmp);
   try {
+    await assertLocksHeld();
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });
@@ -59,21 +62,79 @@ export interface LockOptions {
   waitMs?: number;
   /** What the lock protects, for the error message. */
   what?: string;
+  /**
+   * A lock not refreshed for this long counts as left by a killed process and is taken over
+   * (ms, default 60 s: a holder's event loop may stall for many seconds under load).
+   */
+  staleMs?: number;
+  /** How often the holder refreshes the lock (ms, default a sixth of `staleMs`). */
+  updateMs?: number;
+}
+
+/** A lock this process holds: where it is, and what proves it is still ours. */
+interface HeldLock {
+  lockPath: string;
+  what: string;
+  ino: number;
+  birthtimeMs: number;
+  staleMs: number;
+  lost: Error | undefined;
+  /** Set when `fn` returned: work it left running no longer counts as holding the lock. */
+  released: boolean;
+}
+
+/** The locks held by the current async call chain (nested withLock calls add to it). */
+const heldLocks = new AsyncLocalStorage<HeldLock[]>();
+
+/**
+ * Throws COSA_WORKDIR_LOCK_LOST when a lock held by the calling chain was taken over by another
+ * process (or is about to be: not refreshed within its stale time). Every atomic write and
+ * symlink update calls it right before its rename, so a holder that lost its lock never
+ * replaces a file the new holder may be writing.
+ */
+export async function assertLocksHeld(): Promise<void> {
+  for (const l of heldLocks.getStore() ?? []) {
+    if (l.released) continue;
+    const lost = (why: string, cause?: unknown) =>
+      new CosaError('COSA_WORKDIR_LOCK_LOST', `${l.what}: the lock was lost (${why}); nothing was written`, {
+        hint: 'another cosa process took the lock over; run the command again',
+        ...(cause ? { cause } : {}),
+      });
+    if (l.lost) throw lost(l.lost.message, l.lost);
+    const st = await stat(l.lockPath).catch(() => undefined);
+    if (!st) throw lost('its lock directory is gone');
+    if (st.ino !== l.ino || st.birthtimeMs !== l.birthtimeMs) throw lost('another process holds it now');
+    if (Date.now() - st.mtimeMs > l.staleMs) throw lost(`not refreshed for ${Math.round((Date.now() - st.mtimeMs) / 1000)} s`);
+  }
 }
 
 /**
  * Runs `fn` while holding an exclusive lock on `path` (a `.<name>.lock` directory next to it,
- * shared by every cosa process; a lock left by a killed process goes stale after 10 s).
+ * shared by every cosa process; a lock left by a killed process goes stale after 60 s). When
+ * the lock is taken over meanwhile, writes made through {@link writeFileAtomic} inside `fn` fail
+ * with COSA_WORKDIR_LOCK_LOST instead of the process dying.
  */
 export async function withLock<T>(path: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
   await mkdir(dirname(path), { recursive: true });
   const lockPath = join(dirname(path), `.${basename(path)}.lock`);
   const waitMs = options.waitMs ?? 10 * 60_000;
+  const staleMs = Math.max(2_000, options.staleMs ?? 60_000);
+  const updateMs = Math.min(Math.floor(staleMs / 2), options.updateMs ?? Math.floor(staleMs / 6));
   const deadline = Date.now() + waitMs;
+  const held: HeldLock = { lockPath, what: options.what ?? path, ino: 0, birthtimeMs: 0, staleMs, lost: undefined, released: false };
   let release: (() => Promise<void>) | undefined;
   for (;;) {
     try {
-      release = await lockfile.lock(path, { lockfilePath: lockPath, realpath: false, stale: 10_000, update: 2_000 });
+      release = await lockfile.lock(path, {
+        lockfilePath: lockPath,
+        realpath: false,
+        stale: staleMs,
+        update: updateMs,
+        // proper-lockfile's default throws from a timer, which kills the process.
+        onCompromised: (e: Error) => {
+          held.lost = e;
+        },
+      });
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
@@ -86,9 +147,16 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, options: L
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
     }
   }
+  const st = await stat(lockPath);
+  held.ino = st.ino;
+  held.birthtimeMs = st.birthtimeMs;
   try {
-    return await fn();
+    return await heldLocks.run([...(heldLocks.getStore() ?? []), held], fn);
   } finally {
-    await release().catch(() => {});
+    held.released = true;
+    // A lock taken over by another process is theirs now: releasing it would remove their lock
+    // directory. proper-lockfile's next refresh notices the loss and forgets it.
+    const ours = await stat(lockPath).then((x) => x.ino === held.ino && x.birthtimeMs === held.birthtimeMs, () => false);
+    if (!held.lost && ours) await release().catch(() => {});
   }
 }

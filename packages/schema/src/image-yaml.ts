@@ -41,7 +41,8 @@ const APPENDED_LISTS = new Set(['extra-kargs', 'ignition-network-kcmdline']);
  * first), mappings merge recursively, and for anything else the including file wins.
  */
 function mergeUnder(dest: PlainObject, src: PlainObject, top = true): PlainObject {
-  const out: PlainObject = { ...dest };
+  // No prototype: a `__proto__:` key stays a key, never the merged object's prototype.
+  const out: PlainObject = Object.assign(Object.create(null) as PlainObject, dest);
   for (const [k, v] of Object.entries(src)) {
     const cur = out[k];
     if (cur === undefined) out[k] = v;

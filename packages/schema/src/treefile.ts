@@ -235,7 +235,8 @@ class Flattener {
       if (c?.type === 'file' && typeof c.filename === 'string') this.externals.push(resolve(dir, c.filename));
     }
 
-    const data: PlainObject = {};
+    // No prototype: a `__proto__:` key in a treefile stays a key, never the object's prototype.
+    const data: PlainObject = Object.create(null) as PlainObject;
     for (const [k, v] of Object.entries(raw)) {
       if (k.startsWith('packages-') || DIRECTIVES.has(k)) continue;
       data[k] = v;
@@ -367,7 +368,7 @@ function mergeInto(dest: Loaded, src: Loaded): void {
     } else if (Array.isArray(cur) && Array.isArray(v)) {
       dest.data[k] = [...v, ...cur];
     } else if (MAP_KEYS.has(k) && isPlainObject(cur) && isPlainObject(v)) {
-      dest.data[k] = { ...v, ...cur };
+      dest.data[k] = Object.assign(Object.create(null) as PlainObject, v, cur);
     }
   }
 }
@@ -441,7 +442,7 @@ export async function flattenTreefile(options: FlattenTreefileOptions): Promise<
   for (const k of SUBST_MAP_KEYS) {
     const m = data[k];
     if (!isPlainObject(m)) continue;
-    const out: PlainObject = {};
+    const out: PlainObject = Object.create(null) as PlainObject;
     for (const [mk, mv] of Object.entries(m)) out[mk] = typeof mv === 'string' ? subst(mv, `${k}.${mk}`) : mv;
     data[k] = out;
   }

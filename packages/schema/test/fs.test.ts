@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -35,5 +35,53 @@ describe('atomic files and locks', () => {
       ),
     );
     expect(await readFile(f, 'utf8')).toBe('20');
+  });
+
+  it('does not take over a live lock whose holder stalled for 15 s', async () => {
+    const f = join(dir, 'builds.json');
+    const lock = join(dir, '.builds.json.lock');
+    let release!: () => void;
+    const holder = withLock(f, () => new Promise<void>((r) => (release = r)));
+    await new Promise((r) => setTimeout(r, 100));
+    // The holder's event loop stalled: its last refresh of the lock was 15 s ago.
+    const old = new Date(Date.now() - 15_000);
+    await utimes(lock, old, old);
+    const e = await withLock(f, async () => 'stolen', { waitMs: 300 }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'COSA_WORKDIR_LOCKED' });
+    release();
+    await holder;
+  });
+
+  it('refuses to write once another process took the lock over, instead of losing its update', async () => {
+    const f = join(dir, 'builds.json');
+    const lock = join(dir, '.builds.json.lock');
+    await writeFileAtomic(f, 'theirs');
+    const e = await withLock(f, async () => {
+      // Another process decided the lock was stale and took it: the directory is a new one.
+      await rmdir(lock);
+      await mkdir(lock);
+      await writeFileAtomic(f, 'mine');
+    }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'COSA_WORKDIR_LOCK_LOST' });
+    expect(await readFile(f, 'utf8')).toBe('theirs');
+    expect((await readdir(dir)).sort()).toEqual(['.builds.json.lock', 'builds.json']);
+  });
+
+  it('turns a compromised lock into an error of the write, not a crash of the process', async () => {
+    const f = join(dir, 'meta.json');
+    const lock = join(dir, '.meta.json.lock');
+    const e = await withLock(
+      f,
+      async () => {
+        // Someone else touched the lock: the holder's next refresh sees a foreign mtime.
+        const other = new Date(Date.now() - 1_000);
+        await utimes(lock, other, other);
+        await new Promise((r) => setTimeout(r, 1_500));
+        await writeFileAtomic(f, 'late');
+      },
+      { staleMs: 4_000, updateMs: 1_000 },
+    ).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'COSA_WORKDIR_LOCK_LOST' });
+    await expect(readFile(f, 'utf8')).rejects.toThrow();
   });
 });

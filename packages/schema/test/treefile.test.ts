@@ -381,3 +381,19 @@ describe('treefile errors', () => {
     expect(e.code).toBe('COSA_CONFIG_MISSING');
   });
 });
+
+describe('hostile keys', () => {
+  it('keeps a __proto__ key of a treefile a key, never the prototype of the merged manifest', async () => {
+    const dir = await configDir({
+      'manifest.yaml': '__proto__:\n  ref: evil\n  packages: [evil]\nref: good\ninclude: inc.yaml\npackages: [a]\n',
+      'inc.yaml': '__proto__:\n  releasever: 666\nadd-commit-metadata:\n  __proto__:\n    x: 1\npackages: [b]\n',
+    });
+    const { manifest, unknownKeys } = await flattenTreefile({ file: join(dir, 'manifest.yaml'), arch: 'x86_64' });
+    expect(manifest.ref).toBe('good');
+    expect([...(manifest.packages ?? [])].sort()).toEqual(['a', 'b']);
+    expect(manifest.releasever).toBeUndefined();
+    expect(Object.getPrototypeOf(manifest)).toBe(Object.prototype);
+    expect(unknownKeys.join(' ')).toContain('__proto__');
+    expect(({} as Record<string, unknown>).ref).toBeUndefined();
+  });
+});

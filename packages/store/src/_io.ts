@@ -4,20 +4,22 @@ import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CosaError, fsyncDir } from '@cosa/schema';
+import { CosaError, fsyncDir, type OnProgress } from '@cosa/schema';
 import type { BuildStore } from './store.js';
 import type { TransferMeter } from './_transfer.js';
-import { abortError, backoffMs, isTransient, sleep } from './_util.js';
+import { abortError, backoffMs, isTransient, logRetry, sleep, stallGuard, storeTimeouts, type StoreTimeouts } from './_util.js';
 
 /** True for a failed conditional write (412, 409, or 404 on If-Match). */
 export function isCosaConflict(e: unknown): boolean {
   return e instanceof CosaError && e.code === 'COSA_STORE_CONFLICT';
 }
 
-async function collect(body: Readable, max: number, what: string): Promise<Buffer> {
+async function collect(body: Readable, max: number, what: string, t: StoreTimeouts): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
-  for await (const c of body) {
+  const guarded = body.pipe(stallGuard(what, t));
+  body.once('error', (e) => guarded.destroy(e));
+  for await (const c of guarded) {
     const b = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
     n += b.length;
     if (n > max) {
@@ -29,25 +31,56 @@ async function collect(body: Readable, max: number, what: string): Promise<Buffe
   return Buffer.concat(chunks);
 }
 
+/** Options of {@link readObjectText}. */
+export interface ReadTextOptions {
+  /** Larger objects are refused (default 64 MiB). */
+  maxBytes?: number;
+  /** Deadlines; `metadataDeadlineMs` bounds the whole read, retries included. */
+  timeouts?: Partial<StoreTimeouts>;
+  /** Receives a warning for every retry. */
+  onProgress?: OnProgress;
+}
+
+/**
+ * Runs `fn` with a signal that also aborts after `ms`; a deadline that passes becomes
+ * COSA_STORE_TIMEOUT naming `what` (an abort by `signal` stays COSA_STORE_ABORTED).
+ */
+export async function withDeadline<T>(ms: number, what: string, signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const deadline = AbortSignal.timeout(ms);
+  const both = signal ? AbortSignal.any([signal, deadline]) : deadline;
+  try {
+    return await fn(both);
+  } catch (e) {
+    if (deadline.aborted && !signal?.aborted) throw new CosaError('COSA_STORE_TIMEOUT', `${what}: no complete answer within ${ms / 1000} s`, { cause: e });
+    throw e;
+  }
+}
+
 /** Reads a small object (JSON metadata) whole; `undefined` when missing. */
 export async function readObjectText(
   store: BuildStore,
   key: string,
   signal?: AbortSignal,
-  maxBytes = 64 * 1024 * 1024,
+  options: number | ReadTextOptions = {},
 ): Promise<{ text: string; bytes: Buffer; etag: string | undefined } | undefined> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const obj = await store.get(key, signal ? { signal } : {});
-      if (!obj) return undefined;
-      const bytes = await collect(obj.body, maxBytes, store.urlOf(key));
-      return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
-    } catch (e) {
-      if (signal?.aborted) throw abortError(signal, e);
-      if (attempt >= 5 || !isTransient(e)) throw e;
-      await sleep(backoffMs(attempt), signal);
+  const o = typeof options === 'number' ? { maxBytes: options } : options;
+  const t = storeTimeouts(o.timeouts);
+  const url = store.urlOf(key);
+  return withDeadline(t.metadataDeadlineMs, url, signal, async (sig) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const obj = await store.get(key, { signal: sig });
+        if (!obj) return undefined;
+        const bytes = await collect(obj.body, o.maxBytes ?? 64 * 1024 * 1024, url, t);
+        return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
+      } catch (e) {
+        if (sig.aborted) throw abortError(sig, e);
+        if (attempt >= 5 || !isTransient(e)) throw e;
+        logRetry(o.onProgress, `reading ${url}`, attempt, 5, e);
+        await sleep(backoffMs(attempt), sig);
+      }
     }
-  }
+  });
 }
 
 /** Options of {@link downloadToFile}. */
@@ -56,14 +89,20 @@ export interface DownloadOptions {
   name: string;
   /** Expected sha256 (hex); checked while streaming. */
   sha256?: string;
-  /** Expected size. */
+  /** Expected size: the download stops with an error as soon as it passes it. */
   size?: number;
+  /** Cap when no `size` is declared (default 1 GiB). */
+  maxBytes?: number;
   meter?: TransferMeter;
   signal?: AbortSignal;
   /** Attempts, resuming with a byte range after a broken connection (default 5). */
   attempts?: number;
   /** File mode (default 0o644). */
   mode?: number;
+  /** Stall deadlines of the body (defaults: {@link DEFAULT_TIMEOUTS}). */
+  timeouts?: Partial<StoreTimeouts>;
+  /** Receives a warning for every retry. */
+  onProgress?: OnProgress;
 }
 
 /**
@@ -80,6 +119,7 @@ export async function downloadToFile(
 ): Promise<{ bytes: number; sha256: string } | undefined> {
   const { name, meter, signal } = options;
   const tmp = join(dirname(dest), `.${basename(dest)}.partial-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const limit = options.size ?? options.maxBytes ?? 1024 * 1024 * 1024;
   const fh = await open(tmp, 'w+', options.mode ?? 0o644);
   // The hash and the count cover exactly the bytes on disk, so a retry can resume at `written`.
   let hash = createHash('sha256');
@@ -92,6 +132,11 @@ export async function downloadToFile(
       writev(chunks: Array<{ chunk: Buffer }>, cb) {
         const bufs = chunks.map((c) => c.chunk);
         const len = bufs.reduce((n, b) => n + b.length, 0);
+        // Stop at the declared size (or the cap): a lying server cannot fill the disk.
+        if (written + len > limit) {
+          cb(new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${name}: ${store.urlOf(key)} sends more than the ${options.size !== undefined ? 'declared' : 'allowed'} ${limit} bytes`, { hint: 'the remote file is corrupt or was tampered with; it was not kept' }));
+          return;
+        }
         pending = fh.writev(bufs, written).then(({ bytesWritten }) => {
           if (bytesWritten !== len) throw new Error('short write');
           for (const b of bufs) hash.update(b);
@@ -102,6 +147,8 @@ export async function downloadToFile(
       },
     });
   meter?.start(name, options.size);
+  const timeouts = storeTimeouts(options.timeouts);
+  const attempts = options.attempts ?? 5;
   let closed = false;
   try {
     for (let attempt = 1; ; attempt++) {
@@ -118,12 +165,13 @@ export async function downloadToFile(
           written = 0;
           await fh.truncate(0);
         }
-        await pipeline(obj.body, sink(), ...(signal ? [{ signal }] : []));
+        await pipeline(obj.body, stallGuard(store.urlOf(key), timeouts), sink(), ...(signal ? [{ signal }] : []));
         break;
       } catch (e) {
         await pending.catch(() => {});
         if (signal?.aborted) throw abortError(signal, e);
-        if (attempt >= (options.attempts ?? 5) || !isTransient(e)) throw e;
+        if (attempt >= attempts || !isTransient(e)) throw e;
+        logRetry(options.onProgress, `downloading ${store.urlOf(key)}`, attempt, attempts, e);
         await sleep(backoffMs(attempt), signal);
       }
     }

@@ -1,4 +1,5 @@
 import { Transform } from 'node:stream';
+import type { OnProgress } from '@cosa/schema';
 import { CosaError, HttpStatusError } from '@cosa/schema';
 
 /** A pass-through that reports the running byte count (never puts the source in flowing mode early). */
@@ -79,6 +80,7 @@ export function isTransient(e: unknown): boolean {
   if (e instanceof CosaError) {
     if (e.code === 'COSA_STORE_ABORTED') return false;
     if (e instanceof HttpStatusError) return e.status >= 500 || e.status === 429;
+    if (e.code === 'COSA_STORE_TIMEOUT') return true;
     if (e.code !== 'COSA_STORE_UNREACHABLE') return false;
     // A certificate that is not trusted stays untrusted: no point in retrying.
     const code = String((e.cause as { code?: unknown } | undefined)?.code ?? '');
@@ -102,4 +104,83 @@ export function bareEtag(etag: string | undefined): string | undefined {
 /** An RFC 3339 UTC timestamp without fractions, like the original writes. */
 export function rfc3339(date: Date = new Date()): string {
   return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+/** Network deadlines of a store (milliseconds; rates in bytes per second). */
+export interface StoreTimeouts {
+  /** TCP/TLS connect (default 10 s). */
+  connectMs: number;
+  /** From the request sent to the response headers (default 30 s). */
+  headersMs: number;
+  /** Longest silence inside a response body or while sending one (default 30 s). */
+  idleMs: number;
+  /** A body slower than this over `rateWindowMs` counts as stalled (default 1 KiB/s). */
+  minBytesPerSecond: number;
+  /** The window the rate is measured over (default 60 s). */
+  rateWindowMs: number;
+  /** Whole read of a metadata object (builds.json, meta.json), retries included (default 2 min). */
+  metadataDeadlineMs: number;
+}
+
+/** The deadlines used when none are given. */
+export const DEFAULT_TIMEOUTS: StoreTimeouts = {
+  connectMs: 10_000,
+  headersMs: 30_000,
+  idleMs: 30_000,
+  minBytesPerSecond: 1024,
+  rateWindowMs: 60_000,
+  metadataDeadlineMs: 120_000,
+};
+
+/** `DEFAULT_TIMEOUTS` with `t` over it. */
+export function storeTimeouts(t: Partial<StoreTimeouts> | undefined): StoreTimeouts {
+  return { ...DEFAULT_TIMEOUTS, ...t };
+}
+
+/**
+ * A pass-through that fails with COSA_STORE_TIMEOUT when the stream it carries stays silent
+ * for `idleMs`, or moves fewer than `minBytesPerSecond` over a `rateWindowMs` window (a server
+ * trickling a byte every few seconds never trips an idle timeout).
+ */
+export function stallGuard(url: string, t: StoreTimeouts): Transform {
+  let last = Date.now();
+  let windowStart = last;
+  let windowBytes = 0;
+  const guard: Transform = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      last = Date.now();
+      windowBytes += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb) {
+      clearInterval(timer);
+      cb();
+    },
+    destroy(err, cb) {
+      clearInterval(timer);
+      cb(err);
+    },
+  });
+  const tick = Math.max(10, Math.min(1000, Math.floor(Math.min(t.idleMs, t.rateWindowMs) / 4)));
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (now - last >= t.idleMs) {
+      guard.destroy(new CosaError('COSA_STORE_TIMEOUT', `${url}: no data for ${t.idleMs / 1000} s`));
+    } else if (now - windowStart >= t.rateWindowMs) {
+      const rate = (windowBytes * 1000) / (now - windowStart);
+      if (rate < t.minBytesPerSecond) {
+        guard.destroy(new CosaError('COSA_STORE_TIMEOUT', `${url}: ${Math.round(rate)} bytes/s over ${t.rateWindowMs / 1000} s, below the minimum of ${t.minBytesPerSecond}`));
+      }
+      windowStart = now;
+      windowBytes = 0;
+    }
+  }, tick);
+  timer.unref();
+  return guard;
+}
+
+/** Reports a retry: every repeated request is visible in the log. */
+export function logRetry(onProgress: OnProgress | undefined, what: string, attempt: number, attempts: number, e: unknown): void {
+  const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+  onProgress?.({ type: 'warning', message: `${what}: attempt ${attempt} of ${attempts} failed (${why}); retrying` });
 }

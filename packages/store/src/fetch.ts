@@ -1,7 +1,8 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   CosaError,
+  fsyncDir,
   noProgress,
   parseBuildsJson,
   parseMetaJson,
@@ -114,6 +115,40 @@ async function localChanges(workdir: string, remote: BuildsJson): Promise<string
   return lost.length > 0 ? `builds/builds.json lists builds the remote does not have (${lost.map((b) => b.id).join(', ')})` : undefined;
 }
 
+const STAGING_PREFIX = 'buildfetch-';
+
+/** Removes staging dirs of fetches whose process is gone (killed). */
+async function removeStaleStaging(tmp: string): Promise<void> {
+  for (const name of await readdir(tmp).catch(() => [] as string[])) {
+    const pid = Number(/^buildfetch-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) await rm(join(tmp, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Moves a staged arch dir into `builds/<id>/<arch>`: one rename when the arch dir is new; else
+ * file by file with meta.json last, so meta.json never names a file that is not there yet.
+ */
+async function moveInto(staged: string, dir: string): Promise<void> {
+  await mkdir(dirname(dir), { recursive: true });
+  const existing = await stat(dir).catch(() => undefined);
+  if (!existing) {
+    await rename(staged, dir);
+    await fsyncDir(dirname(dir));
+    return;
+  }
+  const names = (await readdir(staged)).filter((n) => n !== 'meta.json');
+  for (const n of [...names, 'meta.json']) await rename(join(staged, n), join(dir, n));
+  await fsyncDir(dir);
+}
+
 /**
  * Fetches a build's metadata and, on request, its artifacts from a build store into a workdir
  * (`cosa buildfetch`). Artifacts are sha256-checked while they stream and land atomically;
@@ -127,9 +162,10 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
   const store = options.store ?? openBuildStore(options.url ?? '', options);
   const workdir = options.workdir;
   const buildsDir = join(workdir, 'builds');
+  const textOptions = { onProgress, ...(options.timeouts ? { timeouts: options.timeouts } : {}) };
   const result: BuildFetchResult = { found: false, buildId: undefined, arches: [], skippedArches: [], files: [], metas: {}, latestUpdated: false, bytes: 0 };
 
-  const remoteDoc = await withPhase(onProgress, 'fetch builds.json', () => readObjectText(store, 'builds.json', signal));
+  const remoteDoc = await withPhase(onProgress, 'fetch builds.json', () => readObjectText(store, 'builds.json', signal, textOptions));
   if (!remoteDoc) {
     onProgress({ type: 'info', message: `No builds.json found at ${store.url}` });
     return result;
@@ -171,7 +207,7 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
     const metas: Array<{ arch: string; meta: MetaJson; bytes: Buffer; dir: string }> = [];
     for (const arch of arches) {
       const key = `${buildId}/${arch}/meta.json`;
-      const doc = await readObjectText(store, key, signal);
+      const doc = await readObjectText(store, key, signal, textOptions);
       if (!doc) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} does not exist`);
       const meta = parseMetaJson(doc.text, store.urlOf(key));
       if (meta.buildid !== buildId) {
@@ -199,47 +235,62 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
     const total = jobs.reduce((n, j) => n + (j.size ?? 0), 0);
     const meter = new TransferMeter(onProgress, total > 0 ? total : undefined);
     const limit = pLimit(Math.max(1, options.concurrency ?? 4));
-    await withPhase(onProgress, 'download', async () => {
-      for (const { dir } of metas) await mkdir(dir, { recursive: true });
-      const settled = await Promise.allSettled(
-        jobs.map((j) =>
-          limit(async () => {
-            throwIfAborted(signal);
-            const path = join(j.dir, j.name);
-            const key = `${buildId}/${j.arch}/${j.name}`;
-            if (j.sha256 !== undefined) {
-              const st = await stat(path).catch(() => undefined);
-              if (st?.isFile() && (j.size === undefined || st.size === j.size) && (await hashFile(path, signal)).sha256 === j.sha256) {
-                result.files.push({ arch: j.arch, name: j.name, path, ...(j.artifact ? { artifact: j.artifact } : {}), bytes: st.size, skipped: true });
-                onProgress({ type: 'log', line: `${j.name}: already present and verified` });
+    // Everything lands in tmp/ first and moves into builds/ whole: a failed or killed fetch
+    // leaves builds/ as it was (a killed one leaves a staging dir the next fetch removes).
+    await mkdir(join(workdir, 'tmp'), { recursive: true });
+    await removeStaleStaging(join(workdir, 'tmp'));
+    const stageRoot = await mkdtemp(join(workdir, 'tmp', `${STAGING_PREFIX}${process.pid}-`));
+    const stage = (arch: string) => join(stageRoot, arch);
+    try {
+      await withPhase(onProgress, 'download', async () => {
+        for (const { arch } of metas) await mkdir(stage(arch), { recursive: true });
+        const settled = await Promise.allSettled(
+          jobs.map((j) =>
+            limit(async () => {
+              throwIfAborted(signal);
+              const path = join(j.dir, j.name);
+              const key = `${buildId}/${j.arch}/${j.name}`;
+              if (j.sha256 !== undefined) {
+                const st = await stat(path).catch(() => undefined);
+                if (st?.isFile() && (j.size === undefined || st.size === j.size) && (await hashFile(path, signal)).sha256 === j.sha256) {
+                  result.files.push({ arch: j.arch, name: j.name, path, ...(j.artifact ? { artifact: j.artifact } : {}), bytes: st.size, skipped: true });
+                  onProgress({ type: 'log', line: `${j.name}: already present and verified` });
+                  return;
+                }
+              }
+              const got = await downloadToFile(store, key, join(stage(j.arch), j.name), {
+                name: j.name,
+                ...(j.sha256 !== undefined ? { sha256: j.sha256 } : {}),
+                ...(j.size !== undefined ? { size: j.size } : {}),
+                meter,
+                ...(signal ? { signal } : {}),
+                ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+                // Optional extras without a declared size are small JSON files.
+                ...(j.size === undefined && !j.artifact ? { maxBytes: 256 * 1024 * 1024 } : {}),
+                onProgress,
+              });
+              if (!got) {
+                if (j.required) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} does not exist`);
                 return;
               }
-            }
-            const got = await downloadToFile(store, key, path, {
-              name: j.name,
-              ...(j.sha256 !== undefined ? { sha256: j.sha256 } : {}),
-              ...(j.size !== undefined ? { size: j.size } : {}),
-              meter,
-              ...(signal ? { signal } : {}),
-            });
-            if (!got) {
-              if (j.required) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} does not exist`);
-              return;
-            }
-            result.bytes += got.bytes;
-            result.files.push({ arch: j.arch, name: j.name, path, ...(j.artifact ? { artifact: j.artifact } : {}), bytes: got.bytes, skipped: false });
-          }),
-        ),
-      );
-      meter.end();
-      const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-      if (failed) throw failed.reason;
-    });
-    // meta.json last: a build dir with meta.json has everything meta.json lists that was asked for.
-    for (const { arch, meta, bytes, dir } of metas) {
-      await writeFileAtomic(join(dir, 'meta.json'), bytes);
-      result.metas[arch] = meta;
-      result.files.push({ arch, name: 'meta.json', path: join(dir, 'meta.json'), bytes: bytes.length, skipped: false });
+              result.bytes += got.bytes;
+              result.files.push({ arch: j.arch, name: j.name, path, ...(j.artifact ? { artifact: j.artifact } : {}), bytes: got.bytes, skipped: false });
+            }),
+          ),
+        );
+        meter.end();
+        const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+        if (failed) throw failed.reason;
+      });
+      // meta.json last: a build dir with meta.json has everything meta.json lists that was asked for.
+      for (const { arch, meta, bytes, dir } of metas) {
+        await writeFileAtomic(join(stage(arch), 'meta.json'), bytes);
+        await moveInto(stage(arch), dir);
+        result.metas[arch] = meta;
+        result.files.push({ arch, name: 'meta.json', path: join(dir, 'meta.json'), bytes: bytes.length, skipped: false });
+      }
+    } finally {
+      await rm(stageRoot, { recursive: true, force: true });
     }
   }
 

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
-import { CosaError, HttpStatusError } from '@cosa/schema';
+import { CosaError, HttpStatusError, type OnProgress } from '@cosa/schema';
 import type { Dispatcher } from 'undici';
 import type { BuildStore, GetOptions, ObjectInfo, PutResult, RequestOptions, StoreObject } from './store.js';
-import { abortError, backoffMs, checkKey, isTransient, redactUrl, sleep } from './_util.js';
+import { abortError, backoffMs, checkKey, isTransient, logRetry, redactUrl, sleep, storeTimeouts, type StoreTimeouts } from './_util.js';
 
 // undici is loaded when an HTTP store is first used: importing it costs every CLI command ~0.15 s.
 let undiciModule: Promise<typeof import('undici')> | undefined;
@@ -18,6 +18,10 @@ export interface HttpStoreOptions {
   attempts?: number;
   /** Redirects followed per request, same scheme only (default 5). */
   maxRedirects?: number;
+  /** Connect, headers and idle deadlines (defaults: {@link DEFAULT_TIMEOUTS}). */
+  timeouts?: Partial<StoreTimeouts>;
+  /** Receives a warning for every retried request. */
+  onProgress?: OnProgress;
 }
 
 type Resp = Dispatcher.ResponseData;
@@ -35,6 +39,8 @@ export class HttpStore implements BuildStore {
   private readonly attempts: number;
   private readonly maxRedirects: number;
   private dispatcherValue: Dispatcher | undefined;
+  private readonly timeouts: StoreTimeouts;
+  private readonly onProgress: OnProgress | undefined;
 
   constructor(options: HttpStoreOptions) {
     const u = new URL(options.location);
@@ -51,11 +57,17 @@ export class HttpStore implements BuildStore {
     this.attempts = options.attempts ?? 5;
     this.maxRedirects = options.maxRedirects ?? 5;
     this.dispatcherValue = options.dispatcher;
+    this.timeouts = storeTimeouts(options.timeouts);
+    this.onProgress = options.onProgress;
   }
 
-  /** The dispatcher in use (undici's global one unless one was given), on first use. */
+  /**
+   * The dispatcher in use, on first use: the one given, else an Agent with this store's connect,
+   * headers and idle deadlines (undici's own defaults wait 300 s for each).
+   */
   async dispatcher(): Promise<Dispatcher> {
-    this.dispatcherValue ??= (await undici()).getGlobalDispatcher();
+    const t = this.timeouts;
+    this.dispatcherValue ??= new (await undici()).Agent({ connect: { timeout: t.connectMs }, headersTimeout: t.headersMs, bodyTimeout: t.idleMs });
     return this.dispatcherValue;
   }
 
@@ -81,10 +93,15 @@ export class HttpStore implements BuildStore {
             method,
             dispatcher: await this.dispatcher(),
             headers: { ...headers, ...(this.auth && sameOrigin ? { authorization: this.auth } : {}) },
+            // Per request too, so an injected dispatcher cannot wait undici's 300 s either.
+            headersTimeout: this.timeouts.headersMs,
+            bodyTimeout: this.timeouts.idleMs,
             ...(signal ? { signal } : {}),
           }).catch((e: unknown) => {
             if (signal?.aborted) throw abortError(signal, e);
-            throw new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${redactUrl(url)}: ${(e as { code?: string }).code ?? (e as Error).message}`, { cause: e });
+            const code = (e as { code?: string }).code ?? '';
+            if (/TIMEOUT/.test(code)) throw new CosaError('COSA_STORE_TIMEOUT', `${redactUrl(url)}: ${code === 'UND_ERR_CONNECT_TIMEOUT' ? 'no connection' : 'no answer'} within the deadline (${code})`, { cause: e });
+            throw new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${redactUrl(url)}: ${code || (e as Error).message}`, { cause: e });
           });
           if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && res.headers.location) {
             await res.body.dump();
@@ -105,6 +122,7 @@ export class HttpStore implements BuildStore {
       } catch (e) {
         if (signal?.aborted) throw abortError(signal, e);
         if (attempt >= this.attempts || !isTransient(e)) throw e;
+        logRetry(this.onProgress, `${method} ${redactUrl(first)}`, attempt, this.attempts, e);
         await sleep(backoffMs(attempt), signal);
       }
     }

@@ -1,11 +1,11 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { CosaError } from '@cosa/schema';
+import { CosaError, type OnProgress } from '@cosa/schema';
 import type { Dispatcher } from 'undici';
 import { FileStore } from './file-store.js';
 import { HttpStore } from './http-store.js';
 import { S3Store, type S3StoreOptions } from './s3-store.js';
 import type { BuildStore } from './store.js';
-import { redactUrl } from './_util.js';
+import { redactUrl, type StoreTimeouts } from './_util.js';
 
 /** Options of {@link openBuildStore}; each backend reads the ones it knows. */
 export interface OpenStoreOptions {
@@ -27,6 +27,10 @@ export interface OpenStoreOptions {
   payloadSigning?: 'auto' | 'always' | 'never';
   /** HTTP: undici dispatcher (e.g. an Agent trusting a private CA). */
   dispatcher?: Dispatcher;
+  /** Network deadlines (HTTP and S3); defaults: {@link DEFAULT_TIMEOUTS}. */
+  timeouts?: Partial<StoreTimeouts>;
+  /** HTTP: receives a warning for every retried request. */
+  onProgress?: OnProgress;
 }
 
 type Backend = (location: string, options: OpenStoreOptions) => BuildStore;
@@ -46,9 +50,10 @@ const backends: Record<string, Backend> = {
       ...opt('partSize', o.partSize),
       ...opt('queueSize', o.queueSize),
       ...opt('payloadSigning', o.payloadSigning),
+      ...opt('timeouts', o.timeouts),
     }),
-  'http:': (location, o) => new HttpStore({ location, ...opt('dispatcher', o.dispatcher) }),
-  'https:': (location, o) => new HttpStore({ location, ...opt('dispatcher', o.dispatcher) }),
+  'http:': (location, o) => new HttpStore({ location, ...opt('dispatcher', o.dispatcher), ...opt('timeouts', o.timeouts), ...opt('onProgress', o.onProgress) }),
+  'https:': (location, o) => new HttpStore({ location, ...opt('dispatcher', o.dispatcher), ...opt('timeouts', o.timeouts), ...opt('onProgress', o.onProgress) }),
   'file:': (location) => new FileStore({ location }),
 };
 

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { CosaError, HttpStatusError } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
-import { abortError, checkKey, countingStream, joinKey } from './_util.js';
+import { abortError, checkKey, countingStream, joinKey, storeTimeouts, type StoreTimeouts } from './_util.js';
 
 /** Options of {@link S3Store}. */
 export interface S3StoreOptions {
@@ -34,6 +34,8 @@ export interface S3StoreOptions {
    * client created here, not to an injected one.
    */
   payloadSigning?: 'auto' | 'always' | 'never';
+  /** Connect and idle deadlines of the client created here (defaults: {@link DEFAULT_TIMEOUTS}). */
+  timeouts?: Partial<StoreTimeouts>;
 }
 
 /** Reads `region` of a profile from an AWS config file (INI); undefined when absent. */
@@ -114,9 +116,18 @@ export class S3Store implements BuildStore {
       const endpoint = o.endpointUrl ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
       const profile = o.profile ?? env.AWS_PROFILE ?? 'default';
       const configFile = o.awsConfigFile ?? env.AWS_CONFIG_FILE ?? join(homedir(), '.aws', 'config');
+      const timeouts = storeTimeouts(o.timeouts);
       const region = o.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? regionFromConfig(configFile, profile) ?? 'us-east-1';
       const config: S3ClientConfig & { configFilepath?: string } = {
         region,
+        // Without these the SDK waits forever on a server that accepts and never answers.
+        requestHandler: {
+          connectionTimeout: timeouts.connectMs,
+          socketTimeout: timeouts.idleMs,
+          // The whole request (a part of at most 64 MiB at the minimum rate, or the headers).
+          requestTimeout: Math.max(timeouts.headersMs, Math.ceil(((64 * 1024 * 1024) / Math.max(1, timeouts.minBytesPerSecond)) * 1000)),
+          throwOnRequestTimeout: true,
+        },
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
         ...(endpoint ? { endpoint, forcePathStyle: o.forcePathStyle ?? true } : o.forcePathStyle ? { forcePathStyle: true } : {}),

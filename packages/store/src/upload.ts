@@ -25,7 +25,7 @@ import { mergeMetaForUpload, readLocalMeta } from './remote-meta.js';
 import type { BuildStore, ObjectInfo } from './store.js';
 import { TransferMeter } from './_transfer.js';
 import { hashFile, readObjectText } from './_io.js';
-import { throwIfAborted } from './_util.js';
+import { backoffMs, isTransient, logRetry, sleep, throwIfAborted } from './_util.js';
 
 /** Options of {@link buildUpload}. */
 export interface BuildUploadOptions extends OpenStoreOptions {
@@ -129,6 +129,8 @@ interface Item {
 
 const ARTIFACT_CACHE = 'max-age=31536000';
 const METADATA_CACHE = 'max-age=300';
+/** Tries per object on throttling (503 SlowDown), 5xx and dropped connections. */
+const PUT_ATTEMPTS = 4;
 
 type Doc = Record<string, unknown>;
 type Image = { path: string; sha256: string; size?: number };
@@ -139,6 +141,16 @@ async function resolveBuildId(workdir: string, builds: BuildsJson, wanted: strin
   const id = link ?? builds.builds[0]?.id;
   if (!id) throw new CosaError('COSA_BUILD_NOT_FOUND', 'no builds to upload', { hint: 'run cosa build first' });
   return safeSegment.parse(id);
+}
+
+/** Fails when a local artifact's bytes are not what meta.json says (nothing is sent then). */
+async function checkLocal(item: Item, signal: AbortSignal | undefined): Promise<void> {
+  const h = await hashFile(item.path, signal);
+  if (h.sha256 !== item.sha256 || h.size !== item.size) {
+    throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${h.sha256} (${h.size} bytes), but meta.json says ${item.sha256}; not uploaded`, {
+      hint: 'the local artifact was modified after the build; rebuild or fetch it again',
+    });
+  }
 }
 
 /**
@@ -248,44 +260,66 @@ async function sendItem(ctx: Ctx, meter: TransferMeter, item: Item): Promise<voi
     onProgress({ type: 'info', message: `Would upload ${store.urlOf(item.key)}` });
     return;
   }
-  const hash = createHash('sha256');
-  const body = createReadStream(item.path).pipe(
-    new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        if (item.verify) hash.update(chunk);
-        cb(null, chunk);
-      },
-    }),
-  );
+  // Hash before sending: an object that does not match meta.json is never published, not even
+  // for the moment between its upload and its removal.
+  if (item.verify) await checkLocal(item, signal);
   meter.start(item.name, item.size);
   let sent = 0;
-  try {
-    await store.put(item.key, body, {
-      size: item.size,
-      contentType: contentTypeOf(item.key),
-      cacheControl: item.cacheControl,
-      ...(item.sha256 ? { metadata: { sha256: item.sha256 } } : {}),
-      ...(item.contentEncoding ? { contentEncoding: item.contentEncoding } : {}),
-      ...(item.contentDisposition ? { contentDisposition: item.contentDisposition } : {}),
-      ...(options.acl ? { acl: options.acl } : {}),
-      ...(signal ? { signal } : {}),
-      onBytes: (n) => {
-        sent = n;
-        meter.update(item.name, n);
-      },
-    });
-  } catch (e) {
-    meter.drop(item.name);
-    throw e;
+  let hash = createHash('sha256');
+  // A streamed body cannot be replayed by the SDK: a throttled or dropped PUT is repeated here
+  // with a fresh stream (and a fresh hash), every retry logged.
+  for (let attempt = 1; ; attempt++) {
+    hash = createHash('sha256');
+    const h = hash;
+    const body = item.body ?? createReadStream(item.path).pipe(
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          if (item.verify) h.update(chunk);
+          cb(null, chunk);
+        },
+      }),
+    );
+    try {
+      await store.put(item.key, body, {
+        size: item.size,
+        contentType: contentTypeOf(item.key),
+        cacheControl: item.cacheControl,
+        ...(item.sha256 ? { metadata: { sha256: item.sha256 } } : {}),
+        ...(item.contentEncoding ? { contentEncoding: item.contentEncoding } : {}),
+        ...(item.contentDisposition ? { contentDisposition: item.contentDisposition } : {}),
+        ...(options.acl ? { acl: options.acl } : {}),
+        ...(signal ? { signal } : {}),
+        onBytes: (n) => {
+          sent = n;
+          meter.update(item.name, n);
+        },
+      });
+      break;
+    } catch (e) {
+      if (typeof (body as { destroy?: unknown }).destroy === 'function') (body as Transform).destroy();
+      if (signal?.aborted || attempt >= PUT_ATTEMPTS || !isTransient(e)) {
+        meter.drop(item.name);
+        throw e;
+      }
+      logRetry(onProgress, `uploading ${store.urlOf(item.key)}`, attempt, PUT_ATTEMPTS, e);
+      await sleep(backoffMs(attempt), signal);
+    }
   }
   meter.update(item.name, item.size);
   meter.finish(item.name);
   if (item.verify) {
     const got = hash.digest('hex');
     if (got !== item.sha256) {
-      // The object carries a sha256 it does not have: take it down again.
-      await store.delete(item.key).catch(() => {});
-      throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${got}, but meta.json says ${item.sha256}; not uploaded`);
+      // The file changed while it was sent: the object carries a sha256 it does not have, and a
+      // later run would skip it as identical. It must go; a failed removal is an error of its own.
+      const why = `${item.name} changed while it was sent: sent sha256 ${got}, meta.json says ${item.sha256}`;
+      await store.delete(item.key, signal ? { signal } : {}).catch((e: unknown) => {
+        throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${why}; removing the corrupt ${store.urlOf(item.key)} failed too`, {
+          hint: `delete ${store.urlOf(item.key)} by hand before uploading again`,
+          cause: e,
+        });
+      });
+      throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${why}; the object was removed again`);
     }
   }
   ctx.files.push({ key: item.key, path: item.path, size: item.size, sent: Math.max(sent, item.size), skipped: false });

@@ -38,10 +38,27 @@ describe('buildfetch refuses bad remote data', () => {
     expect(err).toBeInstanceOf(CosaError);
     expect((err as CosaError).code).toBe('COSA_STORE_CHECKSUM_MISMATCH');
     expect((err as CosaError).message).toContain(qemu);
-    const left = await readdir(join(dst, 'builds', id, arch));
-    expect(left.filter((f) => f.includes('qemu'))).toEqual([]);
-    expect(left).not.toContain('meta.json');
+    // Nothing of the build lands in builds/, not even the artifact that was verified (#15.14).
+    await expect(stat(join(dst, 'builds', id))).rejects.toThrow();
     await expect(stat(join(dst, 'builds', 'builds.json'))).rejects.toThrow();
+    expect(await readdir(join(dst, 'tmp'))).toEqual([]);
+  });
+
+  it('keeps an existing build dir as it was when fetching more artifacts fails, and removes a killed fetch\'s staging dir', async () => {
+    const { store, id, arch, meta } = await storeWithBuild({ artifacts: { ostree: 5000, qemu: 3000 } });
+    const dst = await dir();
+    await buildFetch({ workdir: dst, url: store, arch: [arch] });
+    const qemu = meta.images!.qemu!.path;
+    const p = join(store, id, arch, qemu);
+    const data = await readFile(p);
+    data[0] = data[0]! ^ 1;
+    await writeFile(p, data);
+    // A staging dir of a fetch that was killed (pid 2^22+1 is never a live process here).
+    await mkdir(join(dst, 'tmp', 'buildfetch-4194305-abc', arch), { recursive: true });
+    const before = await readdir(join(dst, 'builds', id, arch));
+    await expect(buildFetch({ workdir: dst, url: store, arch: [arch], artifacts: 'all', force: true })).rejects.toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
+    expect(await readdir(join(dst, 'builds', id, arch))).toEqual(before);
+    expect(await readdir(join(dst, 'tmp'))).not.toContain('buildfetch-4194305-abc');
   });
 
   it.each([['../evil'], ['/etc'], ['a/b'], ['..']])('refuses a build id %j in the remote builds.json', async (bad) => {

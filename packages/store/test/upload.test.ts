@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startS3Server, type S3Server } from '@cosa/test-utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildUpload, contentTypeOf } from '@cosa/store';
+import { buildUpload, contentTypeOf, openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
 let s3: S3Server;
@@ -136,6 +138,47 @@ describe('buildupload', () => {
     await import('node:fs/promises').then((fs) => fs.writeFile(p, data));
     await expect(buildUpload({ workdir: src, bucketPrefix: 'builds/badlocal', s3Client: client })).rejects.toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
     await expect(client.send(new HeadObjectCommand({ Bucket: 'builds', Key: `badlocal/${meta.buildid}/x86_64/${meta.images!.ostree.path}` }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  });
+});
+
+describe('an artifact that does not match meta.json', () => {
+  it('is refused before any of its bytes are sent', async () => {
+    const src = await workdir();
+    const { dir, meta } = await makeBuild(src, { artifacts: { ostree: 1000, qemu: 1000 } });
+    const p = join(dir, meta.images!.qemu!.path);
+    const data = await readFile(p);
+    data[0] = data[0]! ^ 0xff;
+    await writeFile(p, data);
+    const store = openBuildStore('s3://builds/prehash', { s3Client: client });
+    const puts: string[] = [];
+    const spy: BuildStore = Object.assign(Object.create(store) as BuildStore, {
+      put: (key: string, body: Readable | Uint8Array, o?: PutOptions) => {
+        puts.push(key);
+        return store.put(key, body, o);
+      },
+    });
+    await expect(buildUpload({ workdir: src, store: spy, concurrency: 1 })).rejects.toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
+    expect(puts.filter((k) => k.endsWith(meta.images!.qemu!.path))).toEqual([]);
+  });
+
+  it('fails naming the object when removing a corrupt upload fails', async () => {
+    const src = await workdir();
+    const { dir, meta } = await makeBuild(src, { artifacts: { ostree: 1000 } });
+    const p = join(dir, meta.images!.ostree.path);
+    const store = openBuildStore('s3://builds/cleanup', { s3Client: client });
+    const spy: BuildStore = Object.assign(Object.create(store) as BuildStore, {
+      put: (key: string, body: Readable | Uint8Array, o?: PutOptions) => {
+        // The file changes after it was checked and before its bytes are read (synchronously:
+        // the read stream has not opened the file yet).
+        if (key.endsWith(meta.images!.ostree.path)) writeFileSync(p, Buffer.alloc(1000));
+        return store.put(key, body, o);
+      },
+      delete: () => Promise.reject(new Error('AccessDenied')),
+    });
+    const e = await buildUpload({ workdir: src, store: spy }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
+    expect((e as Error).message).toContain('removing the corrupt s3://builds/cleanup/');
+    expect((e as { hint?: string }).hint).toContain('by hand');
   });
 });
 
