@@ -33,7 +33,7 @@ import {
   showCommit,
   writeRepoTar,
 } from '@cosa/ostree';
-import { buildImage, listPlatforms, selectExecutor, type ExecutorChoice } from '@cosa/image';
+import { writeImage, listPlatforms, selectExecutor, type ExecutorChoice } from '@cosa/image';
 import { buildExtend } from './buildextend.js';
 import { BuildsDir, metaStampNow } from './builds-dir.js';
 import { Workdir } from './workdir.js';
@@ -336,7 +336,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           const ext = 'qcow2';
           const file = `${name}-${buildId}-${platform}.${arch}.${ext}`;
           const img = await withPhase(onProgress, 'image', () =>
-            buildImage({
+            writeImage({
               repo: wd.repo,
               commit,
               ref: resolved.ref,

@@ -25,3 +25,4 @@ export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
 export * from './compress.js';
 export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';
+export { buildImage, type BuildImageOptions, type BuildImageResult } from './build-image.js';

@@ -1,5 +1,5 @@
 /**
- * buildImage: a platform image from a commit. The raw disk from createDisk, converted with
+ * writeImage: a platform image from a commit. The raw disk from createDisk, converted with
  * qemu-img (qcow2 for `qemu`, raw for `metal`), then hashed streaming.
  */
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
@@ -10,11 +10,11 @@ import { hashFile } from './_hash.js';
 import { QEMU_TOOLS, requireHostTools } from './_host-packages.js';
 import { createDisk, type CreateDiskOptions, type ImageResult } from './disk.js';
 
-/** Platforms buildImage writes directly. */
+/** Platforms writeImage writes directly. */
 export type ImagePlatform = 'qemu' | 'metal';
 
-/** Options of {@link buildImage}: those of createDisk, with the platform deciding the format. */
-export interface BuildImageOptions extends Omit<CreateDiskOptions, 'platform' | 'output'> {
+/** Options of {@link writeImage}: those of createDisk, with the platform deciding the format. */
+export interface WriteImageOptions extends Omit<CreateDiskOptions, 'platform' | 'output'> {
   platform: ImagePlatform;
   /** The image to write (replaced atomically). */
   output: string;
@@ -51,7 +51,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<ImageR
  * Writes the `qemu` (qcow2) or `metal` (raw) image of a commit: createDisk through the executor,
  * then conversion. Resolves with the image's path, size and sha256.
  */
-export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
+export async function writeImage(options: WriteImageOptions): Promise<ImageResult> {
   if (options.platform !== 'qemu' && options.platform !== 'metal') {
     throw new CosaError('COSA_PLATFORM_UNKNOWN', `unknown image platform: ${String(options.platform)}`, { hint: 'use qemu or metal' });
   }
@@ -70,3 +70,12 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
     await rm(tmp, { recursive: true, force: true });
   }
 }
+
+/** @deprecated Renamed {@link WriteImageOptions}. */
+export type BuildImageOptions = WriteImageOptions;
+
+/**
+ * @deprecated Renamed {@link writeImage} (the low-level writer). Scripts want `buildImage()` from
+ * `@cosa/core`, which takes a workdir and a build.
+ */
+export const buildImage: (options: WriteImageOptions) => Promise<ImageResult> = writeImage;
