@@ -42,7 +42,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
         onProgress: c.onProgress,
       });
       if (c.json) {
-        c.stdout.write(`${JSON.stringify({ event: 'result', status: r.status, buildId: r.buildId, arch: r.arch, buildDir: r.buildDir, artifacts: r.artifacts, reason: r.reason, durationMs: r.durationMs })}\n`);
+        c.printJson({ status: r.status, buildId: r.buildId, arch: r.arch, buildDir: r.buildDir, artifacts: r.artifacts, reason: r.reason, durationMs: r.durationMs });
         return;
       }
       // "No changes since build X" went out as a progress message; still say where the build is.
