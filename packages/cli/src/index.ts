@@ -35,7 +35,7 @@ export interface ProgramState {
   /** The result line went out. */
   printed?: boolean;
   /** Progress renderers to close before an error is printed. */
-  renderers?: ProgressRenderer[];
+  renderers?: { close(): void }[];
 }
 
 /** The environment variables cosa reads, for `--help`. */
@@ -163,6 +163,11 @@ function printVersion(argv: string[], stdout: NodeJS.WritableStream): boolean {
   return true;
 }
 
+/** A write that failed (EPIPE) reports it a tick later: lets such errors arrive before the exit status is decided. */
+function writesSettled(): Promise<void> {
+  return new Promise((res) => setImmediate(res));
+}
+
 /**
  * Runs the `cosa` command line; returns the exit status (never calls process.exit). SIGINT and
  * SIGTERM abort the command (exit 130 / 143); a closed stdout (`cosa list | head -1`) stops it
@@ -191,14 +196,14 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     if (printVersion(argv, stdout)) return EXIT_OK;
     const program = createProgram(opts, ac.signal, state);
     await program.parseAsync(argv, { from: 'user' });
-    // A write that failed (EPIPE) reports it on the next tick: let it arrive before deciding.
-    await new Promise((res) => setImmediate(res));
+    await writesSettled();
     if (brokenPipe) return EXIT_EPIPE;
     if (interrupted) return interrupted;
     if (state.json && !state.printed && state.code === EXIT_OK) stdout.write(resultLine({}));
     return state.code;
   } catch (e) {
     for (const r of state.renderers ?? []) r.close();
+    await writesSettled();
     if (brokenPipe) return EXIT_EPIPE;
     if (e instanceof CommanderError && (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version')) return EXIT_OK;
     const json = state.json === true || argv.includes('--json');
