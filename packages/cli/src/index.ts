@@ -18,13 +18,14 @@ export interface MainOptions {
   signals?: NodeJS.EventEmitter;
 }
 
-/** Exit statuses: 0 ok, 1 failure, 2 usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 141 stdout closed (EPIPE). */
+/** Exit statuses: 0 ok, 1 failure, 2 usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 terminal closed (SIGHUP), 141 stdout closed (EPIPE). */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_SIGINT = 130;
 export const EXIT_EPIPE = 141;
 export const EXIT_SIGTERM = 143;
+export const EXIT_SIGHUP = 129;
 
 /** The state of one run of the program, shared by the entry point and the commands. */
 export interface ProgramState {
@@ -169,8 +170,8 @@ function writesSettled(): Promise<void> {
 }
 
 /**
- * Runs the `cosa` command line; returns the exit status (never calls process.exit). SIGINT and
- * SIGTERM abort the command (exit 130 / 143); a closed stdout (`cosa list | head -1`) stops it
+ * Runs the `cosa` command line; returns the exit status (never calls process.exit). SIGINT,
+ * SIGTERM and SIGHUP abort the command, which cleans up as on any abort (exit 130 / 143 / 129); a closed stdout (`cosa list | head -1`) stops it
  * quietly (141).
  */
 export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
@@ -179,6 +180,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   let brokenPipe = false;
   const onSigint = () => ((interrupted = EXIT_SIGINT), ac.abort());
   const onSigterm = () => ((interrupted = EXIT_SIGTERM), ac.abort());
+  const onSighup = () => ((interrupted = EXIT_SIGHUP), ac.abort());
   const onStreamError = () => {
     // EPIPE (the reader went away) or any other write failure: nothing more can be shown.
     brokenPipe = true;
@@ -189,6 +191,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   const signals = opts.signals ?? process;
   signals.once('SIGINT', onSigint);
   signals.once('SIGTERM', onSigterm);
+  signals.once('SIGHUP', onSighup);
   stdout.on('error', onStreamError);
   stderr.on('error', onStreamError);
   const state: ProgramState = { code: EXIT_OK };
@@ -214,6 +217,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   } finally {
     signals.off('SIGINT', onSigint);
     signals.off('SIGTERM', onSigterm);
+    signals.off('SIGHUP', onSighup);
     stdout.off('error', onStreamError);
     stderr.off('error', onStreamError);
     for (const r of state.renderers ?? []) r.close();
