@@ -4,10 +4,9 @@
  */
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { run } from '@cosa/ostree';
 import { CosaError, withPhase, type OnProgress } from '@cosa/schema';
-import { hashFile } from './_hash.js';
 import { QEMU_TOOLS, requireHostTools } from './_host-packages.js';
+import { convertDisk, hashFile } from './convert.js';
 import { createDisk, type CreateDiskOptions, type ImageResult } from './disk.js';
 
 /** Platforms writeImage writes directly. */
@@ -31,15 +30,16 @@ export interface ConvertImageOptions {
   onProgress?: OnProgress;
 }
 
-/** Converts a raw disk with qemu-img (sparse in, sparse out) and returns the result's size and sha256. */
+/**
+ * Converts a raw disk with qemu-img (sparse in, sparse out; the format checked afterwards) and
+ * returns the result's size and sha256, reporting the hashing as a `transfer`.
+ */
 export async function convertImage(options: ConvertImageOptions): Promise<ImageResult> {
   await requireHostTools(['qemu-img']);
   const partial = join(dirname(options.output), `.${Date.now()}-${process.pid}.partial.${options.format}`);
   try {
-    await run(['qemu-img', 'convert', '-f', 'raw', '-O', options.format, ...(options.compress ? ['-c'] : []), options.input, partial], {
-      signal: options.signal, onProgress: options.onProgress,
-    });
-    const h = await hashFile(partial, options.signal);
+    await convertDisk({ input: options.input, output: partial, format: options.format, compress: options.compress, signal: options.signal, onProgress: options.onProgress });
+    const h = await hashFile(partial, { signal: options.signal, onProgress: options.onProgress, name: options.output.split('/').pop() });
     await rename(partial, options.output);
     return { path: options.output, ...h };
   } finally {
@@ -64,7 +64,7 @@ export async function writeImage(options: WriteImageOptions): Promise<ImageResul
     }
     const raw = await createDisk({ ...options, hash: false, output: join(tmp, 'disk.raw'), imgid: options.imgid ?? options.output.split('/').pop() ?? '' });
     return await withPhase(options.onProgress, 'convert-qcow2', () =>
-      convertImage({ input: raw.path, output: options.output, format: 'qcow2', ...(options.signal ? { signal: options.signal } : {}) }),
+      convertImage({ input: raw.path, output: options.output, format: 'qcow2', ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }),
     );
   } finally {
     await rm(tmp, { recursive: true, force: true });
