@@ -6,18 +6,25 @@ import type { OnProgress } from '@cosa/schema';
 export interface CommandContext {
   /** The workdir: the current directory unless `--workdir` was given. */
   cwd: string;
-  /** `--json`: print data as JSON (one object per event for progress, then a result). */
+  /**
+   * `--json`: stdout carries JSON Lines only — progress events, then exactly one
+   * `{"event":"result",…}` (see {@link CommandContext.printJson}), or one `{"event":"error",…}`.
+   */
   json: boolean;
   stdout: Writable;
   stderr: Writable;
+  /** stderr (where progress goes) is a terminal. */
   isTTY: boolean;
-  /** Renders progress events (bars on a TTY, JSON Lines with --json, quiet lines otherwise). */
+  /** Renders progress events (a status line on a terminal, JSON Lines with --json, plain lines otherwise). */
   onProgress: OnProgress;
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
-  /** Prints a line (human mode) to stdout. */
+  /** Prints a line for a human: to stdout, or to stderr with --json (stdout is for JSON Lines then). */
   print(line: string): void;
-  /** Prints a JSON document to stdout. */
+  /**
+   * Prints the command's result: one JSON line `{"event":"result", …value}` on stdout (an array or
+   * a scalar comes as `{"event":"result","value":…}`). Only the first call of a run prints.
+   */
   printJson(value: unknown): void;
   /** Sets the exit status for a command that finished without throwing but did not succeed. */
   setExitCode(code: number): void;
@@ -25,3 +32,9 @@ export interface CommandContext {
 
 /** A command module registers one or more subcommands; `ctx` is built when the action runs. */
 export type RegisterCommand = (program: Command, ctx: (cmd: Command) => CommandContext) => void;
+
+/** The result line of the `--json` contract for `value`. */
+export function resultLine(value: unknown): string {
+  const body = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : { value };
+  return `${JSON.stringify(Object.assign({ event: 'result' }, body, { event: 'result' }))}\n`;
+}

@@ -73,7 +73,8 @@ describe('cosa buildupload s3 and cosa buildfetch', () => {
     const again = await runCli(['buildupload', '--json', 's3', 'cosa-builds/again'], workdir);
     expect(again.code).toBe(0);
     const lines = again.stdout.trim().split('\n');
-    const doc = JSON.parse(again.stdout.slice(again.stdout.indexOf('\n{\n') + 1)) as { bytesSent: number };
+    const doc = JSON.parse(lines.at(-1)!) as { event: string; bytesSent: number };
+    expect(doc.event).toBe('result');
     expect(lines.some((l) => l.startsWith('{"event":"transfer"') || l.startsWith('{"event":"phase"'))).toBe(true);
     expect(doc.bytesSent).toBe(0);
   });

@@ -37,7 +37,7 @@ describe('cosa manifest flatten', () => {
     const r = await runCli(['manifest', 'flatten', '--arch', 'aarch64', '--json'], wd);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const m = JSON.parse(r.stdout) as { ref: string; packages: string[] };
+    const { manifest: m } = JSON.parse(r.stdout) as { manifest: { ref: string; packages: string[] } };
     expect(m.ref).toBe('fedora/aarch64/coreos/testing-devel');
     expect(m.packages).toContain('grub2-efi-aa64');
   });

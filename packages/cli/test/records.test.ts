@@ -51,7 +51,9 @@ describe('cosa record commands', () => {
     expect(originalSchemaErrors(metaText)).toEqual([]);
     expect(await runCli(['meta', '--get', 'summary'], dir)).toMatchObject({ code: 0, stdout: 'summary: Tiny OS\n' });
     expect(await runCli(['meta', '--get', 'coreos-assembler.image-genver'], dir)).toMatchObject({ code: 0, stdout: 'coreos-assembler.image-genver: 1\n' });
-    expect(JSON.parse((await runCli(['meta', '--build', '1.0', '--get', 'images.ostree.size', '--json'], dir)).stdout)).toEqual({ key: 'images.ostree.size', value: 1024 });
+    expect(JSON.parse((await runCli(['meta', '--build', '1.0', '--get', 'images.ostree.size', '--json'], dir)).stdout)).toEqual({ event: 'result', key: 'images.ostree.size', value: 1024 });
+    expect((await runCli(['meta', '--build', '1.0', '--get-value', 'images.ostree.size'], dir)).stdout).toBe('1024\n');
+    expect((await runCli(['meta', '--build', '1.0', '--get-value', 'buildid'], dir)).stdout).toBe('1.0\n');
     expect((await runCli(['meta', '--image-path', 'ostree'], dir)).stdout).toBe(`${join(dir, 'builds', '1.4', 'x86_64', 'tiny-1.4-ostree.x86_64.tar')}\n`);
     expect(JSON.parse((await runCli(['meta', '--dump'], dir)).stdout)).toEqual(JSON.parse(metaText));
 
@@ -72,7 +74,7 @@ describe('cosa record commands', () => {
     expect(json.builds[3]?.tags).toEqual(['stable']);
 
     expect((await runCli(['tag', 'delete', '--all'], dir)).code).toBe(0);
-    expect((await runCli(['tag', 'list', '--json'], dir)).stdout).toBe('{\n  "tags": []\n}\n');
+    expect((await runCli(['tag', 'list', '--json'], dir)).stdout).toBe('{"event":"result","tags":[]}\n');
     expect((await runCli(['prune', '--build', '1.0', '--json'], dir)).code).toBe(0);
     expect(JSON.parse((await runCli(['clean', '--json'], dir)).stdout).removed).toContain('builds/builds.json');
   });

@@ -7,7 +7,7 @@ import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, type MetaJson, osName, withPhase } from '@cosa/schema';
 import { type PackageInfo, importRepoTar, INPUTHASH_KEY, recommit, revParse, showCommit, writeRepoTar, setRef } from '@cosa/ostree';
-import { buildImage, selectExecutor } from '@cosa/image';
+import { writeImage, selectExecutor } from '@cosa/image';
 import { buildExtend } from './buildextend.js';
 import { BuildsDir } from './builds-dir.js';
 import type { Workdir } from './workdir.js';
@@ -113,7 +113,7 @@ export async function writeArtifacts(ctx: BuildContext, commit: string, stage: s
     for (const platform of plan.imageTargets) {
       const file = `${name}-${plan.buildId}-${platform}.${plan.arch}.qcow2`;
       const img = await withPhase(options.onProgress, 'image', () =>
-        buildImage({
+        writeImage({
           repo: wd.repo, commit, ref: plan.ref, osname: name, platform: 'qemu', imageConfig: ctx.compose.cfg.imageConfig, executor: executor!,
           output: join(stage, file), buildId: plan.buildId, imgid: file, tmpDir: wd.tmpDir, cacheDir: wd.cacheDir,
           ...sig(options), ...(options.onProgress ? { onProgress: options.onProgress } : {}),

@@ -40,3 +40,4 @@ export {
   type MergeArtifactJsonOptions,
 } from './delayed-meta.js';
 export * from './kola/index.js';
+export { buildImage, type BuildImageOptions, type BuildImageResult } from './build-image.js';

@@ -1,20 +1,19 @@
 /**
- * buildImage: a platform image from a commit. The raw disk from createDisk, converted with
+ * writeImage: a platform image from a commit. The raw disk from createDisk, converted with
  * qemu-img (qcow2 for `qemu`, raw for `metal`), then hashed streaming.
  */
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { run } from '@cosa/ostree';
 import { CosaError, withPhase, type OnProgress } from '@cosa/schema';
-import { hashFile } from './_hash.js';
 import { QEMU_TOOLS, requireHostTools } from './_host-packages.js';
+import { convertDisk, hashFile } from './convert.js';
 import { createDisk, type CreateDiskOptions, type ImageResult } from './disk.js';
 
-/** Platforms buildImage writes directly. */
+/** Platforms writeImage writes directly. */
 export type ImagePlatform = 'qemu' | 'metal';
 
-/** Options of {@link buildImage}: those of createDisk, with the platform deciding the format. */
-export interface BuildImageOptions extends Omit<CreateDiskOptions, 'platform' | 'output'> {
+/** Options of {@link writeImage}: those of createDisk, with the platform deciding the format. */
+export interface WriteImageOptions extends Omit<CreateDiskOptions, 'platform' | 'output'> {
   platform: ImagePlatform;
   /** The image to write (replaced atomically). */
   output: string;
@@ -31,15 +30,16 @@ export interface ConvertImageOptions {
   onProgress?: OnProgress;
 }
 
-/** Converts a raw disk with qemu-img (sparse in, sparse out) and returns the result's size and sha256. */
+/**
+ * Converts a raw disk with qemu-img (sparse in, sparse out; the format checked afterwards) and
+ * returns the result's size and sha256, reporting the hashing as a `transfer`.
+ */
 export async function convertImage(options: ConvertImageOptions): Promise<ImageResult> {
   await requireHostTools(['qemu-img']);
   const partial = join(dirname(options.output), `.${Date.now()}-${process.pid}.partial.${options.format}`);
   try {
-    await run(['qemu-img', 'convert', '-f', 'raw', '-O', options.format, ...(options.compress ? ['-c'] : []), options.input, partial], {
-      signal: options.signal, onProgress: options.onProgress,
-    });
-    const h = await hashFile(partial, options.signal);
+    await convertDisk({ input: options.input, output: partial, format: options.format, compress: options.compress, signal: options.signal, onProgress: options.onProgress });
+    const h = await hashFile(partial, { signal: options.signal, onProgress: options.onProgress, name: options.output.split('/').pop() });
     await rename(partial, options.output);
     return { path: options.output, ...h };
   } finally {
@@ -51,7 +51,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<ImageR
  * Writes the `qemu` (qcow2) or `metal` (raw) image of a commit: createDisk through the executor,
  * then conversion. Resolves with the image's path, size and sha256.
  */
-export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
+export async function writeImage(options: WriteImageOptions): Promise<ImageResult> {
   if (options.platform !== 'qemu' && options.platform !== 'metal') {
     throw new CosaError('COSA_PLATFORM_UNKNOWN', `unknown image platform: ${String(options.platform)}`, { hint: 'use qemu or metal' });
   }
@@ -64,9 +64,18 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
     }
     const raw = await createDisk({ ...options, hash: false, output: join(tmp, 'disk.raw'), imgid: options.imgid ?? options.output.split('/').pop() ?? '' });
     return await withPhase(options.onProgress, 'convert-qcow2', () =>
-      convertImage({ input: raw.path, output: options.output, format: 'qcow2', ...(options.signal ? { signal: options.signal } : {}) }),
+      convertImage({ input: raw.path, output: options.output, format: 'qcow2', ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) }),
     );
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
 }
+
+/** @deprecated Renamed {@link WriteImageOptions}. */
+export type BuildImageOptions = WriteImageOptions;
+
+/**
+ * @deprecated Renamed {@link writeImage} (the low-level writer). Scripts want `buildImage()` from
+ * `@cosa/core`, which takes a workdir and a build.
+ */
+export const buildImage: (options: WriteImageOptions) => Promise<ImageResult> = writeImage;

@@ -13,7 +13,7 @@ export {
   createDisk, estimateDiskSize, diskKernelArgs, FIXED_PARTITIONS_MIB,
   type CreateDiskOptions, type DiskSizeEstimate, type EstimateDiskSizeOptions, type ImageResult,
 } from './disk.js';
-export { buildImage, convertImage, type BuildImageOptions, type ConvertImageOptions, type ImagePlatform } from './build-image.js';
+export { writeImage, buildImage, convertImage, type WriteImageOptions, type BuildImageOptions, type ConvertImageOptions, type ImagePlatform } from './build-image.js';
 export {
   bootCheck, qemuArgs, findOvmf, createBlankDisk, imageSectorSize,
   type BootCheckOptions, type BootCheckResult, type Firmware, type OvmfFiles, type QemuArgsOptions,

@@ -237,6 +237,9 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
       `--setup-hook=for f in ${q(debs)}/*.deb; do [ -e "$f" ] && { ln "$f" "$1/var/cache/apt/archives/" 2>/dev/null || cp "$f" "$1/var/cache/apt/archives/"; }; done; true`,
       // The ostree initramfs glue must be in place before any initramfs could be built.
       `--setup-hook=cp -a ${q(join(assetsDirAbs(), 'initramfs-tools'))}/. "$1/etc/initramfs-tools/"`,
+      // initramfs-tools skips hooks and scripts that are not executable, and a package manager
+      // may have unpacked our assets without the mode bits: set them in the tree.
+      `--setup-hook=cd ${q(join(assetsDirAbs(), 'initramfs-tools'))} && find hooks scripts -type f -exec chmod 0755 "$1/etc/initramfs-tools/{}" ';'`,
       // No initramfs while packages install: it is built once, afterwards, and cached. (On top of
       // an existing root, dpkg is there from the start: divert in the setup hook.)
       `--${from ? 'setup' : 'essential'}-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf '#!/bin/sh\\nexit 0\\n' > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"`,

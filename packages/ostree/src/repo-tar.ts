@@ -146,7 +146,7 @@ export async function tarDirectory(o: TarDirectoryOptions): Promise<RepoTarResul
   }
 }
 
-function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, body?: Buffer | string): Promise<void> {
+function addEntry(pack: tar.Pack, header: Partial<tar.Headers> & { name: string }, body?: Buffer | string): Promise<void> {
   return new Promise((resolve, reject) => {
     pack.entry(header, body ?? '', (err) => (err ? reject(err) : resolve()));
   });
@@ -199,7 +199,7 @@ async function packDir(pack: tar.Pack, dir: string, mtime: Date | undefined, sig
     } else if (s.isSymbolicLink()) {
       pending.push(addEntry(pack, { ...base, name: it.rel, type: 'symlink', linkname: await readlink(it.abs), mode: 0o777 }));
     } else if (s.isFile()) {
-      const header: Partial<tar.Header> & { name: string } = { ...base, name: it.rel, type: 'file', mode: s.mode & 0o7777, size: s.size };
+      const header: Partial<tar.Headers> & { name: string } = { ...base, name: it.rel, type: 'file', mode: s.mode & 0o7777, size: s.size };
       if (small(it)) {
         const body = await reads.get(i)!;
         reads.delete(i);

@@ -79,7 +79,7 @@ describe('repo tar', () => {
     await expect(stat(path.join(d, 'tmp', 'evil'))).rejects.toThrow();
   });
 
-  async function hostileTar(d: string, entries: Array<{ header: Partial<tar.Header> & { name: string }; body?: string }>): Promise<string> {
+  async function hostileTar(d: string, entries: Array<{ header: Partial<tar.Headers> & { name: string }; body?: string }>): Promise<string> {
     const pack = tar.pack();
     for (const e of entries) pack.entry(e.header, e.body ?? '');
     pack.finalize();
@@ -114,7 +114,7 @@ describe('repo tar', () => {
       { name: './x', type: 'link', linkname: './config' },
       { name: './dev', type: 'character-device', devmajor: 1, devminor: 3 },
       { name: './fifo', type: 'fifo' },
-    ] as Array<Partial<tar.Header> & { name: string }>) {
+    ] as Array<Partial<tar.Headers> & { name: string }>) {
       const file = await hostileTar(d, [{ header: { name: './config', type: 'file', mode: 0o644 }, body: 'c' }, { header }]);
       await expect(importRepoTar({ tar: file, repo: path.join(d, 'r'), tmpDir: path.join(d, 'tmp') })).rejects.toMatchObject({ code: 'COSA_PATH_UNSAFE' });
     }

@@ -29,8 +29,12 @@ export type ImageKey = (typeof IMAGE_KEYS)[number];
 const imagesShape = Object.fromEntries(IMAGE_KEYS.map((k) => [k, k === 'ostree' ? artifactSchema : artifactSchema.optional()])) as {
   [K in ImageKey]: K extends 'ostree' ? typeof artifactSchema : z.ZodOptional<typeof artifactSchema>;
 };
-/** meta.json `images`: `ostree` required, only the original's keys. */
-export const imagesSchema = z.strictObject(imagesShape);
+/**
+ * meta.json `images`: `ostree` required. A key this version does not know (a newer cosa's
+ * platform) is kept as it is, as the original schema allows; like every entry it must still be an
+ * artifact (a `path` inside the build dir and a `sha256`), so nothing reads or writes outside it.
+ */
+export const imagesSchema = z.object(imagesShape).catchall(artifactSchema);
 
 const gitSchema = z.looseObject({
   commit: z.string().min(5),

@@ -33,4 +33,23 @@ describe('meta.json', () => {
     const e = (() => { try { parseMetaJson(JSON.stringify(bad), 'meta.json'); } catch (err) { return err; } })() as SchemaError;
     expect(e.issues[0]?.path).toBe('images.ostree.path');
   });
+
+  it('keeps an images entry this version does not know, byte for byte through a round trip', () => {
+    const text = readFileSync(join(samples, files[0]!), 'utf8');
+    const newer = JSON.parse(text);
+    const entry = { path: 'x-future.qcow2', sha256: 'c'.repeat(64), size: 42, 'future-field': { a: 1 } };
+    newer.images['some-future-platform'] = entry;
+    const meta = parseMetaJson(JSON.stringify(newer), 'meta.json');
+    expect((meta.images as Record<string, unknown>)['some-future-platform']).toEqual(entry);
+    expect(JSON.parse(serializeMetaJson(meta))).toEqual(newer);
+  });
+
+  it('still refuses an unknown images entry whose path escapes the build dir', () => {
+    const text = readFileSync(join(samples, files[0]!), 'utf8');
+    const bad = JSON.parse(text);
+    bad.images['some-future-platform'] = { path: '../outside', sha256: 'c'.repeat(64) };
+    const e = (() => { try { parseMetaJson(JSON.stringify(bad), 'meta.json'); } catch (err) { return err; } })() as SchemaError;
+    expect(e).toBeInstanceOf(SchemaError);
+    expect(e.issues[0]?.path).toBe('images.some-future-platform.path');
+  });
 });

@@ -8,6 +8,12 @@ export function parseCount(value: string): number {
   return Number(value);
 }
 
+/** commander parser for a positive integer option (`abc`, `0`, `1.5` are refused, naming the option). */
+export function parsePositiveInt(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('must be a positive integer');
+  return Number(value);
+}
+
 /** commander collector for a repeatable option. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

@@ -46,7 +46,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
       if (o.dryRun) {
         const p = await planBuild(common);
         if (c.json) {
-          c.stdout.write(`${JSON.stringify({ event: 'plan', kind: p.kind, reason: p.reason, changes: p.changes, buildId: p.buildId, arch: p.arch, inputHash: p.inputHash, previous: p.previous?.buildid ?? null })}\n`);
+          c.printJson({ dryRun: true, kind: p.kind, reason: p.reason, changes: p.changes, buildId: p.buildId, arch: p.arch, inputHash: p.inputHash, previous: p.previous?.buildid ?? null });
           return;
         }
         c.print(p.kind === 'unchanged' ? `No changes since build ${p.buildId} (${p.arch}): nothing to build` : `Would make a ${p.kind} build ${p.buildId} (${p.arch}): ${p.reason}`);
@@ -55,7 +55,7 @@ export const registerBuild: RegisterCommand = (program, ctx) => {
       }
       const r = await build({ ...common, ...(o.wait ? { lockWaitMs: 6 * 3600_000 } : {}) });
       if (c.json) {
-        c.stdout.write(`${JSON.stringify({ event: 'result', status: r.status, kind: r.kind, buildId: r.buildId, arch: r.arch, buildDir: r.buildDir, artifacts: r.artifacts, reason: r.reason, changes: r.changes, inputHash: r.inputHash, durationMs: r.durationMs })}\n`);
+        c.printJson({ status: r.status, kind: r.kind, buildId: r.buildId, arch: r.arch, buildDir: r.buildDir, artifacts: r.artifacts, reason: r.reason, changes: r.changes, inputHash: r.inputHash, durationMs: r.durationMs });
         return;
       }
       // "No changes since build X" went out as a progress message; still say where the build is.

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { CommandContext, RegisterCommand } from '../_context.js';
 import { addAwsUploadOptions, runAwsUpload, type AwsUploadFlags } from './aws.js';
 import { collect } from './_util.js';
+import { parsePositiveInt } from './_util.js';
 
 type ExtendFlags = { build?: string; force?: boolean; parallel?: number; vm?: boolean; direct?: boolean };
 
@@ -50,7 +51,7 @@ export const registerBuildExtend: RegisterCommand = (program, ctx) => {
     .requiredOption('--platforms <list>', 'comma-separated platforms, e.g. aws,azure,gcp')
     .option('--build <id>', 'the build (default: latest)')
     .option('--force', 'rebuild images the build already has')
-    .option('--parallel <n>', 'how many at once (default 2)', (v) => Number.parseInt(v, 10))
+    .option('--parallel <n>', 'how many at once (default 2)', parsePositiveInt)
     .option('--vm', 'write a disk that cannot be derived (metal4k) inside the supermin VM')
     .option('--direct', 'write it on the host (root with loop devices)')
     .option('--json', 'print the result as JSON')

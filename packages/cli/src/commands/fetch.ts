@@ -11,7 +11,7 @@ export const registerFetch: RegisterCommand = (program, ctx) => {
     .action(async (o: { strict?: boolean }, cmd) => {
       const c = ctx(cmd);
       const r = await fetchPackages({ workdir: c.cwd, ...(o.strict ? { strict: true } : {}), signal: c.signal, onProgress: c.onProgress });
-      if (c.json) c.stdout.write(`${JSON.stringify({ event: 'result', composer: r.composer })}\n`);
+      if (c.json) c.printJson({ composer: r.composer });
       else c.print(`Fetched packages (${r.composer}) into cache/`);
     });
 };

@@ -15,6 +15,7 @@ export const registerManifest: RegisterCommand = (program, ctx) => {
       const c = ctx(cmd);
       const config = await loadWorkdirConfig({ workdir: c.cwd, arch: opts.arch, strict: opts.strict === true });
       if (config.unknownKeys.length > 0) c.stderr.write(`warning: unknown manifest keys (kept): ${config.unknownKeys.join(', ')}\n`);
-      c.stdout.write(serializeManifest(config.manifest, c.json ? 'json' : 'yaml'));
+      if (c.json) c.printJson({ manifest: JSON.parse(serializeManifest(config.manifest, 'json')) as unknown });
+      else c.stdout.write(serializeManifest(config.manifest, 'yaml'));
     });
 };

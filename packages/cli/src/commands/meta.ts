@@ -55,7 +55,8 @@ export const registerMeta: RegisterCommand = (program, ctx) => {
         else c.print(`Updated ${r.path}`);
       } else if (opts.dump) {
         const { meta } = await readBuildMeta(target);
-        c.stdout.write(stableStringify(meta));
+        if (c.json) c.printJson({ meta });
+        else c.stdout.write(stableStringify(meta));
       } else if (opts.artifactJson !== undefined) {
         const written = await mergeArtifactJson({ ...target, files: opts.artifactJson, ...(opts.artifact !== undefined ? { artifact: opts.artifact } : {}) });
         if (c.json) c.printJson({ written });

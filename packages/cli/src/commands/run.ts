@@ -1,5 +1,7 @@
 import { runImage } from '@cosa/core';
+import { CosaError } from '@cosa/schema';
 import type { RegisterCommand } from '../_context.js';
+import { parsePositiveInt } from './_util.js';
 
 /** `cosa run`. */
 export const registerRun: RegisterCommand = (program, ctx) => {
@@ -8,12 +10,12 @@ export const registerRun: RegisterCommand = (program, ctx) => {
     .description("Boot the latest build's qemu image (snapshot mode) with the serial console on this terminal (Ctrl-a x quits)")
     .option('--build <id>', 'boot this build instead of the latest')
     .option('--qemu-image <file>', 'boot this image file')
-    .option('-m, --memory <MiB>', 'guest memory', (v) => Number.parseInt(v, 10))
-    .option('--cpus <n>', 'guest CPUs', (v) => Number.parseInt(v, 10))
+    .option('-m, --memory <MiB>', 'guest memory', parsePositiveInt)
+    .option('--cpus <n>', 'guest CPUs', parsePositiveInt)
     .option('--add-disk <size>', 'attach a blank disk of this size (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--uefi', 'boot with UEFI firmware (OVMF) instead of BIOS (the default for a 4096-byte-sector image)')
     .option('--check', 'do not attach: wait for the login prompt, exit 0 when it shows up, 1 otherwise')
-    .option('--timeout <seconds>', 'with --check: give up after this long (default 300)', (v) => Number.parseInt(v, 10))
+    .option('--timeout <seconds>', 'with --check: give up after this long (default 300)', parsePositiveInt)
     .option('--pattern <regex>', 'with --check: what to wait for (default "login:")')
     .option('--json', 'with --check: print the result as JSON')
     .action(async (o: { build?: string; qemuImage?: string; memory?: number; cpus?: number; addDisk: string[]; uefi?: boolean; check?: boolean; timeout?: number; pattern?: string; json?: boolean }, cmd) => {
@@ -33,9 +35,11 @@ export const registerRun: RegisterCommand = (program, ctx) => {
         onProgress: c.onProgress,
       });
       if (!o.check) return;
-      if (c.json) c.printJson({ ok: r.ok, image: r.image, elapsedMs: r.elapsedMs, reason: r.reason, consoleTail: r.consoleTail });
-      else if (r.ok) c.print(`Reached the login prompt in ${(r.elapsedMs / 1000).toFixed(1)}s (${r.image})`);
-      else c.stderr.write(`error: no login prompt (${r.reason ?? 'failed'}) after ${(r.elapsedMs / 1000).toFixed(1)}s; console tail:\n${r.consoleTail ?? ''}\n`);
-      if (!r.ok) c.setExitCode(1);
+      if (!r.ok) {
+        const code = r.reason === 'timeout' ? 'COSA_BOOT_TIMEOUT' : 'COSA_VM_FAILED';
+        throw new CosaError(code, `no login prompt (${r.reason ?? 'failed'}) after ${(r.elapsedMs / 1000).toFixed(1)}s; console tail:\n${r.consoleTail ?? ''}`);
+      }
+      if (c.json) c.printJson({ ok: r.ok, image: r.image, elapsedMs: r.elapsedMs });
+      else c.print(`Reached the login prompt in ${(r.elapsedMs / 1000).toFixed(1)}s (${r.image})`);
     });
 };
