@@ -42,6 +42,8 @@ import { nextVersion } from './version.js';
 import { diffPackages, type PackageVersion } from './pkgdiff.js';
 import { hostArch } from './arch.js';
 import { loadComposeInput } from './_compose-input.js';
+import { writeBuildSbom } from './sbom.js';
+import { sourceDateEpoch } from './source-date.js';
 
 /** Image targets `cosa build` knows besides `ostree` (more come from buildextend). */
 export type BuildTarget = 'ostree' | 'qemu' | (string & {});
@@ -279,8 +281,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           onProgress?.({ type: 'info', message: `inputs unchanged since build ${prevMeta.buildid}: reusing the tree of commit ${prevMeta['ostree-commit'].slice(0, 12)} (--force-nocache composes it again)` });
           commit = await withPhase(onProgress, 'commit', () => commitOnTree(prevMeta['ostree-commit']));
         } else {
-          const r = await withPhase(onProgress, 'compose', () =>
-            resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), overridesRootfs: join(wd.overridesDir, 'rootfs') }),
+          const r = await withPhase(onProgress, 'compose', async () =>
+            resolved.composer.compose({ ...resolved.baseOpts, version, ...(prevMeta ? { parentCommit: prevMeta['ostree-commit'] } : {}), overridesRootfs: join(wd.overridesDir, 'rootfs'), ...(await sourceDateEpoch({ configDir: wd.configDir, files: resolved.baseOpts.files }).then((d) => (d ? { sourceDateEpoch: d.epoch } : {}))) }),
           );
           commit = r.commit;
           packages = r.packages;
@@ -359,6 +361,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const tar = await exporting;
         artifacts.ostree = { path: tarName, sha256: tar.sha256, size: tar.size, 'skip-compression': true };
 
+        artifacts.sbom = await withPhase(onProgress, 'sbom', () => writeBuildSbom({ repo: wd.repo, commit, name, buildId, arch, dir: stage, tmpDir: wd.tmpDir, packages, signal: options.signal }));
         const meta = await withPhase(onProgress, 'finalize', async () => {
           const git = await configGit(wd.configDir);
           // Package set: from the compose, else the parent build's lockfile (same commit).

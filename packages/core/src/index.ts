@@ -25,3 +25,7 @@ export { hostArch, isSafeSegment } from './arch.js';
 export { runImage, type RunImageOptions, type RunImageResult } from './run.js';
 export * from './compress.js';
 export { buildExtend, listPlatforms, type BuildExtendOptions, type BuildExtendResult } from './buildextend.js';
+export { diffBuilds, formatBuildDiff, readBuildPackages, type DiffBuildsOptions, type BuildDiff, type PackageChange, type FileChange } from './diff.js';
+export { writeBuildSbom, readCommitPackages, spdxDocument, sbomFileName, type SbomPackage, type SbomSubject, type WriteBuildSbomOptions } from './sbom.js';
+export { sourceDateEpoch, type SourceDateOrigin } from './source-date.js';
+export { verifyReproducible, tarEntryAt, type VerifyReproducibleOptions, type VerifyReproducibleResult, type ArtifactComparison, type DiskRegionDifference } from './verify-reproducible.js';

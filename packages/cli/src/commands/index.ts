@@ -12,6 +12,8 @@ import { registerMeta } from './meta.js';
 import { registerPrune } from './prune.js';
 import { registerRun } from './run.js';
 import { registerTag } from './tag.js';
+import { registerDiff } from './diff.js';
+import { registerVerifyReproducible } from './verify-reproducible.js';
 
 /** Every command module. Each file under commands/ registers its own subcommands. */
 export const commands: RegisterCommand[] = [
@@ -28,4 +30,6 @@ export const commands: RegisterCommand[] = [
   registerManifest,
   registerBuildfetch,
   registerBuildupload,
+  registerDiff,
+  registerVerifyReproducible,
 ];
