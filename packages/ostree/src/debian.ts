@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandFailedError, CosaError, stableStringify, withPhase, type DebianSource } from '@cosa/schema';
 import { run } from './_exec.js';
@@ -164,7 +164,8 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     const packages = p.resolved.map(toPackageInfo);
     const inputHash = computeInputHash({
       manifest: o.manifest,
-      files: o.files,
+      // Relative to the config: the same config hashes the same in any workdir (reproducible builds).
+      files: o.files.map((f) => (isAbsolute(f) ? relative(o.configDir, f) : f)),
       baseDir: o.configDir,
       packages,
       composer: 'debian',
