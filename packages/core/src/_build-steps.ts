@@ -15,6 +15,8 @@ import type { BuildPlan } from './build-plan.js';
 import type { ComposeInput } from './_compose-input.js';
 import type { Artifact } from './_build-meta.js';
 import type { BuildOptions } from './build.js';
+import { writeBuildSbom } from './sbom.js';
+import { sourceDateEpoch } from './source-date.js';
 
 /** What every step reads. */
 export interface BuildContext {
@@ -62,8 +64,11 @@ async function reuseCommit(ctx: BuildContext, prev: MetaJson): Promise<CommitMad
 /** compose: the composer builds the described inputs (`opts.inputs`). */
 async function composeCommit(ctx: BuildContext): Promise<CommitMade> {
   const { plan, compose, options } = ctx;
+  const sde = await sourceDateEpoch({ configDir: ctx.wd.configDir, files: compose.opts.files });
   const r = await withPhase(options.onProgress, 'compose', () =>
-    compose.composer.compose({ ...compose.opts, version: plan.version, ...(plan.previous ? { parentCommit: plan.previous['ostree-commit'] } : {}) }),
+    compose.composer.compose({
+      ...compose.opts, version: plan.version, ...(plan.previous ? { parentCommit: plan.previous['ostree-commit'] } : {}), ...(sde ? { sourceDateEpoch: sde.epoch } : {}),
+    }),
   );
   // The composer found the tree unchanged and kept the old commit (with the old version): a new
   // version needs a commit of its own, on the same tree.
@@ -128,6 +133,14 @@ export async function writeArtifacts(ctx: BuildContext, commit: string, stage: s
   const tar = await exporting;
   artifacts.ostree = { path: tarName, sha256: tar.sha256, size: tar.size, 'skip-compression': true };
   return artifacts;
+}
+
+/** Step 3: the SPDX SBOM of the commit into the stage (`images.sbom`). */
+export async function writeSbom(ctx: BuildContext, made: CommitMade, stage: string): Promise<Artifact> {
+  const { wd, plan, options } = ctx;
+  return withPhase(options.onProgress, 'sbom', () =>
+    writeBuildSbom({ repo: wd.repo, commit: made.commit, name: osName(ctx.compose.cfg.manifest), buildId: plan.buildId, arch: plan.arch, dir: stage, tmpDir: wd.tmpDir, packages: made.packages, signal: options.signal }),
+  );
 }
 
 /** Step 4: rename the stage into builds/<id>/<arch>, record it in builds.json, repoint latest. */

@@ -14,7 +14,7 @@ import { Workdir } from './workdir.js';
 import { prune } from './prune.js';
 import { resolvePlan, splitTargets, type BuildKind, type BuildPlan } from './build-plan.js';
 import { writeInputsRecord } from './inputs.js';
-import { extendBuild, makeCommit, publish, writeArtifacts, type BuildContext } from './_build-steps.js';
+import { extendBuild, makeCommit, publish, writeArtifacts, writeSbom, type BuildContext } from './_build-steps.js';
 import { writeMeta } from './_build-meta.js';
 
 export { generatedLock } from './_build-meta.js';
@@ -129,6 +129,7 @@ async function executePlan(ctx: BuildContext, t0: number): Promise<BuildResult> 
   await mkdir(stage, { recursive: true });
   try {
     const artifacts = await writeArtifacts(ctx, made.commit, stage);
+    artifacts.sbom = await writeSbom(ctx, made, stage);
     const meta = await withPhase(options.onProgress, 'finalize', async () => {
       await writeInputsRecord(stage, plan.inputs);
       return writeMeta(ctx, made, artifacts, stage);

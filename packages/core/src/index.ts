@@ -41,3 +41,7 @@ export {
 } from './delayed-meta.js';
 export * from './kola/index.js';
 export { buildImage, type BuildImageOptions, type BuildImageResult } from './build-image.js';
+export { diffBuilds, formatBuildDiff, readBuildPackages, type DiffBuildsOptions, type BuildDiff, type PackageChange, type FileChange } from './diff.js';
+export { writeBuildSbom, readCommitPackages, spdxDocument, sbomFileName, type SbomPackage, type SbomSubject, type WriteBuildSbomOptions } from './sbom.js';
+export { sourceDateEpoch, type SourceDateOrigin } from './source-date.js';
+export { verifyReproducible, tarEntryAt, type VerifyReproducibleOptions, type VerifyReproducibleResult, type ArtifactComparison, type DiskRegionDifference } from './verify-reproducible.js';

@@ -22,6 +22,10 @@ configfile $prefix/grub.cfg
 const EFI_MODULES = ['part_gpt', 'ext2', 'xfs', 'test', 'fat', 'search', 'search_label', 'normal', 'linux', 'configfile', 'echo', 'serial', 'terminal', 'efi_gop', 'all_video'];
 const BIOS_MODULES = ['biosdisk', 'part_gpt', 'ext2', 'xfs', 'test', 'search', 'search_label', 'normal', 'linux', 'configfile', 'echo', 'serial', 'terminal'];
 
+/** The ESP's FAT volume id and file times (1980-01-01, the FAT epoch): the same in every build. */
+const ESP_VOLUME_ID = 'C05AE5F1';
+const FAT_TIME_ENV = { SOURCE_DATE_EPOCH: '315532800' };
+
 /** ESP size: partition 2 of the layout. */
 export const ESP_MIB = 127;
 
@@ -39,9 +43,10 @@ export async function prepareBootInputs(workDir: string, options: { signal?: Abo
   const esp = join(workDir, 'esp.img');
   await run(['truncate', '-s', `${ESP_MIB}M`, esp], o);
   const fat = options.sectorSize === 4096 ? ['-F', '16', '-S', '4096'] : ['-F', '32'];
-  await run(['mkfs.vfat', ...fat, '-n', 'EFI-SYSTEM', esp], o);
-  await run(['mmd', '-i', esp, '::/EFI', '::/EFI/BOOT'], o);
-  await run(['mcopy', '-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI'], o);
+  // Reproducible ESP: it holds nothing build-specific, so a constant volume id and times.
+  await run(['mkfs.vfat', ...fat, '--invariant', '-i', ESP_VOLUME_ID, '-n', 'EFI-SYSTEM', esp], o);
+  await run(['mmd', '-i', esp, '::/EFI', '::/EFI/BOOT'], { ...o, env: FAT_TIME_ENV });
+  await run(['mcopy', '-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI'], { ...o, env: FAT_TIME_ENV });
 
   const bios = join(workDir, 'grub-bios', 'i386-pc');
   await mkdir(bios, { recursive: true });

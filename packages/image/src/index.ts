@@ -21,3 +21,4 @@ export {
 export { requireHostTools, APPLIANCE_PACKAGES, TOOL_PACKAGES } from './_host-packages.js';
 export type { GptPartition } from './_gpt.js';
 export type { SectorSize } from './_prepare.js';
+export { readGpt, type GptTable } from './_gpt.js';

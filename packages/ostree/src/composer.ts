@@ -65,6 +65,11 @@ export interface ComposeOptions {
   offline?: boolean;
   /** Fail on unlocked packages / unknown manifest keys. */
   strict?: boolean;
+  /**
+   * SOURCE_DATE_EPOCH (seconds): the commit's timestamp, and the time every tool of the compose
+   * is told it is (default: now, and not reproducible).
+   */
+  sourceDateEpoch?: number;
   /** Parsed lockfile(s), composer-specific. */
   lockfile?: unknown;
   signal?: AbortSignal;

@@ -27,6 +27,8 @@ export interface InitramfsOptions {
   tree: string;
   kver: string;
   cacheDir: string;
+  /** SOURCE_DATE_EPOCH for mkinitramfs (file times in the cpio archive). */
+  sourceDateEpoch?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: OnProgress | undefined;
 }
@@ -88,7 +90,7 @@ export async function ensureInitramfs(o: InitramfsOptions): Promise<InitramfsRes
   const inTree = `/tmp/cosa-initramfs-${randomBytes(4).toString('hex')}.img`;
   try {
     await run(['chroot', o.tree, 'mkinitramfs', '-o', inTree, o.kver], {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C.UTF-8' },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C.UTF-8', ...(o.sourceDateEpoch !== undefined ? { SOURCE_DATE_EPOCH: String(o.sourceDateEpoch) } : {}) },
       signal: o.signal,
       onProgress: o.onProgress,
       phase: 'initramfs',

@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandFailedError, CosaError, stableStringify, withPhase, type DebianSource } from '@cosa/schema';
 import { run } from './_exec.js';
@@ -34,6 +34,23 @@ function isAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** `SOURCE_DATE_EPOCH` for a tool's environment (nothing when unknown). */
+function epochEnv(epoch: number | undefined): Record<string, string> {
+  return epoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(epoch) };
+}
+
+/** The newest `Date:` of the archive's Release files in `lists` (seconds), the time of the package set. */
+async function archiveEpoch(lists: string): Promise<number | undefined> {
+  let newest: number | undefined;
+  for (const n of await readdir(lists).catch(() => [] as string[])) {
+    if (!/Release$/.test(n)) continue;
+    const text = await readFile(join(lists, n), 'utf8').catch(() => '');
+    const t = Date.parse(/^Date:\s*(.+)$/m.exec(text)?.[1] ?? '');
+    if (Number.isFinite(t)) newest = Math.max(newest ?? 0, Math.floor(t / 1000));
+  }
+  return newest;
 }
 
 /** Options of {@link createDebianComposer}. */
@@ -251,7 +268,9 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     if (include.length > 0) argv.push(`--include=${include.join(',')}`);
     argv.push(p.debian.suite, target, ...p.sourceLines);
     try {
-      await run(argv, { signal: o.signal, onProgress: o.onProgress, phase: 'mmdebstrap', timeoutMs: 60 * 60_000, env: { LC_ALL: 'C.UTF-8' } });
+      // The archive's date, not the build's: a cached base tree is a function of its cache key.
+      const epoch = await archiveEpoch(lists);
+      await run(argv, { signal: o.signal, onProgress: o.onProgress, phase: 'mmdebstrap', timeoutMs: 60 * 60_000, env: { LC_ALL: 'C.UTF-8', ...epochEnv(epoch) } });
     } catch (e) {
       if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') {
         throw new CommandFailedError(e.command, e.exitCode, e.stderr, {
@@ -294,7 +313,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
       await writeFile(join(tree, 'etc/hostname'), `${p.debian.hostname}\n`);
     }
     if (p.debian['unattended-login']) {
-      await run(['chroot', tree, 'passwd', '--delete', 'root'], { signal: o.signal });
+      await run(['chroot', tree, 'passwd', '--delete', 'root'], { signal: o.signal, env: epochEnv(o.sourceDateEpoch) });
       const mask = join(tree, 'etc/systemd/system/systemd-firstboot.service');
       await mkdir(join(tree, 'etc/systemd/system'), { recursive: true });
       await rm(mask, { force: true });
@@ -302,7 +321,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     }
     for (const [i, hook] of (p.debian['customize-hooks'] ?? []).entries()) {
       try {
-        await run(['sh', '-ec', hook, 'customize-hook', tree], { signal: o.signal, onProgress: o.onProgress, phase: 'customize', cwd: o.configDir, env: { LC_ALL: 'C.UTF-8' } });
+        await run(['sh', '-ec', hook, 'customize-hook', tree], { signal: o.signal, onProgress: o.onProgress, phase: 'customize', cwd: o.configDir, env: { LC_ALL: 'C.UTF-8', ...epochEnv(o.sourceDateEpoch) } });
       } catch (e) {
         if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') {
           throw new CommandFailedError(e.command, e.exitCode, e.stderr, {
@@ -357,9 +376,9 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
         await mkdir(work);
         await time('copy', () => copyBase(o, p, base, tree));
         await time('customize', () => customize(o, p, tree));
-        await time('postprocess', () => postprocessTree({ tree, manifest: o.manifest, configDir: o.configDir, overlays, overridesRootfs: o.overridesRootfs, signal: o.signal, onProgress: o.onProgress }));
+        await time('postprocess', () => postprocessTree({ tree, manifest: o.manifest, configDir: o.configDir, overlays, overridesRootfs: o.overridesRootfs, env: epochEnv(o.sourceDateEpoch), signal: o.signal, onProgress: o.onProgress }));
         const kver = await kernelVersion(tree);
-        const initrd = await time('initramfs', () => ensureInitramfs({ tree, kver, cacheDir: o.cacheDir, signal: o.signal, onProgress: o.onProgress }));
+        const initrd = await time('initramfs', async () => ensureInitramfs({ tree, kver, cacheDir: o.cacheDir, sourceDateEpoch: await archiveEpoch(p.env.lists), signal: o.signal, onProgress: o.onProgress }));
         stats.initramfsCached = initrd.cached ? 1 : 0;
         const packages = await installedPackages(tree);
         await time('ostreeLayout', async () => {
@@ -374,6 +393,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
             subject: `${o.manifest.rojig?.name ?? 'cosa'} ${o.version}`,
             metadata: { version: o.version, 'cosa.inputhash': inputHash },
             skipIfUnchanged: true,
+            ...(o.sourceDateEpoch !== undefined ? { timestamp: new Date(o.sourceDateEpoch * 1000) } : {}),
             fsync: false,
             signal: o.signal,
             onProgress: o.onProgress,

@@ -50,7 +50,7 @@ async function fetchRpms(o: ComposeOptions): Promise<void> {
         // An empty installroot makes dnf download the whole closure, not only what the host lacks.
         const overridesRepo = await prepareOverridesRepo(o);
         const argv = [...dnfArgv({ ...o, installroot: path.join(home, 'root'), overridesRepo }), 'install', '--downloadonly', `--downloaddir=${dest}`, ...pkgs];
-        await run(argv, { env: { HOME: home }, ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}), phase: 'fetch' }).catch((e: unknown) =>
+        await run(argv, { env: { HOME: home, ...(o.sourceDateEpoch !== undefined ? { SOURCE_DATE_EPOCH: String(o.sourceDateEpoch) } : {}) }, ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}), phase: 'fetch' }).catch((e: unknown) =>
           dnfError(e, o, 'cannot download packages'),
         );
       }
@@ -111,7 +111,7 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
       if (f.endsWith('-shm') || f.endsWith('-wal') || f.startsWith('__db.')) await rm(path.join(root, RPMDB_PATH, f), { force: true });
     }
     const pp = await timed('postprocess', () =>
-      postprocessTree({ tree: root, manifest: o.manifest, configDir: o.configDir, overlays: inputs.overlays.map((l) => path.join(o.configDir, 'overlay.d', l.name)), ...(o.overridesRootfs ? { overridesRootfs: o.overridesRootfs } : {}), ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}) }),
+      postprocessTree({ tree: root, manifest: o.manifest, configDir: o.configDir, ...(o.sourceDateEpoch !== undefined ? { env: { SOURCE_DATE_EPOCH: String(o.sourceDateEpoch) } } : {}), overlays: inputs.overlays.map((l) => path.join(o.configDir, 'overlay.d', l.name)), ...(o.overridesRootfs ? { overridesRootfs: o.overridesRootfs } : {}), ...sigOf(o), ...(o.onProgress ? { onProgress: o.onProgress } : {}) }),
     );
     stats['postprocess-scripts'] = pp['postprocess-scripts'];
     await timed('prepare-tree', () => prepareOstreeTree({ tree: root, ...(o.onProgress ? { onProgress: o.onProgress } : {}) }));
@@ -124,6 +124,7 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
         // rpmostree.inputhash too: cosa's meta.json `rpm-ostree-inputhash` is read from it.
         metadata: { version: o.version, [INPUTHASH_KEY]: inputHash, 'rpmostree.inputhash': inputHash, 'cosa.composer': 'dnf' },
         ...(parent ? { parent } : {}),
+        ...(o.sourceDateEpoch !== undefined ? { timestamp: new Date(o.sourceDateEpoch * 1000) } : {}),
         ...sigOf(o),
       }),
     );

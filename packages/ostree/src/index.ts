@@ -37,3 +37,4 @@ export { debianSources, hostDebianMirrors, parseDeb822Sources, parseSourcesList,
 export { installedPackages as installedDebianPackages, kernelVersion, parseDpkgStatus, prepareDebianTree, varTmpfiles } from './debian-tree.js';
 export { ensureInitramfs, initramfsKey, type InitramfsOptions, type InitramfsResult } from './debian-initramfs.js';
 export type { AptSource } from './_apt.js';
+export { diffCommits, checkoutSubpath, type CommitFileChange } from './repo.js';

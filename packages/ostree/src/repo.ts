@@ -352,3 +352,38 @@ export async function isRepo(dir: string): Promise<boolean> {
 export async function updateSummary(o: { repo: string } & RepoCallOptions): Promise<void> {
   await ostree(o.repo, ['summary', '-u'], { ...o, what: `cannot update the summary of ${o.repo}` });
 }
+
+/** One changed path between two commits, as `ostree diff` reports it. */
+export interface CommitFileChange {
+  /** `A` added, `M` modified (content or metadata), `D` deleted. */
+  status: 'A' | 'M' | 'D';
+  /** Absolute path inside the commit. */
+  path: string;
+}
+
+/**
+ * The file-level changes from commit `from` to commit `to` (both in `repo`), sorted by path:
+ * `ostree diff` with its `A`/`M`/`D` lines.
+ */
+export async function diffCommits(o: { repo: string; from: string; to: string } & RepoCallOptions): Promise<CommitFileChange[]> {
+  const r = await ostree(o.repo, ['diff', o.from, o.to], { ...o, what: `cannot diff ${o.from} and ${o.to}` });
+  const out: CommitFileChange[] = [];
+  for (const line of r.stdout.split('\n')) {
+    const m = /^([AMD])\s+(\/.*)$/.exec(line);
+    if (m) out.push({ status: m[1] as 'A' | 'M' | 'D', path: m[2]! });
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * Checks out one directory of a commit (`subpath`, absolute inside the commit) into `dest` in
+ * user mode (no ownership, no xattrs). Resolves false when the commit has no such directory.
+ */
+export async function checkoutSubpath(o: { repo: string; rev: string; subpath: string; dest: string } & RepoCallOptions): Promise<boolean> {
+  const r = await ostree(o.repo, ['checkout', '--user-mode', `--subpath=${o.subpath}`, o.rev, o.dest], {
+    ...o, what: `cannot check out ${o.subpath} of ${o.rev}`, okExitCodes: [0, 1],
+  });
+  if (r.exitCode === 0) return true;
+  if (/No such file or directory|not found/i.test(r.stderr)) return false;
+  throw new CosaError('COSA_OSTREE_FAILED', `cannot check out ${o.subpath} of ${o.rev} from ${o.repo}: ${r.stderr.trim()}`);
+}

@@ -23,6 +23,8 @@ export const IMAGE_KEYS = [
   'aws', 'azure', 'azurestack', 'digitalocean', 'exoscale', 'gcp', 'hetzner', 'hyperv', 'ibmcloud',
   'powervs', 'kubevirt', 'nutanix', 'nvidiabluefield', 'openstack', 'oraclecloud', 'proxmoxve',
   'virtualbox', 'vmware', 'vultr', 'extensions-container', 'legacy-oscontainer',
+  // Not in the original's list (its schema allows extra image keys): the build's SPDX SBOM.
+  'sbom',
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 

@@ -14,6 +14,8 @@ import { registerPrune } from './prune.js';
 import { registerRun } from './run.js';
 import { registerTag } from './tag.js';
 import { registerAws } from './aws.js';
+import { registerDiff } from './diff.js';
+import { registerVerifyReproducible } from './verify-reproducible.js';
 
 /** Every command module. Each file under commands/ registers its own subcommands. */
 export const commands: RegisterCommand[] = [
@@ -32,4 +34,6 @@ export const commands: RegisterCommand[] = [
   registerBuildupload,
   registerAws,
   registerKola,
+  registerDiff,
+  registerVerifyReproducible,
 ];
