@@ -43,8 +43,9 @@ export const registerMeta: RegisterCommand = (program, ctx) => {
       if (modes !== 1) throw new CosaError('COSA_USAGE', 'exactly one of --get, --get-value, --set, --dump, --image-path, --artifact-json, --finalize is required');
       const target = { workdir: c.cwd, ...(opts.build !== undefined ? { build: opts.build } : {}), ...(opts.arch !== undefined ? { arch: opts.arch } : {}) };
       if (opts.getValue !== undefined) {
-        const { value } = await getMetaValue({ ...target, key: opts.getValue });
-        c.print(typeof value === 'string' ? value : JSON.stringify(value));
+        const { key, value } = await getMetaValue({ ...target, key: opts.getValue });
+        if (c.json) c.printJson({ key, value });
+        else c.print(typeof value === 'string' ? value : JSON.stringify(value));
       } else if (opts.get !== undefined) {
         const { key, value } = await getMetaValue({ ...target, key: opts.get });
         if (c.json) c.printJson({ key, value });
