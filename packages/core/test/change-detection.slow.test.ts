@@ -173,17 +173,17 @@ const rows: Row[] = [
     check: async (c) => expect(ls(c, '/usr/share/cosa-test/ln')).rejects.toThrow(),
   },
   {
-    name: 'overrides/rpm: a newer package dropped in',
+    name: 'overrides/rpm: an older package dropped in wins over the repo',
     change: async () => {
       const w = path.join(rpmWork, 'override');
       await mkdir(w, { recursive: true });
-      const repo = await buildRpmRepo(w, { 'cosa-test-filesystem': '1.1' });
-      const f = (await readdir(repo)).find((x) => x.startsWith('cosa-test-filesystem-1.1'))!;
+      const repo = await buildRpmRepo(w, { 'cosa-test-filesystem': '0.9' });
+      const f = (await readdir(repo)).find((x) => x.startsWith('cosa-test-filesystem-0.9'))!;
       await copyFile(path.join(repo, f), ov(`rpm/${f}`));
     },
     kind: 'compose',
-    line: /^overrides\/rpm: cosa-test-filesystem-1\.1-1\.noarch\.rpm added; packages: cosa-test-filesystem 1\.0-1 → 1\.1-1$/,
-    check: async (c) => expect(await cat(c, '/usr/etc/cosa-test-release')).toBe('COSA_TEST=1.1'),
+    line: /^overrides\/rpm: cosa-test-filesystem-0\.9-1\.noarch\.rpm added; packages: cosa-test-filesystem 1\.0-1 → 0\.9-1$/,
+    check: async (c) => expect(await cat(c, '/usr/etc/cosa-test-release')).toBe('COSA_TEST=0.9'),
   },
   {
     name: 'a package version bumped in the local repo',

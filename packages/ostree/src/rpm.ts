@@ -230,7 +230,19 @@ async function resolveWithDnf(o: ComposeOptions, pkgs: string[]): Promise<Packag
       });
     }
     const all = new Map<string, PackageInfo & { repo: string; location: string }>();
-    for (const p of [...found, ...parseQuery(deps.stdout)]) all.set(nevra(p), p);
+    const closure = [...found, ...parseQuery(deps.stdout)];
+    for (const p of closure) all.set(nevra(p), p);
+    if (overridesRepo) {
+      // repoquery ignores repo priorities: an override replaces the package of the same name and
+      // arch whatever the versions, as the install (which honours priority=1) will.
+      const files = (await overrideRpms(o)).map((f) => path.join(overridesRepo, f));
+      const qf = `%{NAME}\\t%|EPOCH?{%{EPOCH}}:{0}|\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\t${OVERRIDES_REPO_ID}\\t\\n`;
+      const ov = parseQuery((await run(['rpm', '-qp', '--nosignature', '--nodigest', '--queryformat', qf, ...files], { env, ...sig, streamLines: false, phase: 'resolve' })).stdout);
+      for (const p of ov) {
+        for (const [k, q] of all) if (q.name === p.name && q.arch === p.arch) all.delete(k);
+        if (closure.some((q) => q.name === p.name)) all.set(nevra(p), p);
+      }
+    }
     const sums = await repoChecksums(path.join(o.cacheDir, 'dnf'), o.offline ? [CACHE_REPO_ID, OVERRIDES_REPO_ID] : [...new Set([...all.values()].map((p) => p.repo))]);
     return [...all.values()]
       .map(({ repo, location, ...p }) => {
