@@ -150,6 +150,15 @@ describe('uploadAmi', () => {
     expect(left.Images?.map((i) => i.ImageId)).toEqual([second.hvm]);
   });
 
+  it('registers an aarch64 image as arm64 with uefi boot, and leaves ImdsSupport out when not asked', async () => {
+    const o = amiOptions('5.5', { arch: 'aarch64', imdsv2Only: false, x86BootMode: 'legacy-bios', volumeType: 'io2' });
+    await uploadAmi(o);
+    const reg = front.calls('RegisterImage').at(-1)!.params;
+    expect(reg).toMatchObject({ Name: o.name, Architecture: 'arm64', BootMode: 'uefi', 'BlockDeviceMapping.1.Ebs.VolumeType': 'io2' });
+    expect(reg.ImdsSupport).toBeUndefined();
+    await expect(uploadAmi({ ...o, arch: 'ppc64le' })).rejects.toMatchObject({ code: 'COSA_USAGE' });
+  });
+
   it('grants launch and volume permissions, and --public opens both to all', async () => {
     const o = amiOptions('5.0', { grantUsers: ['111122223333'], grantUsersSnapshot: ['444455556666'], public: true });
     const r = await uploadAmi(o);
