@@ -11,6 +11,7 @@ import { run } from '@cosa/ostree';
 import {
   CosaError,
   parseMetaJson,
+  readRegularFile,
   serializeMetaJson,
   validateMetaJson,
   withLock,
@@ -138,7 +139,7 @@ async function listArches(buildDir: string, arches: readonly string[] | undefine
 }
 
 async function readMeta(path: string): Promise<MetaJson> {
-  return parseMetaJson(await readFile(path, 'utf8'), path);
+  return parseMetaJson(await readRegularFile(path), path);
 }
 
 /** Read-modify-write of meta.json under its lock; `fn` returns false to leave it unchanged. */

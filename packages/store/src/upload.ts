@@ -8,6 +8,7 @@ import {
   noProgress,
   parseBuildsJson,
   parseMetaJson,
+  readRegularFile,
   safeSegment,
   stableStringify,
   withLock,
@@ -177,7 +178,7 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
     const known = new Set<string>();
     for (const arch of arches) {
       const dir = join(buildDir, arch);
-      const metaText = await readFile(join(dir, 'meta.json'), 'utf8');
+      const metaText = await readRegularFile(join(dir, 'meta.json'));
       const meta = parseMetaJson(metaText, join(dir, 'meta.json'));
       if (meta.buildid !== buildId) throw new CosaError('COSA_SCHEMA_INVALID', `${join(dir, 'meta.json')} describes build ${meta.buildid}`);
       const images = (meta.images ?? {}) as Record<string, { path: string; sha256: string; size?: number }>;
