@@ -6,6 +6,7 @@ import {
   emptyBuildsJson,
   parseBuildsJson,
   parseMetaJson,
+  readRegularFile,
   serializeBuildsJson,
   serializeMetaJson,
   stableStringify,
@@ -110,7 +111,7 @@ export class BuildsDir {
     const file = this.metaPath(id, arch);
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = await readRegularFile(file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {

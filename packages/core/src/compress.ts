@@ -11,6 +11,7 @@ import { run } from '@cosa/ostree';
 import {
   CosaError,
   parseMetaJson,
+  readRegularFile,
   serializeMetaJson,
   validateMetaJson,
   withLock,
@@ -138,7 +139,7 @@ async function listArches(buildDir: string, arches: readonly string[] | undefine
 }
 
 async function readMeta(path: string): Promise<MetaJson> {
-  return parseMetaJson(await readFile(path, 'utf8'), path);
+  return parseMetaJson(await readRegularFile(path), path);
 }
 
 /** Read-modify-write of meta.json under its lock; `fn` returns false to leave it unchanged. */
@@ -232,8 +233,21 @@ export async function compressBuild(options: CompressBuildOptions): Promise<Comp
         const srcSize = img.size ?? st.size;
         const staged = join(scratch, img.path);
         await link(src, staged);
-        await run(compressArgv(compressor, options.fast ?? false, staged), { signal, onProgress, streamLines: false });
+        // uncompressed-sha256 records what was compressed: hash the source while it is read
+        // (not the sha256 meta.json claims), and refuse a source that does not match meta.json.
+        const [srcHash] = await Promise.all([
+          hashFile(staged, undefined, undefined, img.path), // the compressor's abort is the one reported
+          run(compressArgv(compressor, options.fast ?? false, staged), { signal, onProgress, streamLines: false }),
+        ]);
         await unlink(staged);
+        if (srcHash.sha256 !== img.sha256 || (img.size !== undefined && srcHash.size !== img.size)) {
+          await rm(`${staged}${suffix}`, { force: true });
+          throw new CosaError(
+            'COSA_COMPRESS_CHECKSUM_MISMATCH',
+            `${key} (${arch}): ${src} has sha256 ${srcHash.sha256} (${srcHash.size} bytes), meta.json says ${img.sha256} (${img.size ?? '?'} bytes); not compressed`,
+            { hint: 'the artifact was modified after the build; rebuild or fetch it again' },
+          );
+        }
         const { sha256, size } = await hashFile(`${staged}${suffix}`, signal, onProgress, outName);
         await rename(`${staged}${suffix}`, join(archDir, outName));
         const updated = await updateMeta(metaPath, (m) => {

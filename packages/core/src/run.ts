@@ -60,7 +60,8 @@ async function resolveImage(o: RunImageOptions): Promise<{ image: string; cacheD
 /** Boots a qemu image (snapshot mode: the image is never modified). */
 export async function runImage(o: RunImageOptions): Promise<RunImageResult> {
   const { image, cacheDir } = await resolveImage(o);
-  const accel = cacheDir ? await probeAccelerator({ cacheDir, ...(o.signal ? { signal: o.signal } : {}) }) : await probeAccelerator({ cacheDir: join(tmpdir(), 'cosa-accel-cache'), ...(o.signal ? { signal: o.signal } : {}) });
+  // Without a workdir the answer goes to the per-user cache, never a shared path in /tmp.
+  const accel = await probeAccelerator({ ...(cacheDir ? { cacheDir } : {}), ...(o.signal ? { signal: o.signal } : {}) });
   if (o.check) {
     const r = await bootCheck({
       image,

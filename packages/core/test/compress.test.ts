@@ -106,6 +106,21 @@ describe('compressBuild and decompressBuild', () => {
     }, 60_000);
   }
 
+  it('hashes the source it compresses and refuses one that does not match meta.json', async () => {
+    const qemu = join(buildDir, ARCH, `testos-1.0-qemu.${ARCH}.qcow2`);
+    const data = await readFile(qemu);
+    data[10] = data[10]! ^ 0xff;
+    await writeFile(qemu, data);
+    const before = await readFile(join(buildDir, ARCH, 'meta.json'), 'utf8');
+    const e = await compressBuild({ buildDir, artifacts: ['qemu'], compressor: 'gzip' }).catch((x: unknown) => x);
+    expect(isCosaError(e, 'COSA_COMPRESS_CHECKSUM_MISMATCH')).toBe(true);
+    expect((e as Error).message).toContain('qemu');
+    // Nothing changed: meta.json, the artifact, no compressed file, no scratch dir.
+    expect(await readFile(join(buildDir, ARCH, 'meta.json'), 'utf8')).toBe(before);
+    expect((await readFile(qemu)).equals(data)).toBe(true);
+    expect((await readdir(join(buildDir, ARCH))).filter((n) => n.endsWith('.gz') && n.includes('qemu') || n.startsWith('.cosa-compress'))).toEqual([]);
+  });
+
   it('compresses only the selected artifacts and arches', async () => {
     await writeBuild('aarch64');
     const r = await compressBuild({ buildDir, compressor: 'xz', fast: true, artifacts: ['metal'], arches: ['aarch64'] });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { lstat, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -80,6 +80,20 @@ describe('meta keys', () => {
     expect(meta['coreos-assembler.image-genver']).toBe(2);
     expect(meta['coreos-assembler.container-config-git']).toEqual({ commit: 'abcdef12', origin: 'https://example.com/c.git' });
     expect(originalSchemaErrors(await readFile(b.metaPath('1.0', 'x86_64'), 'utf8'))).toEqual([]);
+  });
+
+  it('refuses a meta.json that is a symlink, without showing what it points to', async () => {
+    await using wd = await tempWorkdir();
+    await withBuilds(wd, ['1.0']);
+    const secret = join(wd.dir, 'secret.txt');
+    await writeFile(secret, 'TOP-SECRET-CONTENT');
+    const meta = join(wd.dir, 'builds', '1.0', 'x86_64', 'meta.json');
+    await rm(meta);
+    await symlink(secret, meta);
+    const e = await caught(getMetaValue({ workdir: wd.dir, arch: 'x86_64', key: 'buildid' }));
+    expect(isCosaError(e, 'COSA_PATH_UNSAFE')).toBe(true);
+    expect((e as Error).message).toContain(meta);
+    expect(JSON.stringify(e) + (e as Error).message).not.toContain('TOP-SECRET');
   });
 
   it.each([['__proto__.polluted=1'], ['constructor.prototype.polluted=1'], ['images.__proto__.polluted=1'], ['coreos-assembler.container-config-git.__proto__=x']])(

@@ -3,11 +3,11 @@
  * kernel (e.g. a PVM host device): boot the host kernel once under KVM with a tiny busybox
  * initramfs, and remember the answer in the cache directory.
  */
-import { access, constants, chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { access, constants, chmod, copyFile, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { homedir, tmpdir } from 'node:os';
 import { run } from '@cosa/ostree';
-import { isCosaError, writeFileAtomic, type OnProgress } from '@cosa/schema';
+import { isCosaError, readRegularFile, writeFileAtomic, type OnProgress } from '@cosa/schema';
 import { findHostKernel } from './_host-packages.js';
 
 /** A qemu accelerator. */
@@ -15,8 +15,8 @@ export type Accelerator = 'kvm' | 'tcg';
 
 /** Options of {@link probeAccelerator}. */
 export interface ProbeAcceleratorOptions {
-  /** Where the answer is cached (`accel.json`). */
-  cacheDir: string;
+  /** Where the answer is cached (`accel.json`; default {@link defaultAccelCacheDir}). */
+  cacheDir?: string;
   /** How long the KVM boot may take before KVM counts as unusable (default 20 s). */
   timeoutMs?: number;
   /** Probe again even when an answer is cached. */
@@ -41,15 +41,42 @@ export async function probeAccelerator(options: ProbeAcceleratorOptions): Promis
   if (!kernel) return 'tcg';
   const qemu = (await run(['qemu-system-x86_64', '--version'])).stdout.split('\n')[0] ?? '';
   const key = `${kernel} ${qemu}`;
-  const file = join(options.cacheDir, 'accel.json');
+  const cacheDir = options.cacheDir ?? defaultAccelCacheDir();
+  const file = join(cacheDir, 'accel.json');
   if (!options.force) {
-    const cached = await readFile(file, 'utf8').then((t) => JSON.parse(t) as { key: string; accel: Accelerator }, () => undefined);
-    if (cached?.key === key) return cached.accel;
+    const cached = await readCachedAccelerator(file, key);
+    if (cached) return cached;
   }
   const accel = await bootsUnderKvm(kernel, options);
-  await mkdir(options.cacheDir, { recursive: true });
+  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(file, `${JSON.stringify({ key, accel, probedAt: new Date().toISOString() })}\n`);
   return accel;
+}
+
+/**
+ * The per-user cache directory for the accelerator answer when none is given:
+ * `$XDG_CACHE_HOME/cosa`, else `~/.cache/cosa` (never a predictable path in the shared /tmp,
+ * where another user could plant an answer).
+ */
+export function defaultAccelCacheDir(): string {
+  const xdg = process.env.XDG_CACHE_HOME;
+  return join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache'), 'cosa');
+}
+
+/**
+ * A cached answer for `key`, or `undefined`: the file must be a regular file owned by this user
+ * and the answer one of the known accelerators (it is passed to qemu as an argument).
+ */
+export async function readCachedAccelerator(file: string, key: string): Promise<Accelerator | undefined> {
+  try {
+    const st = await lstat(file);
+    if (!st.isFile() || (typeof process.getuid === 'function' && st.uid !== process.getuid())) return undefined;
+    const cached = JSON.parse(await readRegularFile(file)) as { key?: unknown; accel?: unknown };
+    if (cached.key !== key) return undefined;
+    return cached.accel === 'kvm' || cached.accel === 'tcg' ? cached.accel : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function bootsUnderKvm(kernel: string, options: ProbeAcceleratorOptions): Promise<Accelerator> {

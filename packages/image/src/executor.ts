@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { run } from '@cosa/ostree';
 import { CommandFailedError, CosaError, isCosaError, type OnProgress } from '@cosa/schema';
 import { followFile, lineSplitter, tail } from './_console.js';
@@ -103,6 +103,27 @@ async function mountsUnder(dir: string): Promise<string[]> {
     .filter((m) => m === dir || m.startsWith(`${dir}/`));
 }
 
+/**
+ * Detaches loop devices whose backing file lies under `root` and has been deleted: those a
+ * killed direct writer left attached (its disk file was removed with its tmp dir, the loop
+ * kept the space). Live loops of running builds have their file in place and are left alone.
+ * Returns the devices detached.
+ */
+export async function detachStaleLoops(root: string): Promise<string[]> {
+  const r = await run(['losetup', '--list', '--json', '--output', 'NAME,BACK-FILE']).catch(() => undefined);
+  if (!r?.stdout.trim()) return [];
+  const list = (JSON.parse(r.stdout) as { loopdevices?: Array<{ name?: string; 'back-file'?: string | null }> }).loopdevices ?? [];
+  const detached: string[] = [];
+  for (const d of list) {
+    const back = d['back-file'] ?? '';
+    if (!d.name || !back.endsWith(' (deleted)')) continue;
+    const file = back.slice(0, -' (deleted)'.length);
+    if (file !== root && !file.startsWith(`${root}/`)) continue;
+    await run(['losetup', '-d', d.name]).then(() => detached.push(d.name!), () => {});
+  }
+  return detached;
+}
+
 async function killGroup(pidFile: string): Promise<void> {
   const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
   if (!Number.isInteger(pid) || pid <= 1) return;
@@ -136,6 +157,9 @@ export function directExecutor(): Executor {
       await requireHostTools(DIRECT_TOOLS);
       const why = await directUnavailable();
       if (why) throw why;
+      // A writer killed by SIGKILL never reached its finally: free what it left under our tmp/.
+      const stale = await detachStaleLoops(dirname(o.tmpDir));
+      if (stale.length > 0) o.onProgress?.({ type: 'warning', message: `detached loop devices left by a killed run: ${stale.join(', ')}` });
       const mnt = join(o.tmpDir, 'mnt');
       const pidFile = join(o.tmpDir, 'script.pid');
       await mkdir(mnt, { recursive: true });

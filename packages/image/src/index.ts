@@ -3,10 +3,10 @@ export * from './set-platform.js';
 export * from './convert.js';
 export * from './ova.js';
 export * from './platform-image.js';
-export { probeAccelerator, type Accelerator, type ProbeAcceleratorOptions } from './accel.js';
+export { probeAccelerator, defaultAccelCacheDir, readCachedAccelerator, type Accelerator, type ProbeAcceleratorOptions } from './accel.js';
 export { prepareAppliance, applianceKey, type Appliance, type PrepareApplianceOptions } from './appliance.js';
 export {
-  directExecutor, vmExecutor, selectExecutor, directUnavailable,
+  directExecutor, vmExecutor, selectExecutor, directUnavailable, detachStaleLoops,
   type Executor, type ExecutorRunOptions, type ExecutorChoice, type VmExecutorOptions, type SelectExecutorOptions,
 } from './executor.js';
 export {

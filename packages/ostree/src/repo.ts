@@ -25,7 +25,8 @@ function ostreeError(e: unknown, message: string): never {
 
 async function ostree(repo: string, args: string[], o: RepoCallOptions & { what: string; okExitCodes?: number[] }) {
   try {
-    return await run(['ostree', ...args, `--repo=${repo}`], {
+    // --repo right after the verb, so a `--` in args ends the options for good.
+    return await run(['ostree', args[0]!, `--repo=${repo}`, ...args.slice(1)], {
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
       phase: 'ostree',
@@ -183,11 +184,6 @@ export async function commitToArchive(o: CommitToArchiveOptions): Promise<Commit
   return r;
 }
 
-/** ostree refs and revs start with a letter or digit; anything starting with `-` is an option to ostree. */
-function refuseOption(ref: string): void {
-  if (ref.startsWith('-')) throw new CosaError('COSA_OSTREE_FAILED', `invalid ref or commit ${JSON.stringify(ref)}`);
-}
-
 /**
  * Resolves a ref (or a rev such as `ref^`, or a checksum) to a commit checksum; undefined when the
  * ref or the commit object does not exist.
@@ -199,9 +195,8 @@ export async function revParse(o: { repo: string; ref: string } & RepoCallOption
     const obj = path.join(o.repo, 'objects', o.ref.slice(0, 2), `${o.ref.slice(2)}.commit`);
     return (await stat(obj).then(() => true, () => false)) ? o.ref : undefined;
   }
-  // rev-parse takes no `--`: a ref (a build id from a store) that looks like an option is refused.
-  refuseOption(o.ref);
-  const r = await ostree(o.repo, ['rev-parse', o.ref], { ...o, what: `cannot resolve ${o.ref}`, okExitCodes: [0, 1] });
+  // `--`: a ref (a build id from a store) never reaches ostree as an option.
+  const r = await ostree(o.repo, ['rev-parse', '--', o.ref], { ...o, what: `cannot resolve ${o.ref}`, okExitCodes: [0, 1] });
   if (r.exitCode === 0) return r.stdout.trim();
   if (/Refspec .* not found|has no parent/i.test(r.stderr)) return undefined;
   throw new CosaError('COSA_OSTREE_FAILED', `cannot resolve ${o.ref} in ${o.repo}: ${r.stderr.trim()}`);
@@ -324,7 +319,7 @@ export async function prune(o: { repo: string; refsOnly?: boolean; depth?: numbe
  * (a deployment hardlinks them), plus 4 KiB per directory. For disk-size estimation.
  */
 export async function commitSize(o: { repo: string; rev: string } & RepoCallOptions): Promise<number> {
-  const r = await ostree(o.repo, ['ls', '-R', '-C', o.rev], { ...o, what: `cannot list ${o.rev}` });
+  const r = await ostree(o.repo, ['ls', '-R', '-C', '--', o.rev], { ...o, what: `cannot list ${o.rev}` });
   const seen = new Set<string>();
   let bytes = 0;
   for (const line of r.stdout.split('\n')) {

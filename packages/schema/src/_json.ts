@@ -20,8 +20,36 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-/** Parses JSON text; a syntax error becomes a SchemaError naming the file. */
+/** Deepest nesting of arrays and objects accepted in a JSON document (meta.json needs about 6). */
+export const MAX_JSON_DEPTH = 64;
+
+/** The nesting depth of JSON text (brackets outside strings), stopping early past `limit`. */
+function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+      if (max > limit) return max;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+/**
+ * Parses JSON text; a syntax error, or nesting deeper than {@link MAX_JSON_DEPTH} (which would
+ * overflow the stack of every recursive walk afterwards), becomes a SchemaError naming the file.
+ */
 export function parseJsonText(text: string, file: string): unknown {
+  if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new SchemaError(file, [{ path: '', message: `invalid JSON: nested deeper than ${MAX_JSON_DEPTH} levels` }], { code: 'COSA_SCHEMA_PARSE' });
+  }
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {

@@ -4,6 +4,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -158,5 +159,23 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, options: L
     // directory. proper-lockfile's next refresh notices the loss and forgets it.
     const ours = await stat(lockPath).then((x) => x.ino === held.ino && x.birthtimeMs === held.birthtimeMs, () => false);
     if (!held.lost && ours) await release().catch(() => {});
+  }
+}
+
+/**
+ * Reads a file that must be a regular file, without following a symlink at its last component
+ * (COSA_PATH_UNSAFE otherwise, naming the path and never showing what a link points to).
+ * ENOENT and ENOTDIR pass through unchanged, so callers can treat a missing file as before.
+ */
+export async function readRegularFile(path: string): Promise<string> {
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ELOOP') throw new CosaError('COSA_PATH_UNSAFE', `${path} is a symlink, not a regular file; refusing to read it`, { hint: 'replace it with the file itself' });
+    throw e;
+  });
+  try {
+    if (!(await fh.stat()).isFile()) throw new CosaError('COSA_PATH_UNSAFE', `${path} is not a regular file; refusing to read it`);
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
   }
 }

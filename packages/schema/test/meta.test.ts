@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '@cosa/test-utils';
-import { parseMetaJson, SchemaError, serializeMetaJson } from '@cosa/schema';
+import { parseBuildsJson, parseMetaJson, SchemaError, serializeMetaJson } from '@cosa/schema';
 
 const samples = fixturePath('meta-samples');
 
@@ -51,5 +51,15 @@ describe('meta.json', () => {
     const e = (() => { try { parseMetaJson(JSON.stringify(bad), 'meta.json'); } catch (err) { return err; } })() as SchemaError;
     expect(e).toBeInstanceOf(SchemaError);
     expect(e.issues[0]?.path).toBe('images.some-future-platform.path');
+  });
+});
+
+describe('deeply nested JSON', () => {
+  it('is refused with an error naming the file, before any recursive walk can overflow the stack', () => {
+    const text = `{"buildid":"1","x":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`;
+    expect(() => parseMetaJson(text, '/w/meta.json')).toThrow(/meta\.json[\s\S]*nested deeper than 64/);
+    expect(() => parseBuildsJson(`[${'['.repeat(65)}${']'.repeat(65)}]`, 'b.json')).toThrow(/nested deeper/);
+    // Brackets inside strings do not count.
+    expect(() => parseBuildsJson(`{"schema-version":"1.0.0","builds":[],"n":"${'['.repeat(100)}"}`, 'b.json')).not.toThrow(/nested/);
   });
 });

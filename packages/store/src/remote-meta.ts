@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CosaError } from '@cosa/schema';
+import { CosaError, readRegularFile } from '@cosa/schema';
 
 /**
  * Top-level meta.json keys a platform owns besides `images.<platform>`: what its publishing step
@@ -77,7 +77,8 @@ export function mergeMetaForUpload(remote: Doc | undefined, local: Doc, options:
  * `meta.<artifact>.json` files are folded in (the file's own values win for its artifact).
  */
 export async function readLocalMeta(dir: string): Promise<{ text: string; doc: Doc; pending: string[] }> {
-  const text = await readFile(join(dir, 'meta.json'), 'utf8');
+  // Not through a symlink: a meta.json that points elsewhere must not publish that file's content.
+  const text = await readRegularFile(join(dir, 'meta.json'));
   const doc = JSON.parse(text) as Doc;
   if (doc[DELAYED_MERGE_KEY] !== true) return { text, doc, pending: [] };
   const pending: string[] = [];

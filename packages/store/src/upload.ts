@@ -8,6 +8,7 @@ import {
   noProgress,
   parseBuildsJson,
   parseMetaJson,
+  readRegularFile,
   safeSegment,
   stableStringify,
   validateMetaJson,

@@ -61,6 +61,17 @@ describe('buildfetch refuses bad remote data', () => {
     expect(await readdir(join(dst, 'tmp'))).not.toContain('buildfetch-4194305-abc');
   });
 
+  it('refuses a deeply nested remote builds.json and leaves the workdir usable', async () => {
+    const store = await dir();
+    const deep = `{"schema-version":"1.0.0","builds":[],"x":${'['.repeat(200_000)}${']'.repeat(200_000)}}`;
+    await writeFile(join(store, 'builds.json'), deep);
+    const dst = await dir();
+    const e = await buildFetch({ workdir: dst, url: store, arch: 'all' }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'COSA_SCHEMA_PARSE' });
+    expect((e as Error).message).toContain('builds.json');
+    await expect(stat(join(dst, 'builds', 'builds.json'))).rejects.toThrow();
+  });
+
   it.each([['../evil'], ['/etc'], ['a/b'], ['..']])('refuses a build id %j in the remote builds.json', async (bad) => {
     const store = await dir();
     await writeFile(join(store, 'builds.json'), JSON.stringify({ 'schema-version': '1.0.0', builds: [{ id: bad, arches: ['x86_64'] }] }));
