@@ -41,6 +41,10 @@ export async function readObjectText(
       const obj = await store.get(key, signal ? { signal } : {});
       if (!obj) return undefined;
       const bytes = await collect(obj.body, maxBytes, store.urlOf(key));
+      // A body that ends before its announced length is a broken transfer, not a document.
+      if (obj.size !== undefined && bytes.length !== obj.size - obj.offset) {
+        throw new CosaError('COSA_STORE_UNREACHABLE', `${store.urlOf(key)}: read ${bytes.length} of ${obj.size - obj.offset} bytes`);
+      }
       return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
     } catch (e) {
       if (signal?.aborted) throw abortError(signal, e);
