@@ -138,7 +138,7 @@ const load1 = loadavg();
 const lines = [
   `${RUNS} run(s), median; each runner uploads one ${SIZE_MIB} MiB platform image into one build (ostree 8 MiB + qemu 16 MiB already uploaded); s3rver 3.7.1 on 127.0.0.1; load average ${load0[0].toFixed(1)} before, ${load1[0].toFixed(1)} after (${process.env.LOADNOTE ?? 'uptime'}).`,
   '',
-  '| runners | how | wall time | vs one after another | conditional writes merged again | 412s at the server (not counting each process's probe) | bytes sent by the runners | PUT bytes at the server |',
+  '| runners | how | wall time | vs one after another | conditional writes merged again | 412s at the server (beyond each process probe) | bytes sent by the runners | PUT bytes at the server |',
   '|---|---|---|---|---|---|---|---|',
 ];
 for (const r of rows) {

@@ -72,6 +72,10 @@ export async function readObjectText(
         const obj = await store.get(key, { signal: sig });
         if (!obj) return undefined;
         const bytes = await collect(obj.body, o.maxBytes ?? 64 * 1024 * 1024, url, t);
+        // A body that ends before its announced length is a broken transfer, not a document.
+        if (obj.size !== undefined && bytes.length !== obj.size - obj.offset) {
+          throw new CosaError('COSA_STORE_UNREACHABLE', `${url}: read ${bytes.length} of ${obj.size - obj.offset} bytes`);
+        }
         return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
       } catch (e) {
         if (sig.aborted) throw abortError(sig, e);

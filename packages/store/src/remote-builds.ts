@@ -155,9 +155,20 @@ export async function updateRemoteJson<T>(
   }
   const url = store.urlOf(key);
   const maxAttempts = options.maxAttempts ?? 30;
+  let torn = 0;
   for (let attempt = 1; ; attempt++) {
     const cur = await readObjectText(store, key, signal);
-    const current = cur ? codec.parse(cur.text, url) : undefined;
+    let current: T | undefined;
+    try {
+      current = cur ? codec.parse(cur.text, url) : undefined;
+    } catch (e) {
+      // Some S3-compatible servers (s3rver) answer a PUT before the object is on disk, so a read
+      // right then can be torn: read again a few times before calling the document invalid.
+      if (torn++ >= 3) throw e;
+      attempt--;
+      await sleep(backoffMs(torn), signal);
+      continue;
+    }
     const next = await update(current);
     if (next === undefined) {
       if (cur === undefined || current === undefined) throw new CosaError('COSA_STORE_NOT_FOUND', `${url} does not exist`);
