@@ -24,8 +24,8 @@ import { composerInputHash, inputsFor, inputsHash } from './inputs.js';
 
 /** Bumped whenever this composer's output for the same inputs changes. */
 const REVISION = '2';
-/** Bumped whenever the cached base tree for the same inputs would differ. */
-const BASE_REVISION = '1';
+/** Bumped whenever the cached base tree for the same inputs would differ (2: mmdebstrap with the archive's SOURCE_DATE_EPOCH). */
+const BASE_REVISION = '2';
 
 function isAlive(pid: number): boolean {
   try {
