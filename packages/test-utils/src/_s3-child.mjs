@@ -3,7 +3,13 @@
 // them, which s3rver itself ignores. Runs in its own Node process, started by s3-server.ts with
 // NODE_OPTIONS=--openssl-legacy-provider so ListObjectsV2 paging works (s3rver uses DES tokens).
 // argv: <directory> <conditional: "1"|"0"> <bucket>...
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { dirname } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 
 const [directory, conditional, ...buckets] = process.argv.slice(2);
@@ -15,6 +21,33 @@ const s3 = new S3rver({
   configureBuckets: buckets.map((name) => ({ name })),
 });
 await s3.configureBuckets();
+
+// s3rver 3.7.1's filesystem store answers a PUT before the object's bytes are on disk (it resolves
+// on `end()` of the write stream, not on its 'finish'), so a GET right after a PUT can read a
+// short or empty object, which real S3 never serves. Replace putObject with one that waits.
+s3.store.putObject = async function putObject(object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await mkdir(dirname(objectPath), { recursive: true });
+  const md5 = createHash('md5');
+  let size = 0;
+  if (Buffer.isBuffer(object.content)) {
+    md5.update(object.content);
+    size = object.content.length;
+    await writeFile(objectPath, object.content);
+  } else {
+    const count = new Transform({
+      transform(chunk, encoding, callback) {
+        md5.update(chunk, encoding);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    await pipeline(object.content, count, createWriteStream(objectPath));
+  }
+  const digest = md5.digest('hex');
+  await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+  return { size, md5: digest };
+};
 const handle = s3.callback();
 
 /** Per-key FIFO locks: the check and the write of one key never interleave with another write or read. */
