@@ -146,3 +146,5 @@ for (const r of rows) {
   lines.push(`| ${r.n} | ${r.mode} | ${r.secs.toFixed(2)} s | ${(seq.secs / r.secs).toFixed(2)}× | ${r.retries} | ${r.rejects} | ${r.sentMiB.toFixed(1)} MiB | ${r.putMiB.toFixed(1)} MiB |`);
 }
 process.stdout.write(`${lines.join('\n')}\n`);
+// The S3 server child keeps the event loop alive: exit (the exit handler stops it and cleans up).
+process.exit(0);
