@@ -13,3 +13,4 @@ export { snapshotTree, type TreeSnapshot } from './tree.js';
 export { tempWorkdir, tempDir, fakeMeta, writeFakeBuild, TINY_CONFIG, type TempWorkdir, type FakeMetaOptions } from './workdir.js';
 export { testCacheRoot, testWorkdirCache } from './cache.js';
 export { startFaultServer, type Fault, type FaultRule, type FaultRequest, type FaultServer, type FaultServerOptions } from './fault-server.js';
+export { killAtRandomMoments, type KillRunOptions, type KillRunResult } from './kill-points.js';
