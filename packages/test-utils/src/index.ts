@@ -16,3 +16,4 @@ export { startMotoServer, type MotoServer } from './moto-server.js';
 export { startEc2ImportFront, type Ec2ImportFront, type AwsRequestRecord, type FakeImportTask } from './ec2-import-front.js';
 export { makeTestVmdk } from './vmdk.js';
 export { startFaultServer, type Fault, type FaultRule, type FaultRequest, type FaultServer, type FaultServerOptions } from './fault-server.js';
+export { killAtRandomMoments, type KillRunOptions, type KillRunResult } from './kill-points.js';
