@@ -275,7 +275,7 @@ describe('what is not an input never triggers a build', () => {
     const dry = execFileSync(process.execPath, [cliBin, 'build', 'ostree', '--dry-run'], { cwd: wd.dir, encoding: 'utf8' });
     expect(dry).toMatch(/^Would make a compose build \S+ \(x86_64\): inputs changed\n {2}changed: config: motd changed\n$/);
     const json = JSON.parse(execFileSync(process.execPath, [cliBin, 'build', 'ostree', '--dry-run', '--json'], { cwd: wd.dir, encoding: 'utf8' }).trim().split('\n').pop()!) as Record<string, unknown>;
-    expect(json).toMatchObject({ event: 'plan', kind: 'compose', changes: ['config: motd changed'] });
+    expect(json).toMatchObject({ event: 'result', dryRun: true, kind: 'compose', changes: ['config: motd changed'] });
     expect(await snapshotTree(path.join(wd.dir, 'builds'))).toEqual(before);
     expect(await readFile(path.join(wd.dir, 'cache/inputs-file-hashes.json'), 'utf8')).toBe(hashCache);
   });
