@@ -43,9 +43,9 @@ async function readMeta(dir: string, id: string): Promise<MetaJson> {
   return parseMetaJson(await readFile(join(dir, 'builds', id, ARCH, 'meta.json'), 'utf8'));
 }
 
+/** The result line of `--json` output (JSON Lines: progress events, then the result). */
 function lastJson<T>(stdout: string): T {
-  const start = stdout.lastIndexOf('\n{\n');
-  return JSON.parse(start >= 0 ? stdout.slice(start + 1) : stdout) as T;
+  return JSON.parse(stdout.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as T;
 }
 
 beforeAll(async () => {
@@ -127,7 +127,7 @@ describe('reproducible builds, SBOM and diff (bundled Debian example)', () => {
 
     const r = await runCli(['diff', '--json'], wd);
     expect(r.code, r.stderr).toBe(0);
-    const d = JSON.parse(r.stdout) as BuildDiff;
+    const d = lastJson<BuildDiff>(r.stdout);
     expect(d.from.build).toBe('1.0.0');
     expect(d.to.build).toBe('1.0.1');
     expect(d.packages?.find((p) => p.name === 'jq')).toMatchObject({ change: 'added', arch: 'amd64' });
@@ -140,7 +140,7 @@ describe('reproducible builds, SBOM and diff (bundled Debian example)', () => {
     const pkgOnly = await runCli(['diff', '--pkg', '--from', '1.0.0', '--to', '1.0.1'], wd);
     expect(pkgOnly.stdout).toMatch(/added\s+jq /);
     expect(pkgOnly.stdout).not.toMatch(/^Files:/m);
-    const filesOnly = JSON.parse((await runCli(['diff', '--files', '--json'], wd)).stdout) as BuildDiff;
+    const filesOnly = lastJson<BuildDiff>((await runCli(['diff', '--files', '--json'], wd)).stdout);
     expect(filesOnly.packages).toBeUndefined();
     expect(filesOnly.files?.length).toBe(d.files?.length);
     expect((await runCli(['diff', '--pkg', '--files'], wd)).code).toBe(2);

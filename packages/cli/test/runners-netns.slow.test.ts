@@ -199,7 +199,8 @@ describe(`one build, many runners (${PLATFORMS.length} runner hosts)`, () => {
     // Every runner is ready: now all of them upload at once.
     const ups = await Promise.all(runners.map((r) => cosa(r.host, r.wd, ['buildupload', '--artifact', r.p, 's3', '--endpoint-url', endpoint, '--json', `${BUCKET}/${PREFIX}`])));
     for (const u of ups) expect(u.code, u.stderr.slice(-3000)).toBe(0);
-    const results = ups.map((u) => JSON.parse(u.stdout.slice(u.stdout.lastIndexOf('\n{\n') + 1)) as { retries: number; files: Array<{ key: string; skipped: boolean }> });
+    // --json: JSON Lines, the last one the result.
+    const results = ups.map((u) => JSON.parse(u.stdout.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { event: string; retries: number; files: Array<{ key: string; skipped: boolean }> });
     // Each runner sent its own image and no other artifact.
     for (const [i, r] of results.entries()) {
       const sent = r.files.filter((f) => !f.skipped && !f.key.endsWith('.json')).map((f) => f.key);
@@ -211,7 +212,8 @@ describe(`one build, many runners (${PLATFORMS.length} runner hosts)`, () => {
   it('leaves a remote meta.json that holds every image, each stored object with the sha256 meta.json gives it', async () => {
     const objDir = join(s3Dir, BUCKET, PREFIX, buildId, 'x86_64');
     const meta = JSON.parse(await readFile(join(objDir, 'meta.json._S3rver_object'), 'utf8')) as { images: Record<string, { path: string; sha256: string; size: number }> };
-    expect(Object.keys(meta.images).sort()).toEqual(['ostree', 'qemu', ...PLATFORMS].sort());
+    // ostree, qemu and the SBOM come from the builder; one platform from each runner.
+    expect(Object.keys(meta.images).sort()).toEqual(['ostree', 'qemu', 'sbom', ...PLATFORMS].sort());
     for (const [name, img] of Object.entries(meta.images)) {
       expect(await sha256File(join(objDir, `${img.path}._S3rver_object`)), name).toBe(img.sha256);
     }
@@ -239,7 +241,7 @@ describe(`one build, many runners (${PLATFORMS.length} runner hosts)`, () => {
     expect(up.code, up.stderr.slice(-3000)).toBe(0);
     const remote = JSON.parse(await readFile(join(s3Dir, BUCKET, PREFIX, buildId, 'x86_64', 'meta.json._S3rver_object'), 'utf8')) as { images: Record<string, { sha256: string }> };
     expect(remote.images.aliyun?.sha256).toBe(pending.images.aliyun!.sha256);
-    expect(Object.keys(remote.images)).toHaveLength(PLATFORMS.length + 3);
+    expect(Object.keys(remote.images).sort()).toEqual(['aliyun', 'ostree', 'qemu', 'sbom', ...PLATFORMS].sort());
     const fin = await cosa('r-openstack', wd, ['meta', '--finalize']);
     expect(fin.code, fin.stderr).toBe(0);
     expect((JSON.parse(await readFile(metaPath, 'utf8')) as { images: Record<string, unknown> }).images.aliyun).toEqual(pending.images.aliyun);

@@ -5,7 +5,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, rename, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CosaError } from './errors.js';
@@ -109,9 +110,42 @@ export async function assertLocksHeld(): Promise<void> {
   }
 }
 
+/** Who holds a lock: written beside the lock directory, tied to that directory by inode and birth time. */
+interface LockOwner {
+  pid: number;
+  host: string;
+  ino: number;
+  birthtimeMs: number;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A lock whose holder is a process of this host that no longer exists (SIGKILL, OOM) is marked
+ * stale at once (its mtime set to the epoch), so proper-lockfile takes it over without waiting
+ * out the stale time. Only when the owner record names the lock directory as it is now: a lock
+ * taken meanwhile by a live process is never touched.
+ */
+async function expireDeadOwner(lockPath: string): Promise<void> {
+  const st = await stat(lockPath).catch(() => undefined);
+  if (!st) return;
+  const owner = await readFile(`${lockPath}.owner`, 'utf8').then((t) => JSON.parse(t) as LockOwner, () => undefined);
+  if (!owner || owner.host !== hostname() || owner.ino !== st.ino || owner.birthtimeMs !== st.birthtimeMs || !Number.isInteger(owner.pid)) return;
+  if (owner.pid === process.pid || isAlive(owner.pid)) return;
+  await utimes(lockPath, 0, 0).catch(() => {});
+}
+
 /**
  * Runs `fn` while holding an exclusive lock on `path` (a `.<name>.lock` directory next to it,
- * shared by every cosa process; a lock left by a killed process goes stale after 60 s). When
+ * shared by every cosa process; a lock left by a killed process of this host is taken over at
+ * once, any other goes stale after 60 s without a refresh). When
  * the lock is taken over meanwhile, writes made through {@link writeFileAtomic} inside `fn` fail
  * with COSA_WORKDIR_LOCK_LOST instead of the process dying.
  */
@@ -139,6 +173,7 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, options: L
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+      await expireDeadOwner(lockPath);
       if (Date.now() >= deadline) {
         throw new CosaError('COSA_WORKDIR_LOCKED', `${options.what ?? path} is locked by another cosa process`, {
           hint: 'wait for the other cosa command to finish',
@@ -151,6 +186,10 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, options: L
   const st = await stat(lockPath);
   held.ino = st.ino;
   held.birthtimeMs = st.birthtimeMs;
+  const ownerFile = `${lockPath}.owner`;
+  const owner: LockOwner = { pid: process.pid, host: hostname(), ino: st.ino, birthtimeMs: st.birthtimeMs };
+  const ownerTmp = `${ownerFile}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(ownerTmp, JSON.stringify(owner)).then(() => rename(ownerTmp, ownerFile)).catch(() => rm(ownerTmp, { force: true }));
   try {
     return await heldLocks.run([...(heldLocks.getStore() ?? []), held], fn);
   } finally {
@@ -158,6 +197,9 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, options: L
     // A lock taken over by another process is theirs now: releasing it would remove their lock
     // directory. proper-lockfile's next refresh notices the loss and forgets it.
     const ours = await stat(lockPath).then((x) => x.ino === held.ino && x.birthtimeMs === held.birthtimeMs, () => false);
+    // The owner record goes with the lock, unless a new holder has written its own meanwhile.
+    const record = await readFile(ownerFile, 'utf8').then((t) => JSON.parse(t) as LockOwner, () => undefined);
+    if (record?.pid === process.pid && record.ino === held.ino && record.birthtimeMs === held.birthtimeMs) await rm(ownerFile, { force: true });
     if (!held.lost && ours) await release().catch(() => {});
   }
 }

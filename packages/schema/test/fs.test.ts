@@ -1,5 +1,6 @@
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, utimes } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { symlinkAtomic, withLock, writeFileAtomic } from '@cosa/schema';
@@ -35,6 +36,30 @@ describe('atomic files and locks', () => {
       ),
     );
     expect(await readFile(f, 'utf8')).toBe('20');
+  });
+
+  it('takes over at once a lock whose holder on this host was killed, but never one whose holder lives', async () => {
+    const f = join(dir, 'builds.json');
+    const lock = join(dir, '.builds.json.lock');
+    // A lock as a process left it: the directory (fresh, so not stale by time) and its owner record.
+    const holdAs = async (pid: number) => {
+      await rm(lock, { recursive: true, force: true });
+      await mkdir(lock);
+      const st = await stat(lock);
+      await writeFile(`${lock}.owner`, JSON.stringify({ pid, host: hostname(), ino: st.ino, birthtimeMs: st.birthtimeMs }));
+    };
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    await new Promise((r) => child.once('spawn', r));
+    await holdAs(child.pid!);
+    const alive = await withLock(f, async () => 'stolen', { waitMs: 500 }).catch((x: unknown) => x);
+    expect(alive).toMatchObject({ code: 'COSA_WORKDIR_LOCKED' });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const t0 = Date.now();
+    expect(await withLock(f, async () => 'taken', { waitMs: 5_000 })).toBe('taken');
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    // Released: neither the lock nor its owner record is left beside builds.json.
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('does not take over a live lock whose holder stalled for 15 s', async () => {
