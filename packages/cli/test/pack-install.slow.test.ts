@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testWorkdirCache } from '@cosa/test-utils';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-const PACKAGES = ['schema', 'ostree', 'image', 'store', 'core', 'cli'];
+const PACKAGES = ['schema', 'ostree', 'image', 'store', 'cloud', 'core', 'cli'];
 
 let base = '';
 let app = '';
@@ -87,6 +87,7 @@ describe('the packed SDK installed with npm outside the workspace', () => {
     // core does not pull the AWS SDK in: only the CLI needs @cosa/store.
     const core = JSON.parse(await sh(['cat', join(app, 'node_modules', '@cosa', 'core', 'package.json')], { cwd: app }).then((r) => r.stdout)) as { dependencies: Record<string, string> };
     expect(Object.keys(core.dependencies)).not.toContain('@cosa/store');
+    expect(Object.keys(core.dependencies)).not.toContain('@cosa/cloud');
     expect(core.dependencies['@cosa/schema']).toBe('^0.1.0');
   });
 

@@ -11,6 +11,21 @@ import { META_STAMP_KEY, metaStampNow } from './builds-dir.js';
 import { buildExtend } from './buildextend.js';
 import { Workdir } from './workdir.js';
 
+/**
+ * @cosa/cloud (and with it the AWS SDK) is an optional peer of @cosa/core: installed with the CLI,
+ * loaded only when an AMI is published, so importing core stays light.
+ */
+async function loadCloud(): Promise<typeof import('@cosa/cloud')> {
+  try {
+    return await import('@cosa/cloud');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes('@cosa/cloud')) {
+      throw new CosaError('COSA_TOOLS_MISSING', 'publishing to AWS needs the package @cosa/cloud, which is not installed', { hint: 'npm install @cosa/cloud (the cosa CLI ships with it)', cause: e });
+    }
+    throw e;
+  }
+}
+
 /** Settings shared by {@link publishAws} and {@link replicateAws}. */
 export interface AwsTarget {
   workdir: string;
@@ -82,7 +97,7 @@ async function openBuild(o: AwsTarget): Promise<Opened> {
 
 async function withClients<T>(o: AwsTarget, fn: (clients: AwsClients) => Promise<T>): Promise<T> {
   if (o.clients) return fn(o.clients);
-  const { createAwsClients } = await import('@cosa/cloud');
+  const { createAwsClients } = await loadCloud();
   const clients = createAwsClients({ ...(o.awsConfigFile ? { awsConfigFile: o.awsConfigFile } : {}), ...(o.profile ? { profile: o.profile } : {}) });
   try {
     return await fn(clients);
@@ -133,7 +148,7 @@ export async function publishAws(o: PublishAwsOptions): Promise<PublishAwsResult
     const variant = await b.wd.configVariant();
     const cfg = await loadConfig({ configDir: b.wd.configDir, arch: b.arch, ...(variant ? { variant } : {}) }).catch(() => undefined);
     const ic = cfg?.imageConfig;
-    const { uploadAmi } = await import('@cosa/cloud');
+    const { uploadAmi } = await loadCloud();
     const name = o.name ?? `${b.meta.name}-${b.buildId}-${b.arch}`;
     const upload = await uploadAmi({
       ec2: clients.ec2(region), s3: clients.s3(region), region, file, bucket: o.bucket, name, arch: b.arch,
@@ -201,7 +216,7 @@ export async function replicateAws(o: ReplicateAwsOptions): Promise<ReplicateAws
   if (skipped.length > 0) o.onProgress?.({ type: 'info', message: `AMIs already exist in ${skipped.join(', ')}; skipping` });
   const todo = [...new Set(o.regions)].filter((r) => !skipped.includes(r));
   if (todo.length === 0) return { buildId: b.buildId, arch: b.arch, source, copied: [], skipped };
-  const { replicateAmi } = await import('@cosa/cloud');
+  const { replicateAmi } = await loadCloud();
   const r = await withClients(o, (clients) =>
     replicateAmi({
       ec2: (region) => clients.ec2(region),
