@@ -34,11 +34,15 @@ export async function resolveTarget(workdir: string | Workdir, build: string | u
   return { wd, id, arch, meta, image, sectorSize, firmware: sectorSize === 4096 ? 'uefi' : 'bios', accel };
 }
 
-/** The kernel arguments the qemu image was written with (image.yaml's console and extra-kargs). */
+/**
+ * The kernel arguments the qemu image was written with (image.yaml's console and extra-kargs) as
+ * they reach /proc/cmdline: GRUB variables such as `$ignition_firstboot` are expanded at boot
+ * (to nothing once the first boot is over), so they are not expected literally.
+ */
 export async function imageKernelArgs(wd: Workdir): Promise<string[]> {
   const file = join(wd.configDir, 'image.yaml');
   const config = existsSync(file) ? (await loadImageConfig({ file })).config : undefined;
-  return diskKernelArgs(config, 'qemu');
+  return diskKernelArgs(config, 'qemu').filter((k) => !k.startsWith('$'));
 }
 
 /**
