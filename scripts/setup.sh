@@ -25,6 +25,7 @@ APT_PACKAGES=(
   nginx-light awscli rclone
   kmod udev cpio rsync procps util-linux busybox-static
   fdisk  # tests only: `fdisk -b 4096 -l` reads 4Kn (metal4k) images
+  iproute2  # tests only: the runners test makes its hosts with `ip netns` and veth pairs
 )
 
 if [ "$(id -u)" != 0 ]; then
