@@ -162,6 +162,7 @@ export async function bootCheck(options: BootCheckOptions): Promise<BootCheckRes
     }
   }, 250);
   let reason: BootCheckResult['reason'];
+  let consoleLog = '';
   const sectorSize = options.sectorSize ?? (await imageSectorSize(options.image));
   const firmware = options.firmware ?? (sectorSize === 4096 ? 'uefi' : 'bios');
   try {
@@ -191,9 +192,10 @@ export async function bootCheck(options: BootCheckOptions): Promise<BootCheckRes
     options.signal?.removeEventListener('abort', onAbort);
     await follower.stop();
     stop.abort();
+    consoleLog = await readFile(log, 'utf8').catch(() => seen);
+    // Also on abort and on a failed qemu: nothing of the boot stays in the temp dir.
+    await rm(dir, { recursive: true, force: true });
   }
-  const consoleLog = await readFile(log, 'utf8').catch(() => seen);
-  await rm(dir, { recursive: true, force: true });
   const ok = matched || pattern.test(consoleLog);
   return { ok, consoleLog, elapsedMs: Math.round(performance.now() - t0), ...(ok ? {} : { reason: reason ?? 'exited' }) };
 }
