@@ -25,6 +25,9 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   blockdev: 'util-linux',
   fstrim: 'util-linux',
   setsid: 'util-linux',
+  unshare: 'util-linux',
+  setpriv: 'util-linux',
+  perl: 'perl-base',
   'qemu-img': 'qemu-utils',
   'qemu-system-x86_64': 'qemu-system-x86',
   supermin: 'supermin',
@@ -39,7 +42,7 @@ export const DISK_TOOLS = [
   'blockdev', 'fstrim',
 ] as const;
 /** Extra host tools of the direct executor. */
-export const DIRECT_TOOLS = ['losetup', 'setsid'] as const;
+export const DIRECT_TOOLS = ['losetup', 'unshare', 'setpriv', 'perl'] as const;
 /** Extra host tools of the VM executor (the guest kernel is the host's linux-image-amd64). */
 export const VM_TOOLS = ['qemu-system-x86_64', 'supermin', 'cpio'] as const;
 /** Host tools of format conversion and boot checks. */

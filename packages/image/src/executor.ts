@@ -15,6 +15,7 @@ import { followFile, lineSplitter, tail } from './_console.js';
 import { DIRECT_TOOLS, requireHostTools, VM_TOOLS } from './_host-packages.js';
 import { probeAccelerator, type Accelerator } from './accel.js';
 import { prepareAppliance } from './appliance.js';
+import { assetPath } from './_assets.js';
 
 /** What an executor runs. */
 export interface ExecutorRunOptions {
@@ -124,31 +125,50 @@ export async function detachStaleLoops(root: string): Promise<string[]> {
   return detached;
 }
 
-async function killGroup(pidFile: string): Promise<void> {
-  const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
-  if (!Number.isInteger(pid) || pid <= 1) return;
-  const alive = () => {
-    try {
-      process.kill(-pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!alive()) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    /* already gone */
+/** Loop devices attached to `file` (`losetup --associated`). */
+async function loopsOf(file: string): Promise<string[]> {
+  const r = await run(['losetup', '--noheadings', '--output', 'NAME', '--associated', file]).catch(() => undefined);
+  return (r?.stdout ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+/**
+ * Waits for the auto-clearing loop device(s) of `file` to go once their last holder (the script's
+ * namespace) is gone; the kernel clears them asynchronously. Detaches any still there after 30 s.
+ */
+async function awaitLoopsCleared(file: string, onProgress?: OnProgress): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if ((await loopsOf(file)).length === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
   }
-  for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+  for (const d of await loopsOf(file)) {
+    onProgress?.({ type: 'warning', message: `loop device ${d} of ${file} did not clear itself; detaching it` });
+    await run(['losetup', '-d', d]).catch(() => {});
+  }
+}
+
+/**
+ * The command line running `script` confined: `setpriv --pdeathsig KILL` ties it to this process
+ * (a SIGKILLed cosa takes it along), `unshare --mount --propagation private --pid --fork
+ * --kill-child` gives it a private mount namespace (its mounts are never seen on the host and
+ * vanish with it) and a PID namespace (every process it started dies with it). With a disk,
+ * assets/loop-exec.pl attaches it as an auto-clearing loop device held open by the script only,
+ * so the device detaches itself whichever way the script ends.
+ */
+function directCommand(script: string, disk?: string, sectorSize: 512 | 4096 = 512): string[] {
+  const loop = disk ? ['perl', assetPath('loop-exec.pl'), disk, String(sectorSize)] : [];
+  return [
+    'setpriv', '--pdeathsig', 'KILL', '--',
+    'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--',
+    ...loop, 'bash', script,
+  ];
 }
 
 /**
  * The direct executor: runs the script on the host with the disk attached as a loop device.
- * Needs root and working loop devices. The script runs in its own process group; afterwards
- * (also on failure, timeout or abort) the group is killed, everything mounted under the mount
- * point is unmounted and the loop device detached.
+ * Needs root and working loop devices. The script runs in private mount and PID namespaces
+ * tied to this process, the loop device clears itself (see {@link directCommand}): a cosa killed
+ * by SIGKILL leaves no process, mount or loop device behind. Loops left by older versions are
+ * detached at the next start.
  */
 export function directExecutor(): Executor {
   return {
@@ -161,36 +181,28 @@ export function directExecutor(): Executor {
       const stale = await detachStaleLoops(dirname(o.tmpDir));
       if (stale.length > 0) o.onProgress?.({ type: 'warning', message: `detached loop devices left by a killed run: ${stale.join(', ')}` });
       const mnt = join(o.tmpDir, 'mnt');
-      const pidFile = join(o.tmpDir, 'script.pid');
       await mkdir(mnt, { recursive: true });
-      let loop: string | undefined;
+      const env = {
+        ...o.env,
+        ...inputEnv(o.inputs, (_n, p) => p),
+        COSA_WORK: o.workDir,
+        COSA_MNT: mnt,
+        COSA_DISK: '', // set by loop-exec.pl when there is a disk
+        COSA_PART_PREFIX: 'p',
+      };
       try {
-        if (o.disk) {
-          const ss = o.diskSectorSize && o.diskSectorSize !== 512 ? ['--sector-size', String(o.diskSectorSize)] : [];
-          loop = (await run(['losetup', '--find', '--show', '--partscan', ...ss, o.disk], { signal: o.signal })).stdout.trim();
-        }
-        const env = {
-          ...o.env,
-          ...inputEnv(o.inputs, (_n, p) => p),
-          COSA_WORK: o.workDir,
-          COSA_MNT: mnt,
-          COSA_DISK: loop ?? '',
-          COSA_PART_PREFIX: 'p',
-        };
-        try {
-          await run(['setsid', 'bash', '-c', 'echo $$ > "$0"; exec bash "$1"', pidFile, o.script], {
-            env, cwd: o.workDir, signal: o.signal, timeoutMs: o.timeoutMs ?? DEFAULT_TIMEOUT, onProgress: o.onProgress, phase: 'disk-script',
-          });
-        } catch (e) {
-          if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') throw scriptFailed(o.script, e.exitCode, e.stderr, undefined, e);
-          throw e;
-        }
+        await run(directCommand(o.script, o.disk, o.diskSectorSize ?? 512), {
+          env, cwd: o.workDir, signal: o.signal, timeoutMs: o.timeoutMs ?? DEFAULT_TIMEOUT, onProgress: o.onProgress, phase: 'disk-script',
+        });
+      } catch (e) {
+        if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') throw scriptFailed(o.script, e.exitCode, e.stderr, undefined, e);
+        throw e;
       } finally {
-        await killGroup(pidFile);
+        // Nothing of the namespace shows here; this only guards against a script that escaped it.
         for (const m of (await mountsUnder(mnt)).reverse()) {
           await run(['umount', m]).catch(() => run(['umount', '-l', m]).catch(() => {}));
         }
-        if (loop) await run(['losetup', '-d', loop]).catch(() => {});
+        if (o.disk) await awaitLoopsCleared(o.disk, o.onProgress);
       }
     },
   };
