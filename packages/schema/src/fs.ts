@@ -5,15 +5,46 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CosaError } from './errors.js';
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temp files `.NAME.tmp-PID-HEX` (and `.NAME.partial-PID-HEX`) of `path` whose
+ * writer PID is no longer alive on this host: what a SIGKILLed atomic write leaves. Called
+ * before every atomic write of `path`, so a re-run cleans up after a killed run. (On a store
+ * shared by several hosts, a live writer elsewhere whose PID is free here loses its temp file;
+ * its rename then fails with an error, nothing is half-written.)
+ */
+export async function removeStaleTemps(path: string): Promise<string[]> {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  const removed: string[] = [];
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (!n.startsWith(prefix)) continue;
+    const m = /^(?:tmp|partial)-(\d+)-[0-9a-f]+$/.exec(n.slice(prefix.length));
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    await rm(join(dir, n), { force: true });
+    removed.push(n);
+  }
+  return removed;
+}
+
 /** Writes `data` to `path` through a temp file in the same directory: write, fsync, rename, fsync dir. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
   const dir = dirname(path);
+  await removeStaleTemps(path);
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'wx', options.mode ?? 0o644);
   try {
@@ -47,6 +78,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /** Points the symlink `path` at `target` atomically (temp link + rename), like `ln -Tsf`. */
 export async function symlinkAtomic(target: string, path: string): Promise<void> {
+  await removeStaleTemps(path);
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   await symlink(target, tmp);
   try {

@@ -110,3 +110,23 @@ describe('atomic files and locks', () => {
     await expect(readFile(f, 'utf8')).rejects.toThrow();
   });
 });
+
+describe('temp files of a killed atomic write', () => {
+  it('are removed by the next atomic write of the same file when their writer is dead; live writers\' are kept', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'cosa-stale-'));
+    try {
+      const dead = await new Promise<number>((resolve) => {
+        const c = spawn(process.execPath, ['-e', '0']);
+        c.on('exit', () => resolve(c.pid!));
+      });
+      const names = [`.meta.json.tmp-${dead}-0badf00d`, `.meta.json.partial-${dead}-0badf00d`, '.meta.json.tmp-1-0badf00d', `.other.json.tmp-${dead}-0badf00d`, `.latest.tmp-${dead}-0badf00d`];
+      for (const n of names) await writeFile(join(d, n), 'half');
+      await writeFileAtomic(join(d, 'meta.json'), '{}');
+      await symlinkAtomic('x', join(d, 'latest'));
+      // pid 1 is alive; other.json is not the file written.
+      expect((await readdir(d)).sort()).toEqual(['.meta.json.tmp-1-0badf00d', `.other.json.tmp-${dead}-0badf00d`, 'latest', 'meta.json']);
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CosaError, HttpStatusError, fsyncDir, withLock } from '@cosa/schema';
+import { CosaError, HttpStatusError, fsyncDir, removeStaleTemps, withLock } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
 import { abortError, bareEtag, checkKey, countingStream } from './_util.js';
 
@@ -79,6 +79,7 @@ export class FileStore implements BuildStore {
         }
       }
       const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+      await removeStaleTemps(path); // what a killed writer of this object left
       try {
         const src = body instanceof Readable ? body : Readable.from([body]);
         await pipeline(src, countingStream(options.onBytes), createWriteStream(tmp, { flags: 'wx' }), ...(options.signal ? [{ signal: options.signal }] : []));

@@ -17,3 +17,4 @@ export { startEc2ImportFront, type Ec2ImportFront, type AwsRequestRecord, type F
 export { makeTestVmdk } from './vmdk.js';
 export { startFaultServer, type Fault, type FaultRule, type FaultRequest, type FaultServer, type FaultServerOptions } from './fault-server.js';
 export { killAtRandomMoments, type KillRunOptions, type KillRunResult } from './kill-points.js';
+export { workdirProblems, storeProblems, fileStoreReader, s3StoreReader, TEMP_NAME, type StoreReader, type S3StoreReader, type WorkdirCheckOptions } from './kill-checks.js';

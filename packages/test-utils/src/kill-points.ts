@@ -14,10 +14,19 @@ export interface KillRunOptions {
   runs: number;
   /** Latest moment of a kill after the start (ms); each kill is uniform in [0, maxDelayMs]. */
   maxDelayMs: number;
+  /**
+   * `random` (default): uniform in [0, maxDelayMs]. `spread`: one uncounted run to completion
+   * measures the command's duration D (checked too), then kill k of `runs` lands at k/(runs+1) of
+   * D (capped by maxDelayMs), so the kills cover every phase of the command in order.
+   */
+  moments?: 'random' | 'spread';
   /** Brings the workdir (and store) back to the state before the command, before every run. */
   reset(run: number): Promise<void>;
-  /** Problems found in the workdir and the store ([] when consistent). */
-  check(): Promise<string[]>;
+  /**
+   * Problems found in the workdir and the store ([] when consistent). `rerun` is true after a
+   * run to completion (then the temp files a kill leaves must be gone too).
+   */
+  check(rerun: boolean): Promise<string[]>;
 }
 
 /** What {@link killAtRandomMoments} found. */
@@ -27,8 +36,10 @@ export interface KillRunResult {
   killed: number;
   /** Problems after a kill, by run. */
   afterKill: Array<{ run: number; delayMs: number; problems: string[] }>;
-  /** Runs whose re-run to completion failed or left problems. */
+  /** Runs whose re-run to completion failed or left problems (run 0: the measuring run of `spread`). */
   afterRerun: Array<{ run: number; problems: string[] }>;
+  /** The moment of each kill (ms after the start). */
+  delaysMs: number[];
 }
 
 function runOnce(o: KillRunOptions, killAfterMs: number | undefined): Promise<{ code: number | null; killed: boolean; stderr: string }> {
@@ -49,18 +60,28 @@ function runOnce(o: KillRunOptions, killAfterMs: number | undefined): Promise<{ 
   });
 }
 
-/** Kills the command `runs` times at random moments; after each kill, checks, re-runs and checks again. */
+/** Kills the command `runs` times (at random or spread moments); after each kill, checks, re-runs and checks again. */
 export async function killAtRandomMoments(o: KillRunOptions): Promise<KillRunResult> {
-  const result: KillRunResult = { runs: o.runs, killed: 0, afterKill: [], afterRerun: [] };
+  const result: KillRunResult = { runs: o.runs, killed: 0, afterKill: [], afterRerun: [], delaysMs: [] };
+  let span = o.maxDelayMs;
+  if (o.moments === 'spread') {
+    await o.reset(0);
+    const t0 = Date.now();
+    const full = await runOnce(o, undefined);
+    span = Math.min(o.maxDelayMs, Date.now() - t0);
+    const problems = full.code === 0 ? await o.check(true) : [`the full run exited ${full.code}: ${full.stderr.trim().split('\n').slice(-3).join(' | ')}`];
+    if (problems.length > 0) result.afterRerun.push({ run: 0, problems });
+  }
   for (let run = 1; run <= o.runs; run++) {
     await o.reset(run);
-    const delayMs = Math.floor(Math.random() * o.maxDelayMs);
+    const delayMs = o.moments === 'spread' ? Math.floor((span * run) / (o.runs + 1)) : Math.floor(Math.random() * span);
+    result.delaysMs.push(delayMs);
     const r = await runOnce(o, delayMs);
     if (r.killed) result.killed++;
-    const problems = await o.check();
+    const problems = await o.check(false);
     if (problems.length > 0) result.afterKill.push({ run, delayMs, problems });
     const again = await runOnce(o, undefined);
-    const after = again.code === 0 ? await o.check() : [`re-run exited ${again.code}: ${again.stderr.trim().split('\n').slice(-3).join(' | ')}`];
+    const after = again.code === 0 ? await o.check(true) : [`re-run exited ${again.code}: ${again.stderr.trim().split('\n').slice(-3).join(' | ')}`];
     if (after.length > 0) result.afterRerun.push({ run, problems: after });
   }
   return result;
