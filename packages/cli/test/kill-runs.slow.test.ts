@@ -121,7 +121,7 @@ describe('kill runs of the real CLI (SIGKILL at spread moments)', () => {
     expect(r.afterRerun).toEqual([]);
   }, 10 * 60_000);
 
-  it('buildextend-aws on a synthetic base disk: 6 kills leave the workdir consistent, the re-run completes', async () => {
+  it('buildextend-aws on a synthetic base disk: 8 kills leave the workdir consistent, the re-run completes', async () => {
     await using wd = await tempWorkdir();
     await using pristine = await tempDir();
     const id = '42.20261128.0';
@@ -132,9 +132,15 @@ describe('kill runs of the real CLI (SIGKILL at spread moments)', () => {
     await run(['qemu-img', 'convert', '-O', 'qcow2', raw, join(dir, qemu)]);
     await rm(raw);
     const data = await readFile(join(dir, qemu));
+    const ostree = `testos-${id}-ostree.x86_64.tar`;
+    const tar = randomBytes(64 * 1024);
+    await writeFile(join(dir, ostree), tar);
     const meta = {
       buildid: id, name: 'testos', 'ostree-commit': 'b'.repeat(64), 'ostree-timestamp': '2026-11-28T00:00:00Z', 'ostree-version': id,
-      'coreos-assembler.basearch': 'x86_64', images: { qemu: { path: qemu, size: data.length, sha256: createHash('sha256').update(data).digest('hex') } },
+      'coreos-assembler.basearch': 'x86_64', images: {
+        ostree: { path: ostree, size: tar.length, sha256: createHash('sha256').update(tar).digest('hex') },
+        qemu: { path: qemu, size: data.length, sha256: createHash('sha256').update(data).digest('hex') },
+      },
     } as MetaJson;
     await writeFile(join(dir, 'meta.json'), serializeMetaJson(meta));
     await writeFile(join(pristine.dir, 'builds', 'builds.json'), serializeBuildsJson({ 'schema-version': '1.0.0', builds: [{ id, arches: ['x86_64'] }] }));
@@ -142,7 +148,7 @@ describe('kill runs of the real CLI (SIGKILL at spread moments)', () => {
     const r = await killAtRandomMoments({
       argv: [process.execPath, COSA, 'buildextend-aws'],
       cwd: wd.dir,
-      runs: 6,
+      runs: 8,
       moments: 'spread',
       maxDelayMs: 60_000,
       reset: async () => {
@@ -167,7 +173,7 @@ describe('kill runs of the real CLI (SIGKILL at spread moments)', () => {
     await using wd = await tempWorkdir();
     await using pristine = await tempDir();
     // Compressible artifacts (random data would not shrink): half zeros, half random.
-    await makeBuild(pristine.dir, { artifacts: { ostree: 1 * MiB, qemu: 3 * MiB, metal: 3 * MiB } });
+    await makeBuild(pristine.dir, { artifacts: { ostree: MiB / 2, qemu: 2 * MiB, metal: 2 * MiB } });
     const bdir = join(pristine.dir, 'builds', '42.20261126.0', 'x86_64');
     const meta = JSON.parse(await readFile(join(bdir, 'meta.json'), 'utf8')) as MetaJson & { images: Record<string, { path: string; size: number; sha256: string }> };
     for (const img of Object.values(meta.images)) {
