@@ -43,15 +43,13 @@ cleanup() {
 BIND_MOUNTS=()
 trap cleanup EXIT
 
-# mkfs_ext4_from_dir DEV SRC TIME -- MKE2FS_ARGS...: an ext4 file system on DEV (a block device
-# or an image file) holding SRC, made offline (mke2fs -d): the same SRC content gives the same bytes.
+# mkfs_ext4_from_dir IMG SRC TIME -- MKE2FS_ARGS...: an ext4 file system in the (new, sparse)
+# image file IMG holding SRC, made offline (mke2fs -d): the same SRC content gives the same bytes.
 # Files with mtime 0 (OSTree's objects and their checkouts) keep it, every other time becomes TIME.
 mkfs_ext4_from_dir() {
-  local dev=$1 src=$2 t=$3; shift 4
+  local dev=$1 src=$2 t=$3; shift 4  # dev: the image file
   find "$src" -newermt @0 -exec touch -h -d "@$t" {} +
   find "$src" ! -newermt @0 -exec touch -h -a -d @0 {} +
-  # Old contents in free blocks would differ: zero the device first (a hole on a loop device).
-  if [ -b "$dev" ]; then blkdiscard -z -f "$dev" 2>/dev/null || blkdiscard -f "$dev"; fi
   E2FSPROGS_FAKE_TIME=$t mkfs.ext4 -q -F "$@" -d "$src" "$dev"
   # mke2fs copies each file's ctime, which nothing can set: set it to TIME on every used inode.
   dumpe2fs "$dev" 2>/dev/null | awk -v t="$t" '
@@ -65,6 +63,15 @@ mkfs_ext4_from_dir() {
     }' > "$COSA_WORK/.ctime.debugfs"
   E2FSPROGS_FAKE_TIME=$t debugfs -w -f "$COSA_WORK/.ctime.debugfs" "$dev" >/dev/null 2>&1
   rm -f "$COSA_WORK/.ctime.debugfs"
+}
+
+# copy_fs_image IMG DEV: writes a file system image onto a partition, old contents included
+# (they would differ). Zeroed first when the device allows (a hole on a loop device) so zeros
+# need not be written; else every byte is written. No exclusive open: a mount of the partition
+# another mount namespace may still hold must not fail the build.
+copy_fs_image() {
+  if blkdiscard -z -f "$2" 2>/dev/null; then dd if="$1" of="$2" bs=4M conv=sparse,fsync status=none
+  else dd if="$1" of="$2" bs=4M conv=fsync status=none; fi
 }
 trap 'exit 143' TERM INT
 
@@ -207,8 +214,11 @@ if [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
   rm -rf "$STAGE/lost+found"
   umount "$MNT/boot"
   read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
-  mkfs_ext4_from_dir "$P3" "$STAGE" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "nodiscard,hash_seed=${BOOT_HASH_SEED:?}"
-  rm -rf "$STAGE"
+  BOOT_IMG=$COSA_WORK/.boot.ext4
+  truncate -s "$(blockdev --getsize64 "$P3")" "$BOOT_IMG"
+  mkfs_ext4_from_dir "$BOOT_IMG" "$STAGE" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "hash_seed=${BOOT_HASH_SEED:?}"
+  copy_fs_image "$BOOT_IMG" "$P3"
+  rm -rf "$STAGE" "$BOOT_IMG"
 fi
 
 step "trim-unmount"
@@ -231,8 +241,7 @@ if [ "${ROOTFS:-xfs}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
     debugfs -w -R "sif $d flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$ROOT_IMG" >/dev/null 2>&1
   done
   umount "$MNT"
-  blkdiscard -z -f "$P4" 2>/dev/null || blkdiscard -f "$P4"
-  dd if="$ROOT_IMG" of="$P4" bs=4M conv=sparse,fsync status=none
+  copy_fs_image "$ROOT_IMG" "$P4"
   rm -f "$ROOT_IMG"
 else
   fstrim "$MNT" 2>/dev/null || true
