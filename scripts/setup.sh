@@ -19,6 +19,7 @@ APT_PACKAGES=(
   supermin qemu-system-x86 qemu-utils linux-image-amd64 ovmf
   mmdebstrap dpkg-dev
   rpm dnf createrepo-c
+  sqlite3  # the dnf composer pins the rpmdb's install times (rpmdb.sqlite) for reproducible commits
   gdisk parted xfsprogs e2fsprogs dosfstools mtools
   grub-pc-bin grub-efi-amd64-bin grub2-common
   zstd xz-utils pigz

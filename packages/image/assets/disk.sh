@@ -16,7 +16,10 @@
 #   COMPOSEFS 1: the sysroot repo asks ostree for a composefs image of the deployment;
 #   OSTREE_REMOTE (deploy <remote>:<ref>), OSTREE_REMOTE_URL (add the remote to the sysroot repo),
 #   OSTREE_REMOTE_GPG_VERIFY (1/0);
-#   $COSA_WORK/grub.cfg (/boot's GRUB config) and $COSA_WORK/ignition.firstboot (the stamp).
+#   $COSA_WORK/grub.cfg (/boot's GRUB config) and $COSA_WORK/ignition.firstboot (the stamp);
+#   FS_TIME (the commit's time, seconds), BOOT_EXT4_ARGS, BOOT_HASH_SEED: the ext4 /boot is remade
+#   offline from the deployed files at the end, so the same commit gives the same bytes; so is an
+#   ext4 root (ROOTFS=ext4, ROOT_HASH_SEED). An xfs, ext4verity or btrfs root is written by the kernel.
 # The disk arrives laid out by the host (createDisk's layoutDisk): GPT, the ESP with BOOTX64.EFI
 # and an empty ext4 /boot (LABEL=boot; with BOOTFS=xfs this script makes /boot); this script makes / (LABEL=root).
 # Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_USED_MB)
@@ -39,6 +42,37 @@ cleanup() {
 }
 BIND_MOUNTS=()
 trap cleanup EXIT
+
+# mkfs_ext4_from_dir IMG SRC TIME -- MKE2FS_ARGS...: an ext4 file system in the (new, sparse)
+# image file IMG holding SRC, made offline (mke2fs -d): the same SRC content gives the same bytes.
+# Files with mtime 0 (OSTree's objects and their checkouts) keep it, every other time becomes TIME.
+mkfs_ext4_from_dir() {
+  local dev=$1 src=$2 t=$3; shift 4  # dev: the image file
+  find "$src" -newermt @0 -exec touch -h -d "@$t" {} +
+  find "$src" ! -newermt @0 -exec touch -h -a -d @0 {} +
+  E2FSPROGS_FAKE_TIME=$t mkfs.ext4 -q -F "$@" -d "$src" "$dev"
+  # mke2fs copies each file's ctime, which nothing can set: set it to TIME on every used inode.
+  dumpe2fs "$dev" 2>/dev/null | awk -v t="$t" '
+    /^Inodes per group:/ { ipg = $4 }
+    /^Group [0-9]+:/ { g = $2 + 0; first = g * ipg + 1; last = first + ipg - 1; next }
+    /^  Free inodes:/ {
+      sub(/^  Free inodes: */, ""); n = split($0, parts, /, */)
+      for (i = first; i <= last; i++) used[i] = 1
+      for (p = 1; p <= n; p++) { if (parts[p] == "") continue; m = split(parts[p], r, "-"); lo = r[1] + 0; hi = (m > 1 ? r[2] : r[1]) + 0; for (i = lo; i <= hi; i++) delete used[i] }
+      for (i = first; i <= last; i++) if (i in used) { if (i > 1) print "sif <" i "> ctime @" t; delete used[i] }
+    }' > "$COSA_WORK/.ctime.debugfs"
+  E2FSPROGS_FAKE_TIME=$t debugfs -w -f "$COSA_WORK/.ctime.debugfs" "$dev" >/dev/null 2>&1
+  rm -f "$COSA_WORK/.ctime.debugfs"
+}
+
+# copy_fs_image IMG DEV: writes a file system image onto a partition, old contents included
+# (they would differ). Zeroed first when the device allows (a hole on a loop device) so zeros
+# need not be written; else every byte is written. No exclusive open: a mount of the partition
+# another mount namespace may still hold must not fail the build.
+copy_fs_image() {
+  if blkdiscard -z -f "$2" 2>/dev/null; then dd if="$1" of="$2" bs=4M conv=sparse,fsync status=none
+  else dd if="$1" of="$2" bs=4M conv=fsync status=none; fi
+}
 trap 'exit 143' TERM INT
 
 step "attach"
@@ -68,6 +102,8 @@ if [ "${BOOTFS:-ext4}" = xfs ]; then
   BOOT_MOUNT_OPTS=(-o nouuid)
 fi
 mkdir -p "$MNT"
+# noatime: reading the files (cp, mke2fs -d below) must not change the times they are copied with.
+ROOT_MOUNT_OPTS=(-o "noatime${ROOT_MOUNT_OPTS[1]:+,${ROOT_MOUNT_OPTS[1]}}")
 mount "${ROOT_MOUNT_OPTS[@]}" "$P4" "$MNT"
 mkdir -p "$MNT/boot"
 mount "${BOOT_MOUNT_OPTS[@]}" "$P3" "$MNT/boot"
@@ -168,10 +204,48 @@ BOOTLOADER=$BOOTLOADER
 ROOT_USED_MB=$ROOT_USED_MB
 RES
 
+if [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
+  # The kernel wrote /boot with the time of day, in an order and with a journal of its own: copy
+  # the files out (onto the root) and make the file system again offline from them.
+  step "mkfs-boot"
+  STAGE=$MNT/.cosa-boot
+  mkdir "$STAGE"
+  cp -a "$MNT/boot/." "$STAGE/"
+  rm -rf "$STAGE/lost+found"
+  umount "$MNT/boot"
+  read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
+  BOOT_IMG=$COSA_WORK/.boot.ext4
+  truncate -s "$(blockdev --getsize64 "$P3")" "$BOOT_IMG"
+  mkfs_ext4_from_dir "$BOOT_IMG" "$STAGE" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "hash_seed=${BOOT_HASH_SEED:?}"
+  copy_fs_image "$BOOT_IMG" "$P3"
+  rm -rf "$STAGE" "$BOOT_IMG"
+fi
+
 step "trim-unmount"
-fstrim "$MNT/boot" 2>/dev/null || true
-fstrim "$MNT" 2>/dev/null || true
-umount "$MNT/boot"
-umount "$MNT"
+if mountpoint -q "$MNT/boot"; then fstrim "$MNT/boot" 2>/dev/null || true; umount "$MNT/boot"; fi
+if [ "${ROOTFS:-xfs}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
+  # An ext4 root is remade offline the same way, into an image file beside the inputs (mke2fs
+  # cannot read and write one device), then copied onto the partition.
+  step "mkfs-root-offline"
+  ROOT_IMG=$COSA_WORK/.root.ext4
+  truncate -s "$(blockdev --getsize64 "$P4")" "$ROOT_IMG"
+  # ostree makes each deployment directory immutable; mke2fs -d does not copy inode flags, and
+  # its times cannot be set while it is: clear it here, set it again in the new file system.
+  IMMUTABLE=()
+  for d in "$MNT"/ostree/deploy/*/deploy/*; do
+    [ -d "$d" ] && lsattr -d "$d" 2>/dev/null | awk '{ exit !($1 ~ /i/) }' && { chattr -i "$d"; IMMUTABLE+=("${d#"$MNT"}"); }
+  done
+  mkfs_ext4_from_dir "$ROOT_IMG" "$MNT" "$FS_TIME" -- -L root -U "$ROOT_UUID" -E "hash_seed=${ROOT_HASH_SEED:?}" "${MKFS_ARGS[@]}"
+  for d in "${IMMUTABLE[@]}"; do
+    flags=$(debugfs -R "stat $d" "$ROOT_IMG" 2>/dev/null | sed -n 's/.*Flags: \(0x[0-9a-f]*\).*/\1/p' | head -1)
+    debugfs -w -R "sif $d flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$ROOT_IMG" >/dev/null 2>&1
+  done
+  umount "$MNT"
+  copy_fs_image "$ROOT_IMG" "$P4"
+  rm -f "$ROOT_IMG"
+else
+  fstrim "$MNT" 2>/dev/null || true
+  umount "$MNT"
+fi
 sync
 step "done"

@@ -4,6 +4,7 @@
  * BOOTX64.EFI, and the GRUB BIOS core image with its modules. Building them here keeps that work
  * out of the (emulated) VM.
  */
+import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '@cosa/ostree';
@@ -70,6 +71,27 @@ const DISK_GUID = '00000000-0000-4000-a000-000000000001';
 export const BOOT_UUID = '96d15588-3596-4b3c-adca-a2ff7279ea63';
 
 /**
+ * A UUID-shaped value derived from an OSTree commit and a purpose (e.g. `boot-hash-seed`): the
+ * same commit gives the same value in every build, another commit another one.
+ */
+export function commitUuid(commit: string, purpose: string): string {
+  const b = createHash('sha256').update(`cosa/${purpose}/${commit}`).digest();
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.subarray(0, 16).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * The mkfs.ext4 options of an ext4 /boot beyond label and UUID: 4096-byte blocks on a 4Kn disk
+ * (mke2fs picks 1024 for a partition this small), `metadata_csum_seed` when image.yaml asks.
+ * The host's empty /boot and the disk script's final one (made from the deployed files) share them.
+ */
+export function bootExt4Args(options: { sectorSize?: SectorSize; metadataCsumSeed?: boolean }): string[] {
+  return [...(options.sectorSize === 4096 ? ['-b', '4096'] : []), ...(options.metadataCsumSeed ? ['-O', 'metadata_csum_seed'] : [])];
+}
+
+/**
  * Lays the disk out on the host, as a plain file (no root, no loop device): the GPT (512- or
  * 4096-byte sectors), the ESP (copied from `esp.img`) and the ext4 /boot (mke2fs at an offset).
  * Emulated in the VM these took most of its time before the deploy.
@@ -86,13 +108,10 @@ export async function layoutDisk(
   const gpt = await writeGpt(raw, { sectorSize: options.sectorSize ?? 512, diskGuid: DISK_GUID, partitions: LAYOUT });
   const [, esp, boot, root] = gpt.partitions as [unknown, { start: number }, { start: number; size: number }, { size: number }];
   await run(['dd', `if=${join(workDir, 'esp.img')}`, `of=${raw}`, 'bs=1M', `seek=${esp.start / MiB}`, 'conv=sparse,notrunc', 'status=none'], o);
-  // A 4096-byte-sector disk needs 4096-byte blocks (mke2fs picks 1024 for a partition this small).
-  const block = options.sectorSize === 4096 ? ['-b', '4096'] : [];
-  // image.yaml bootfs_metadata_csum_seed: the UUID can then change while /boot is mounted.
-  const seed = options.metadataCsumSeed ? ['-O', 'metadata_csum_seed'] : [];
-  // An xfs /boot is made by the disk script (mkfs.xfs has no offset option).
+  // An xfs /boot is made by the disk script (mkfs.xfs has no offset option). This ext4 one is
+  // where the deploy writes; the disk script remakes it offline from those files (reproducibly).
   if (options.bootfs !== 'xfs') {
-    await run(['mkfs.ext4', '-q', '-F', ...block, ...seed, '-L', 'boot', '-U', BOOT_UUID, '-E', `offset=${boot.start}`, raw, `${boot.size / 1024}k`], o);
+    await run(['mkfs.ext4', '-q', '-F', ...bootExt4Args(options), '-L', 'boot', '-U', BOOT_UUID, '-E', `offset=${boot.start}`, raw, `${boot.size / 1024}k`], o);
   }
   // The xfs root is made by the disk script: mkfs.xfs has no offset option, and copying a
   // side image in costs more than the mkfs itself.

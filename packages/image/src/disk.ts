@@ -11,7 +11,7 @@ import { assetPath } from './_assets.js';
 import { hashFile } from './_hash.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
 import { firstbootNetworkKargs, firstbootStamp, grubConfig, IGNITION_FIRSTBOOT_KARG, rootfsArgs, rootMkfs } from './_firstboot.js';
-import { BOOT_UUID, layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
+import { BOOT_UUID, bootExt4Args, commitUuid, layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
 import type { Executor } from './executor.js';
 
 const MiB = 1024 * 1024;
@@ -60,6 +60,31 @@ export async function estimateDiskSize(options: EstimateDiskSizeOptions): Promis
 async function repoMode(repo: string, signal?: AbortSignal): Promise<string> {
   const r = await run(['ostree', `--repo=${repo}`, 'config', 'get', 'core.mode'], { signal, okExitCodes: [0, 1] });
   return r.stdout.trim() || 'bare';
+}
+
+/**
+ * The commit's timestamp (seconds): the time every file of a file system made offline gets, so
+ * the same commit gives the same bytes (the build's SOURCE_DATE_EPOCH when cosa made the commit).
+ */
+async function commitTime(repo: string, commit: string, signal?: AbortSignal): Promise<number> {
+  const r = await run(['ostree', `--repo=${repo}`, 'show', commit], { signal });
+  const m = /^Date:\s+(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)$/m.exec(r.stdout);
+  const t = m ? Date.parse(`${m[1]}T${m[2]}${m[3]}:${m[4]}`) : NaN;
+  if (!Number.isFinite(t)) throw new CosaError('COSA_IMAGE_FAILED', `commit ${commit.slice(0, 12)}: no Date in \`ostree show\``);
+  return Math.floor(t / 1000);
+}
+
+/**
+ * The disk script's environment for file systems made offline from the deployed files (the ext4
+ * /boot): their time, mkfs options and directory hash seed, all functions of the commit.
+ */
+async function offlineFsEnv(options: CreateDiskOptions, commit: string, sectorSize: SectorSize): Promise<Record<string, string>> {
+  return {
+    FS_TIME: String(await commitTime(options.repo, commit, options.signal)),
+    BOOT_EXT4_ARGS: bootExt4Args({ sectorSize, metadataCsumSeed: options.imageConfig?.bootfs_metadata_csum_seed === true }).join(' '),
+    BOOT_HASH_SEED: commitUuid(commit, 'boot-hash-seed'),
+    ROOT_HASH_SEED: commitUuid(commit, 'root-hash-seed'),
+  };
 }
 
 /** Options of {@link createDisk}. */
@@ -243,6 +268,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
       // BIOS cannot boot from 4096-byte sectors: no BIOS bootloader on a 4Kn disk.
       COSA_BIOS_BOOT: sectorSize === 4096 ? '0' : '1',
       ...configEnv,
+      ...(await offlineFsEnv(options, commit, sectorSize)),
     };
     await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
       options.executor.run({

@@ -201,15 +201,20 @@ export async function setPlatform(options: SetPlatformOptions): Promise<SetPlatf
   const part = await findBootPartition(rawDisk);
   const dev = `${rawDisk}?offset=${part.start}`;
   const work = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'cosa-setplatform-'));
+  // Times written by debugfs and e2fsck: the root directory's ctime (the commit's time on a disk
+  // cosa made), not the time of day, so the same disk edited the same way gives the same bytes.
+  let timeEnv: Record<string, string> = {};
   const debugfs = async (cmds: string[], write = false) => {
     const file = join(work, `cmds-${Math.random().toString(36).slice(2)}`);
     await writeFile(file, cmds.join('\n') + '\n');
-    return run(['debugfs', ...(write ? ['-w'] : []), '-f', file, dev], { cwd: work, signal, onProgress, streamLines: false });
+    return run(['debugfs', ...(write ? ['-w'] : []), '-f', file, dev], { cwd: work, signal, onProgress, streamLines: false, env: timeEnv });
   };
   try {
     // Which files to edit: BLS entries (loader is a symlink to loader.N in ostree's /boot) and
     // grub.cfg. One debugfs run lists every candidate directory (a missing one only prints an error).
-    const listed = splitOutput((await debugfs(['ls -p loader/entries', 'ls -p grub', 'ls -p grub2'])).stdout);
+    const listed = splitOutput((await debugfs(['ls -p loader/entries', 'ls -p grub', 'ls -p grub2', 'stat <2>'])).stdout);
+    const rootCtime = /\bctime: 0x([0-9a-f]+)/.exec(listed.get('stat <2>') ?? '')?.[1];
+    if (rootCtime) timeEnv = { E2FSPROGS_FAKE_TIME: String(parseInt(rootCtime, 16)), E2FSCK_TIME: String(parseInt(rootCtime, 16)) };
     const files: { path: string; entry: DirEntry; kind: 'bls' | 'grub' }[] = [];
     for (const e of parseLsP(listed.get('ls -p loader/entries') ?? '')) {
       if ((e.mode & 0o170000) !== 0o100000 || !e.name.endsWith('.conf')) continue;
@@ -274,7 +279,7 @@ export async function setPlatform(options: SetPlatformOptions): Promise<SetPlatf
           throw new CosaError('COSA_IMAGE_FAILED', `debugfs could not rewrite ${files[i]?.path} in ${rawDisk}: ${r.stderr.trim().split('\n').slice(-5).join('; ')}`);
         }
       }
-      await run(['e2fsck', '-fy', dev], { signal, onProgress, okExitCodes: [0, 1], streamLines: false });
+      await run(['e2fsck', '-fy', dev], { signal, onProgress, okExitCodes: [0, 1], streamLines: false, env: timeEnv });
     }
     return { previousPlatform, changed, partition: part };
   } finally {

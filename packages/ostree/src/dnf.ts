@@ -6,7 +6,8 @@
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CosaError, withPhase } from '@cosa/schema';
-import { run } from './_exec.js';
+import { hasTool, run } from './_exec.js';
+import { pinRpmdbTimes } from './_rpmdb.js';
 import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer } from './composer.js';
 import { postprocessTree, prepareOstreeTree } from './postprocess.js';
 import { commit, initRepo, revParse, showCommit } from './repo.js';
@@ -103,6 +104,10 @@ async function composeWithDnf(o: ComposeOptions, composer: Composer): Promise<Co
       );
     });
     const packages = await installedPackages(root, sigOf(o));
+    // rpm stamps each header with the time of day: pin it, or the same packages give another commit.
+    if (o.sourceDateEpoch !== undefined && (await hasTool('sqlite3'))) {
+      await timed('pin-rpmdb', () => pinRpmdbTimes(path.join(root, RPMDB_PATH, 'rpmdb.sqlite'), o.sourceDateEpoch!, { tmpDir: work, ...sigOf(o) }));
+    }
     // dnf's own state and the rpmdb's lock/shm files are not part of the OS.
     for (const p of ['var/cache/dnf', 'var/lib/dnf', 'var/log', `${RPMDB_PATH.slice(1)}/.rpm.lock`, 'var/cache/ldconfig']) {
       await rm(path.join(root, p), { recursive: true, force: true });
