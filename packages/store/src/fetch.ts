@@ -21,7 +21,8 @@ import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
 import type { BuildStore } from './store.js';
 import { TransferMeter } from './_transfer.js';
-import { downloadToFile, hashFile, readObjectText } from './_io.js';
+import { hashFile, readObjectText } from './_io.js';
+import { downloadObject } from './_ranged-get.js';
 import { throwIfAborted } from './_util.js';
 
 /** Options of {@link buildFetch}. */
@@ -258,7 +259,7 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
                   return;
                 }
               }
-              const got = await downloadToFile(store, key, join(stage(j.arch), j.name), {
+              const got = await downloadObject(store, key, join(stage(j.arch), j.name), {
                 name: j.name,
                 ...(j.sha256 !== undefined ? { sha256: j.sha256 } : {}),
                 ...(j.size !== undefined ? { size: j.size } : {}),
