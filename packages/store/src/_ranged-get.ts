@@ -126,6 +126,12 @@ class Ranged {
     return this.parts[i];
   }
 
+  /** Fetches part 0 alone: it shows whether the object exists and the store honours ranges. */
+  async probe(): Promise<void> {
+    this.next = 1;
+    await this.fetchPart(this.parts[0]!);
+  }
+
   /** One worker: fetches parts until none is left. */
   async work(): Promise<void> {
     for (let p = await this.claim(); p; p = await this.claim()) await this.fetchPart(p);
@@ -203,6 +209,11 @@ class Ranged {
         if (p.got - (from - p.start) + batchBytes >= want) break;
       }
       await flush();
+    } catch (e) {
+      // What arrived before the break is good: keep it, so the retry asks only for the rest.
+      if (!this.signal.aborted) await flush().catch(() => {});
+      if (e instanceof CosaError || this.signal.aborted) throw e;
+      throw new CosaError('COSA_STORE_UNREACHABLE', `${this.url}: bytes ${from}-${p.end} broke off: ${(e as Error).message}`, { cause: e });
     } finally {
       guarded.destroy();
       obj.body.destroy();
@@ -231,8 +242,7 @@ export async function downloadRanged(store: BuildStore, key: string, dest: strin
   meter?.start(name, options.size);
   let outcome: 'ok' | 'missing' | 'fallback' | 'failed' = 'ok';
   try {
-    // The first part alone: it shows whether the object exists and the store honours ranges.
-    await r.fetchPart(r.parts[0]!);
+    await r.probe();
     await runWorkers(r, concurrency);
     return await finish(r, tmp, dest);
   } catch (e) {
