@@ -16,7 +16,7 @@ import { abortError, backoffMs, bareEtag, isTransient, logRetry, sleep, stallGua
 
 /** Options of {@link downloadRanged} and {@link downloadObject}. */
 export interface RangedDownloadOptions extends DownloadOptions {
-  /** Bytes per ranged request (default 8 MiB, at least 1 MiB). */
+  /** Bytes per ranged request (default 16 MiB, at least 1 MiB). */
   partSize?: number;
   /** Ranged requests in flight (default 4). */
   concurrency?: number;
@@ -39,7 +39,21 @@ export async function downloadObject(store: BuildStore, key: string, dest: strin
   return downloadRanged(store, key, dest, { ...options, size: options.size });
 }
 
-const partSizeOf = (o: RangedDownloadOptions): number => Math.max(MiB, o.partSize ?? 8 * MiB);
+const partSizeOf = (o: RangedDownloadOptions): number => Math.max(MiB, o.partSize ?? DEFAULT_PART);
+
+/** Default bytes per ranged request. */
+export const DEFAULT_PART = 16 * MiB;
+
+/**
+ * Ranged streams per large object when `jobs` are fetched with `concurrency` connections: the
+ * connections are shared among the objects of at least two parts, so several large artifacts
+ * fetched side by side each get one plain stream (some servers, moto among them, read the
+ * whole object for every range they serve), and one alone gets all of them.
+ */
+export function rangeStreams(jobs: ReadonlyArray<{ size?: number }>, concurrency: number): number {
+  const large = jobs.filter((j) => j.size !== undefined && j.size >= 2 * DEFAULT_PART).length;
+  return Math.max(1, Math.floor(Math.max(1, concurrency) / Math.max(1, large)));
+}
 
 /** Thrown inside when the store answered a range with something else (the whole body). */
 class RangeIgnored extends Error {}

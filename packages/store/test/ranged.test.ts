@@ -11,7 +11,7 @@ import { snapshotTree, startHttpServer } from '@cosa/test-utils';
 import type { ProgressEvent } from '@cosa/schema';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildFetch, buildUpload, openBuildStore } from '@cosa/store';
-import { downloadRanged } from '../src/_ranged-get.js';
+import { downloadRanged, rangeStreams } from '../src/_ranged-get.js';
 import { makeBuild, tempDir } from './_build.js';
 
 const MiB = 1024 * 1024;
@@ -169,10 +169,21 @@ describe('downloadRanged over HTTP', () => {
   });
 });
 
+describe('rangeStreams', () => {
+  it('shares the connections among large objects: one alone is split, several side by side are not', () => {
+    const big = { size: 100 * MiB };
+    expect(rangeStreams([big, { size: 10 }, {}], 4)).toBe(4);
+    expect(rangeStreams([big, big], 4)).toBe(2);
+    expect(rangeStreams([big, big, big], 4)).toBe(1);
+    expect(rangeStreams([{ size: 31 * MiB }], 4)).toBe(4);
+    expect(rangeStreams([], 0)).toBe(1);
+  });
+});
+
 describe('buildfetch of a large artifact over HTTP', () => {
   it('fetches in ranges and matches; refuses a corrupted copy and leaves the workdir as it was', async () => {
     const src = await dir();
-    const size = 17 * MiB + 7;
+    const size = 33 * MiB + 7;
     const { id, arch, meta } = await makeBuild(src, { artifacts: { ostree: 1000, metal: size } });
     const store = await dir();
     await buildUpload({ workdir: src, url: store });
