@@ -1,19 +1,22 @@
 #!/usr/bin/env node
-// Store benchmark: upload and download of a fake ~1 GiB build over loopback against s3rver,
-// cosa vs awscli (Debian, /usr/bin/aws) vs rclone; re-upload of an unchanged build; HTTP fetch
-// (nginx) vs curl; peak RSS of the cosa process. Prints a table of medians and ratios and
-// writes it into the "store" section of docs/benchmarks.md.
+// Store benchmark (#16): upload and download of a fake ~1 GiB build (random data) over loopback
+// against ONE moto_server, cosa vs awscli vs rclone in the same run; bytes on the wire for a
+// re-upload of the unchanged build (a counting TCP proxy in front of the server); HTTP fetch
+// (nginx) vs curl; peak RSS of the cosa process; the machine's load (uptime) before and after.
+// Prints a table of medians and ratios and writes it into the "Transfers and memory (#16)"
+// section of docs/benchmarks.md (between the store-bench markers).
 //
 //   node bench/store.mjs            # RUNS=3 SIZE_MIB=1024 by default
 //   RUNS=1 SIZE_MIB=256 node bench/store.mjs
+//   COSA_BASELINE=/work/main/packages/cli/bin/cosa.js node bench/store.mjs   # adds rows for another cosa (A/B)
 //
-// Needs built packages (schema, store, cli: `pnpm --filter @cosa/<p> run build`; done here when
-// dist/ is missing), /usr/bin/aws, rclone, curl, nginx, /usr/bin/time.
+// Needs: built packages (`pnpm -r run build`; schema, store and cli are built here when dist/ is
+// missing), moto_server, aws (awscli, first on PATH), rclone, curl, nginx, /usr/bin/time.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, openSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,7 +26,15 @@ const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const RUNS = Number(process.env.RUNS ?? 3);
 const SIZE_MIB = Number(process.env.SIZE_MIB ?? 1024);
 const MiB = 1024 * 1024;
-const AWS = '/usr/bin/aws';
+const AWS = execFileSync('sh', ['-c', 'command -v aws']).toString().trim();
+const BASELINE = process.env.COSA_BASELINE;
+const uptime = () => execFileSync('uptime').toString().trim().replace(/^.*load average/, 'load average');
+const loadBefore = uptime();
+const versions = {
+  aws: execFileSync(AWS, ['--version']).toString().trim().split(' ')[0],
+  rclone: execFileSync('rclone', ['version']).toString().split('\n')[0],
+  moto: `moto_server ${execFileSync('sh', ['-c', "python3 -c 'import moto; print(moto.__version__)' 2>/dev/null || true"]).toString().trim()}`,
+};
 const ID = '99.20261126.0';
 const ARCH = 'x86_64';
 
@@ -61,17 +72,24 @@ async function freePort() {
   });
 }
 
-/** Runs argv under /usr/bin/time; returns seconds, peak RSS (MiB) and stdout. */
+/**
+ * Runs argv under /usr/bin/time; resolves to seconds, peak RSS (MiB) and stdout. Asynchronous: the
+ * counting proxy and the servers' log pipes live in this process and must keep moving meanwhile.
+ */
 function timed(argv, env = {}, cwd = scratch) {
-  const r = spawnSync('/usr/bin/time', ['-f', '__TIME__ %e %M', ...argv], {
-    cwd,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    maxBuffer: 256 * MiB,
+  return new Promise((resolve, reject) => {
+    const c = spawn('/usr/bin/time', ['-f', '__TIME__ %e %M', ...argv], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr = (stderr + d).slice(-100_000)));
+    c.once('error', reject);
+    c.once('close', (status) => {
+      const m = /__TIME__ ([\d.]+) (\d+)/.exec(stderr);
+      if (status !== 0 || !m) reject(new Error(`${argv.join(' ')} failed (${status}):\n${stderr.slice(-2000)}`));
+      else resolve({ secs: Number(m[1]), rssMiB: Number(m[2]) / 1024, stdout });
+    });
   });
-  const m = /__TIME__ ([\d.]+) (\d+)/.exec(r.stderr);
-  if (r.status !== 0 || !m) throw new Error(`${argv.join(' ')} failed (${r.status}):\n${r.stderr.slice(-2000)}`);
-  return { secs: Number(m[1]), rssMiB: Number(m[2]) / 1024, stdout: r.stdout };
 }
 
 // --- the fake build -------------------------------------------------------------------------
@@ -103,68 +121,154 @@ await writeFile(join(workdir, 'builds', 'builds.json'), `${JSON.stringify({ 'sch
 await symlink(ID, join(workdir, 'builds', 'latest'));
 const totalBytes = Object.values(images).reduce((n, i) => n + i.size, 0);
 
-// --- s3rver (same child as the tests: conditional writes honoured) --------------------------
-const s3dir = join(scratch, 's3rver');
-await mkdir(s3dir);
-const s3 = spawn(process.execPath, [join(repo, 'packages/test-utils/src/_s3-child.mjs'), s3dir, '1', 'bench'], {
-  env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' },
-  stdio: ['ignore', 'pipe', 'inherit'],
+// --- moto_server, and a counting TCP proxy in front of it for the re-upload ---------------
+const motoLog = join(scratch, 'moto.log');
+const moto = spawn('moto_server', ['-H', '127.0.0.1', '-p', '0'], { env: { ...process.env, PYTHONUNBUFFERED: '1' }, stdio: ['ignore', openSync(motoLog, 'w'), openSync(motoLog, 'a')] });
+children.push(moto);
+let motoPort;
+for (let i = 0; i < 600 && !motoPort; i++) {
+  if (moto.exitCode !== null) throw new Error(`moto_server exited: ${await readFile(motoLog, 'utf8')}`);
+  await new Promise((r) => setTimeout(r, 100));
+  motoPort = Number(/Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(await readFile(motoLog, 'utf8'))?.[1]) || undefined;
+}
+if (!motoPort) throw new Error('moto_server did not start within 60 s');
+const endpoint = `http://127.0.0.1:${motoPort}`;
+let wireBytes = 0;
+const proxy = createServer((client) => {
+  const up = connect(motoPort, '127.0.0.1');
+  client.on('data', (c) => (wireBytes += c.length));
+  client.pipe(up).pipe(client);
+  client.on('error', () => up.destroy());
+  up.on('error', () => client.destroy());
 });
-children.push(s3);
-const s3port = await new Promise((resolve) => createInterface({ input: s3.stdout }).once('line', (l) => resolve(JSON.parse(l).port)));
-const endpoint = `http://127.0.0.1:${s3port}`;
+await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+const proxyEndpoint = `http://127.0.0.1:${proxy.address().port}`;
 const s3env = {
-  AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1',
   AWS_ENDPOINT_URL: endpoint, AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED', AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
 };
 const rcloneEnv = {
   RCLONE_CONFIG_BENCH_TYPE: 's3', RCLONE_CONFIG_BENCH_PROVIDER: 'Other', RCLONE_CONFIG_BENCH_ENDPOINT: endpoint,
-  RCLONE_CONFIG_BENCH_ACCESS_KEY_ID: 'S3RVER', RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY: 'S3RVER', RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE: 'true',
+  RCLONE_CONFIG_BENCH_ACCESS_KEY_ID: 'testing', RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY: 'testing', RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE: 'true',
   RCLONE_CONFIG_BENCH_REGION: 'us-east-1',
 };
 const cosa = ['node', join(repo, 'packages/cli/bin/cosa.js')];
-const dropPrefix = (prefix) => rm(join(s3dir, 'bench', prefix), { recursive: true, force: true });
 const env = (e) => ['env', '-u', 'AWS_CA_BUNDLE', ...Object.entries(e).map(([k, v]) => `${k}=${v}`)];
+const dropPrefix = (prefix) => timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'rm', '--recursive', '--only-show-errors', `s3://bench/${prefix}`]);
+await timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'mb', 's3://bench']);
+const baseline = BASELINE ? ['node', BASELINE] : undefined;
 
 const results = {};
 const add = (name, v) => (results[name] ??= []).push(v);
 
-for (let run = 0; run < RUNS; run++) {
-  process.stderr.write(`run ${run + 1}/${RUNS}\n`);
-  // Upload.
-  const up = timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], s3env);
-  add('upload cosa', up.secs);
-  add('rss upload cosa', up.rssMiB);
-  const upA = timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]);
-  add('upload awscli', upA.secs);
-  const upR = timed([...env(rcloneEnv), 'rclone', 'copy', join(workdir, 'builds', ID), `bench:bench/rclone-${run}/${ID}`]);
-  add('upload rclone', upR.secs);
+const fetchInto = (cli, dst, prefix) => timed([...cli, '--workdir', dst, 'buildfetch', '--url', `s3://bench/${prefix}`, '--arch', ARCH, '--artifact', 'all'], s3env);
 
-  // Re-upload of the unchanged build.
-  const again = timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], s3env);
-  const doc = JSON.parse(again.stdout.slice(again.stdout.lastIndexOf('\n{\n') + 1));
+for (let run = 0; run < RUNS; run++) {
+  process.stderr.write(`run ${run + 1}/${RUNS} (${uptime()})\n`);
+  // Upload: each tool to its own prefix; the order rotates so no tool always goes first.
+  const uploads = {
+    cosa: () => timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], s3env),
+    awscli: () => timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]),
+    rclone: () => timed([...env(rcloneEnv), 'rclone', 'copy', join(workdir, 'builds', ID), `bench:bench/rclone-${run}/${ID}`]),
+  };
+  const order = Object.keys(uploads);
+  for (let i = 0; i < order.length; i++) {
+    const k = order[(i + run) % order.length];
+    const r = await uploads[k]();
+    add(`upload ${k}`, r.secs);
+    if (k === 'cosa') add('rss upload cosa', r.rssMiB);
+  }
+
+  // Re-upload of the unchanged build, through the counting proxy: bytes really sent.
+  wireBytes = 0;
+  const again = await timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], { ...s3env, AWS_ENDPOINT_URL: proxyEndpoint });
+  add('re-upload cosa wire bytes', wireBytes);
+  const doc = again.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((e) => e.event === 'result');
   add('re-upload cosa', again.secs);
   add('re-upload cosa bytes sent', doc.bytesSent);
-  const syncA = timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]);
+  wireBytes = 0;
+  const syncA = await timed([...env({ ...s3env, AWS_ENDPOINT_URL: proxyEndpoint }), AWS, '--endpoint-url', proxyEndpoint, 's3', 'sync', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]);
   add('re-upload awscli sync', syncA.secs);
+  add('re-upload awscli wire bytes', wireBytes);
 
-  // Download.
-  const dst = join(scratch, `dl-cosa-${run}`);
-  await mkdir(dst);
-  const dl = timed([...cosa, '--workdir', dst, 'buildfetch', '--url', `s3://bench/cosa-${run}`, '--arch', ARCH, '--artifact', 'all'], s3env);
-  if (!existsSync(join(dst, 'builds', ID, ARCH, images.metal.path))) throw new Error('cosa buildfetch fetched nothing');
-  add('download cosa', dl.secs);
-  add('rss download cosa', dl.rssMiB);
-  await rm(dst, { recursive: true, force: true });
-  const dstA = join(scratch, `dl-aws-${run}`);
-  add('download awscli', timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', `s3://bench/cosa-${run}/${ID}`, dstA]).secs);
-  await rm(dstA, { recursive: true, force: true });
-  const dstR = join(scratch, `dl-rclone-${run}`);
-  add('download rclone', timed([...env(rcloneEnv), 'rclone', 'copy', `bench:bench/cosa-${run}/${ID}`, dstR]).secs);
-  await rm(dstR, { recursive: true, force: true });
-  await Promise.all([dropPrefix(`cosa-${run}`), dropPrefix(`aws-${run}`), dropPrefix(`rclone-${run}`)]);
+  // Download of the same objects (the cosa upload) by each tool, order rotating.
+  const downloads = {
+    cosa: async () => {
+      const dst = join(scratch, `dl-cosa-${run}`);
+      await mkdir(dst);
+      const r = await fetchInto(cosa, dst, `cosa-${run}`);
+      if (!existsSync(join(dst, 'builds', ID, ARCH, images.metal.path))) throw new Error('cosa buildfetch fetched nothing');
+      add('rss download cosa', r.rssMiB);
+      await rm(dst, { recursive: true, force: true });
+      return r;
+    },
+    awscli: async () => {
+      const dst = join(scratch, `dl-aws-${run}`);
+      const r = await timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', `s3://bench/cosa-${run}/${ID}`, dst]);
+      await rm(dst, { recursive: true, force: true });
+      return r;
+    },
+    rclone: async () => {
+      const dst = join(scratch, `dl-rclone-${run}`);
+      const r = await timed([...env(rcloneEnv), 'rclone', 'copy', `bench:bench/cosa-${run}/${ID}`, dst]);
+      await rm(dst, { recursive: true, force: true });
+      return r;
+    },
+    ...(baseline
+      ? {
+          baseline: async () => {
+            const dst = join(scratch, `dl-base-${run}`);
+            await mkdir(dst);
+            const r = await fetchInto(baseline, dst, `cosa-${run}`);
+            await rm(dst, { recursive: true, force: true });
+            return r;
+          },
+        }
+      : {}),
+  };
+  // One large artifact alone (`--artifact metal`): cosa splits it into parallel ranges.
+  const metalKey = `cosa-${run}/${ID}/${ARCH}/${images.metal.path}`;
+  Object.assign(downloads, {
+    'one cosa': async () => {
+      const dst = join(scratch, `one-cosa-${run}`);
+      await mkdir(dst);
+      const r = await timed([...cosa, '--workdir', dst, 'buildfetch', '--url', `s3://bench/cosa-${run}`, '--arch', ARCH, '--artifact', 'metal'], s3env);
+      if (!existsSync(join(dst, 'builds', ID, ARCH, images.metal.path))) throw new Error('cosa buildfetch fetched nothing');
+      add('rss download one cosa', r.rssMiB);
+      await rm(dst, { recursive: true, force: true });
+      return r;
+    },
+    'one awscli': async () => {
+      const r = await timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--only-show-errors', `s3://bench/${metalKey}`, join(scratch, 'one-aws')]);
+      await rm(join(scratch, 'one-aws'), { force: true });
+      return r;
+    },
+    'one rclone': async () => {
+      const r = await timed([...env(rcloneEnv), 'rclone', 'copyto', `bench:bench/${metalKey}`, join(scratch, 'one-rclone')]);
+      await rm(join(scratch, 'one-rclone'), { force: true });
+      return r;
+    },
+    ...(baseline
+      ? {
+          'one baseline': async () => {
+            const dst = join(scratch, `one-base-${run}`);
+            await mkdir(dst);
+            const r = await timed([...baseline, '--workdir', dst, 'buildfetch', '--url', `s3://bench/cosa-${run}`, '--arch', ARCH, '--artifact', 'metal'], s3env);
+            await rm(dst, { recursive: true, force: true });
+            return r;
+          },
+        }
+      : {}),
+  });
+  const dorder = Object.keys(downloads);
+  for (let i = 0; i < dorder.length; i++) {
+    const k = dorder[(i + run) % dorder.length];
+    add(`download ${k}`, (await downloads[k]()).secs);
+  }
+  for (const p of [`cosa-${run}`, `aws-${run}`, `rclone-${run}`]) await dropPrefix(p);
   process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
 }
+const loadAfterS3 = uptime();
 
 // --- HTTP: nginx serving a store laid out like the bucket ----------------------------------
 const httpRoot = join(scratch, 'http');
@@ -192,7 +296,7 @@ for (let i = 0; i < 50; i++) {
 for (let run = 0; run < RUNS; run++) {
   const dst = join(scratch, `http-cosa-${run}`);
   await mkdir(dst);
-  const h = timed([...cosa, '--workdir', dst, 'buildfetch', '--url', `http://127.0.0.1:${httpPort}`, '--arch', ARCH, '--artifact', 'all']);
+  const h = await timed([...cosa, '--workdir', dst, 'buildfetch', '--url', `http://127.0.0.1:${httpPort}`, '--arch', ARCH, '--artifact', 'all']);
   if (!existsSync(join(dst, 'builds', ID, ARCH, images.metal.path))) throw new Error('cosa buildfetch over HTTP fetched nothing');
   add('http fetch cosa (sha256 checked)', h.secs);
   add('rss http fetch cosa', h.rssMiB);
@@ -200,12 +304,14 @@ for (let run = 0; run < RUNS; run++) {
   const dstC = join(scratch, `http-curl-${run}`);
   await mkdir(dstC);
   const urls = Object.values(images).flatMap((i) => ['-o', join(dstC, i.path), `http://127.0.0.1:${httpPort}/${ID}/${ARCH}/${i.path}`]);
-  add('http fetch curl', timed(['curl', '-sf', ...urls]).secs);
-  add('http fetch curl + sha256sum', timed(['sh', '-c', `curl -sf ${urls.map((u) => `'${u}'`).join(' ')} && sha256sum ${dstC}/*`]).secs);
+  add('http fetch curl', (await timed(['curl', '-sf', ...urls])).secs);
+  add('http fetch curl + sha256sum', (await timed(['sh', '-c', `curl -sf ${urls.map((u) => `'${u}'`).join(' ')} && sha256sum ${dstC}/*`])).secs);
   await rm(dstC, { recursive: true, force: true });
 }
 nginx.kill('SIGTERM');
-s3.kill('SIGTERM');
+moto.kill('SIGTERM');
+proxy.close();
+const loadAfter = uptime();
 await cleanup();
 
 // --- report ---------------------------------------------------------------------------------
@@ -213,25 +319,34 @@ const m = (k) => median(results[k]);
 const mibs = (secs) => `${(totalBytes / MiB / secs).toFixed(0)} MiB/s`;
 const row = (what, k, ref) =>
   `| ${what} | ${m(k).toFixed(2)} s | ${mibs(m(k))} | ${ref ? `${(m(k) / m(ref)).toFixed(2)}×` : ''} |`;
+const rowOne = (what, k, ref) =>
+  `| ${what} | ${m(k).toFixed(2)} s | ${(images.metal.size / MiB / m(k)).toFixed(0)} MiB/s | ${ref ? `${(m(k) / m(ref)).toFixed(2)}×` : ''} |`;
+const ratio = (k, ref) => `${(m(k) / m(ref)).toFixed(2)}×`;
 const lines = [
-  `Build of ${(totalBytes / MiB).toFixed(0)} MiB (3 artifacts + metadata), s3rver 3.7.1 on 127.0.0.1 (child process, conditional-write hook), ${RUNS} run(s), median; `,
-  `speed-up = reference time / cosa time (> 1 means cosa is faster). Machine: ${execFileSync('nproc').toString().trim()} cores, shared.`,
+  `Build of ${(totalBytes / MiB).toFixed(0)} MiB of random data (3 artifacts + metadata), one ${versions.moto} on 127.0.0.1 for every S3 client, ${RUNS} run(s), median; `,
+  `speed-up = that row's time / cosa's time (> 1: cosa is faster). ${versions.aws} (${AWS}), ${versions.rclone}. Machine: ${execFileSync('nproc').toString().trim()} cores, shared.`,
+  `Load: before ${loadBefore}; after the S3 rows ${loadAfterS3}; at the end ${loadAfter}.`,
   '',
   '| operation | median | throughput | speed-up of cosa vs this row |',
   '|---|---|---|---|',
   row('upload: cosa buildupload s3', 'upload cosa'),
   row('upload: aws s3 cp --recursive', 'upload awscli', 'upload cosa'),
   row('upload: rclone copy', 'upload rclone', 'upload cosa'),
-  row('download: cosa buildfetch --artifact all', 'download cosa'),
+  row('download: cosa buildfetch --artifact all (sha256 checked)', 'download cosa'),
   row('download: aws s3 cp --recursive', 'download awscli', 'download cosa'),
   row('download: rclone copy', 'download rclone', 'download cosa'),
-  `| re-upload unchanged: cosa (bytes sent: ${m('re-upload cosa bytes sent')}) | ${m('re-upload cosa').toFixed(2)} s | | |`,
-  `| re-upload unchanged: aws s3 sync | ${m('re-upload awscli sync').toFixed(2)} s | | ${(m('re-upload awscli sync') / m('re-upload cosa')).toFixed(2)}× |`,
+  ...(baseline ? [row(`download: baseline cosa (${BASELINE})`, 'download baseline', 'download cosa')] : []),
+  rowOne('one artifact (metal): cosa buildfetch --artifact metal', 'download one cosa'),
+  rowOne('one artifact: aws s3 cp', 'download one awscli', 'download one cosa'),
+  rowOne('one artifact: rclone copyto', 'download one rclone', 'download one cosa'),
+  ...(baseline ? [rowOne(`one artifact: baseline cosa (${BASELINE})`, 'download one baseline', 'download one cosa')] : []),
+  `| re-upload unchanged: cosa (bytes on the wire ${m('re-upload cosa wire bytes')}, of which object bodies ${m('re-upload cosa bytes sent')}) | ${m('re-upload cosa').toFixed(2)} s | | |`,
+  `| re-upload unchanged: aws s3 sync (bytes on the wire ${m('re-upload awscli wire bytes')}) | ${m('re-upload awscli sync').toFixed(2)} s | | ${ratio('re-upload awscli sync', 're-upload cosa')} |`,
   row('HTTP (nginx): cosa buildfetch, sha256 checked', 'http fetch cosa (sha256 checked)'),
   row('HTTP (nginx): curl, no check', 'http fetch curl', 'http fetch cosa (sha256 checked)'),
   row('HTTP (nginx): curl + sha256sum', 'http fetch curl + sha256sum', 'http fetch cosa (sha256 checked)'),
   '',
-  `Peak RSS of the cosa process (median): upload ${m('rss upload cosa').toFixed(0)} MiB, S3 download ${m('rss download cosa').toFixed(0)} MiB, HTTP download ${m('rss http fetch cosa').toFixed(0)} MiB (budget 300 MB).`,
+  `Peak RSS of the cosa process (median): upload ${m('rss upload cosa').toFixed(0)} MiB, S3 download ${m('rss download cosa').toFixed(0)} MiB (one artifact in ranges: ${m('rss download one cosa').toFixed(0)} MiB), HTTP download ${m('rss http fetch cosa').toFixed(0)} MiB (budget 300 MB).`,
 ];
 const table = lines.join('\n');
 process.stdout.write(`${table}\n`);
@@ -239,9 +354,9 @@ process.stdout.write(`\nraw: ${JSON.stringify(results)}\n`);
 
 const docPath = join(repo, 'docs', 'benchmarks.md');
 let doc = existsSync(docPath) ? await readFile(docPath, 'utf8') : '# Benchmarks\n';
-const begin = '<!-- store:begin -->';
-const end = '<!-- store:end -->';
-const section = `${begin}\n## store: buildupload / buildfetch\n\nMeasured with \`node bench/store.mjs\` on ${new Date().toISOString().slice(0, 10)}.\n\n${table}\n${end}`;
-doc = doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), section) : `${doc.trimEnd()}\n\n${section}\n`;
+const begin = '<!-- store-bench:begin -->';
+const end = '<!-- store-bench:end -->';
+const section = `${begin}\nMeasured with \`node bench/store.mjs\` on ${new Date().toISOString().slice(0, 16)}Z.\n\n${table}\n${end}`;
+doc = doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), section) : `${doc.trimEnd()}\n\n## Transfers and memory (#16)\n\n${section}\n`;
 await mkdir(dirname(docPath), { recursive: true });
 await writeFile(docPath, doc);

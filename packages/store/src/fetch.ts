@@ -21,7 +21,8 @@ import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
 import type { BuildStore } from './store.js';
 import { TransferMeter } from './_transfer.js';
-import { downloadToFile, hashFile, readObjectText } from './_io.js';
+import { hashFile, readObjectText } from './_io.js';
+import { downloadObject, rangeStreams } from './_ranged-get.js';
 import { throwIfAborted } from './_util.js';
 
 /** Options of {@link buildFetch}. */
@@ -235,6 +236,9 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
     const total = jobs.reduce((n, j) => n + (j.size ?? 0), 0);
     const meter = new TransferMeter(onProgress, total > 0 ? total : undefined);
     const limit = pLimit(Math.max(1, options.concurrency ?? 4));
+    // Connections are shared: large artifacts fetched side by side get one stream each; one
+    // alone is split into parallel byte ranges (see _ranged-get.ts).
+    const ranges = rangeStreams(jobs, options.concurrency ?? 4);
     // Everything lands in tmp/ first and moves into builds/ whole: a failed or killed fetch
     // leaves builds/ as it was (a killed one leaves a staging dir the next fetch removes).
     await mkdir(join(workdir, 'tmp'), { recursive: true });
@@ -258,7 +262,7 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
                   return;
                 }
               }
-              const got = await downloadToFile(store, key, join(stage(j.arch), j.name), {
+              const got = await downloadObject(store, key, join(stage(j.arch), j.name), {
                 name: j.name,
                 ...(j.sha256 !== undefined ? { sha256: j.sha256 } : {}),
                 ...(j.size !== undefined ? { size: j.size } : {}),
@@ -268,6 +272,7 @@ export async function buildFetch(options: BuildFetchOptions): Promise<BuildFetch
                 // Optional extras without a declared size are small JSON files.
                 ...(j.size === undefined && !j.artifact ? { maxBytes: 256 * 1024 * 1024 } : {}),
                 onProgress,
+                concurrency: ranges,
               });
               if (!got) {
                 if (j.required) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} does not exist`);

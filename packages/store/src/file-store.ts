@@ -58,9 +58,11 @@ export class FileStore implements BuildStore {
     const path = this.pathOf(key);
     const info = await this.info(path);
     if (!info) return undefined;
-    const start = Math.min(options.start ?? 0, info.size ?? 0);
-    const body = createReadStream(path, { start, ...(options.signal ? { signal: options.signal } : {}) });
-    return { ...info, body, offset: start };
+    const size = info.size ?? 0;
+    const start = Math.min(options.start ?? 0, size);
+    const end = Math.min(options.end ?? size - 1, size - 1);
+    const body = createReadStream(path, { start, ...(end >= start ? { end } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    return { ...info, body, offset: start, length: Math.max(0, end - start + 1) };
   }
 
   async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<PutResult> {

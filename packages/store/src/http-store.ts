@@ -150,16 +150,19 @@ export class HttpStore implements BuildStore {
 
   async get(key: string, options: GetOptions = {}): Promise<StoreObject | undefined> {
     const start = options.start ?? 0;
-    const res = await this.send('GET', key, start > 0 ? { range: `bytes=${start}-` } : {}, options.signal);
+    const ranged = start > 0 || options.end !== undefined;
+    const res = await this.send('GET', key, ranged ? { range: `bytes=${start}-${options.end ?? ''}` } : {}, options.signal);
     if (res.statusCode === 404 || res.statusCode === 403 || res.statusCode === 410) {
       await res.body.dump();
       return undefined;
     }
-    if (res.statusCode !== 200 && !(res.statusCode === 206 && start > 0)) {
+    if (res.statusCode !== 200 && !(res.statusCode === 206 && ranged)) {
       await res.body.dump();
       throw new HttpStatusError(this.urlOf(key), res.statusCode);
     }
-    return { ...this.info(res), body: res.body as unknown as Readable, offset: res.statusCode === 206 ? start : 0 };
+    const len = res.headers['content-length'];
+    const offset = res.statusCode === 206 ? Number(/bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1] ?? start) : 0;
+    return { ...this.info(res), body: res.body as unknown as Readable, offset, ...(len !== undefined ? { length: Number(len) } : {}) };
   }
 
   async put(key: string, body: Readable | Uint8Array): Promise<PutResult> {

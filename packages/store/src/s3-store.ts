@@ -196,7 +196,7 @@ export class S3Store implements BuildStore {
     try {
       const { GetObjectCommand } = await sdk();
       const r = await (await this.client()).send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), ...(start > 0 ? { Range: `bytes=${start}-` } : {}) }),
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), ...(start > 0 || options.end !== undefined ? { Range: `bytes=${start}-${options.end ?? ''}` } : {}) }),
         options.signal ? { abortSignal: options.signal } : {},
       );
       const total = /\/(\d+)$/.exec(r.ContentRange ?? '');
@@ -207,6 +207,7 @@ export class S3Store implements BuildStore {
         metadata: { ...(r.Metadata ?? {}) },
         body: r.Body as Readable,
         offset,
+        ...(r.ContentLength !== undefined ? { length: r.ContentLength } : {}),
       };
     } catch (e) {
       if (S3Store.missing(e)) return undefined;

@@ -19,6 +19,8 @@ export interface StoreObject extends ObjectInfo {
   body: Readable;
   /** Where `body` starts in the object (0 unless a range was asked for and honoured). */
   offset: number;
+  /** Bytes in `body` when the store says (Content-Length); tells a honoured range from a whole body. */
+  length?: number;
 }
 
 /** Options of {@link BuildStore.get}. */
@@ -26,6 +28,8 @@ export interface GetOptions {
   signal?: AbortSignal;
   /** Start reading at this byte (to resume an interrupted download). */
   start?: number;
+  /** Stop after this byte (inclusive): a bounded range `bytes=start-end` (stores may ignore it; check `offset` and `length`). */
+  end?: number;
 }
 
 /** Options of {@link BuildStore.put}. */
