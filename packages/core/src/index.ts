@@ -2,6 +2,7 @@ export * from './version.js';
 export * from './pkgdiff.js';
 export { Workdir, openWorkdir, CONFIG_VARIANT_KEY, type WorkdirLike } from './workdir.js';
 export { BuildsDir, mergeMetaDocuments, metaStampNow, META_STAMP_KEY } from './builds-dir.js';
+export { buildFetch, buildUpload, type BuildFetchOptions, type BuildFetchResult, type BuildUploadOptions, type BuildUploadResult } from './build-transfer.js';
 export { initWorkdir, type InitWorkdirOptions } from './init.js';
 export {
   splitMetaKey,
