@@ -6,7 +6,8 @@
 import { open, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema';
-import { importRepoTar, revParse, run } from '@cosa/ostree';
+import { importRepoTar, revParse } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import {
   createDisk, derivePlatformImages, getPlatform, listPlatforms, platformArtifactName, selectExecutor,
   type ExecutorChoice, type PlatformImage, type PlatformsConfig,

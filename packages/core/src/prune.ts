@@ -1,6 +1,6 @@
 import { lstat, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { CosaError, parseMetaJson, type BuildsJson, type OnProgress } from '@cosa/schema';
 import { openWorkdir, type WorkdirLike } from './workdir.js';
 import { assertSegment, isDirectory, isFile } from './_paths.js';

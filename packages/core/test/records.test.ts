@@ -13,9 +13,10 @@ import {
   listTags,
   prune,
   setMetaValues,
-  splitMetaKey,
+  
   updateTag,
 } from '@cosa/core';
+import { splitMetaKey } from '../src/meta-keys.js';
 import { isCosaError, SchemaError } from '@cosa/schema';
 import { snapshotTree, tempWorkdir, writeFakeBuild, type TempWorkdir } from '@cosa/test-utils';
 import { originalSchemaErrors } from './_ajv.js';

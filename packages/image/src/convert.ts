@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { CosaError, type OnProgress } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import type { DiskFormat } from './platforms.js';
 
 /** What `qemu-img info --output=json` says about an image. */

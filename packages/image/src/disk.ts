@@ -5,7 +5,7 @@
  */
 import { access, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { hasTool, run } from '@cosa/ostree';
+import { hasTool, run } from '@cosa/ostree/internal';
 import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
 import { assetPath } from './_assets.js';
 import { hashFile } from './_hash.js';

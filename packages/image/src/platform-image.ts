@@ -11,7 +11,7 @@ import { Transform } from 'node:stream';
 import { basename, dirname, join } from 'node:path';
 import pLimit from 'p-limit';
 import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { readGpt } from './_gpt.js';
 import { convertDisk, hashFile } from './convert.js';
 import { writeOva } from './ova.js';

@@ -6,6 +6,4 @@ export { S3Store, parseS3Location, type S3StoreOptions } from './s3-store.js';
 export { mergeBuildsJson, probeConditionalWrites, updateRemoteBuildsJson, type UpdateRemoteBuildsOptions, type UpdateRemoteBuildsResult } from './remote-builds.js';
 export { fetchBuildObjects, readRemoteBuilds, type FetchObjectsOptions, type FetchObjectsResult, type FetchedFile, type RemoteBuilds, type ReadRemoteBuildsOptions } from './fetch.js';
 export { uploadBuildObjects, contentTypeOf, type UploadObjectsOptions, type UploadObjectsResult, type UploadedFile } from './upload.js';
-export { redactUrl } from './_util.js';
-export { updateRemoteJson, type RemoteJsonCodec, type UpdateRemoteJsonOptions, type UpdateRemoteJsonResult } from './remote-builds.js';
-export { DELAYED_MERGE_KEY, PLATFORM_OWNED_KEYS, checkSameContent, mergeMetaForUpload, readLocalMeta } from './remote-meta.js';
+export { mergeMetaForUpload } from './remote-meta.js';
