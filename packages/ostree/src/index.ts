@@ -19,4 +19,4 @@ export {
 } from './inputs.js';
 export { createDebianComposer, debianComposer, type DebianComposerOptions } from './debian.js';
 export { parseDpkgStatus } from './debian-tree.js';
-export { diffCommits, checkoutSubpath, type CommitFileChange } from './repo.js';
+export { diffCommits, checkoutSubpath, listCommitTree, ostreeVersionText, type CommitFileChange } from './repo.js';

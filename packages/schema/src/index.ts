@@ -11,3 +11,4 @@ export * from './image-yaml.js';
 export * from './platforms.js';
 export * from './lockfile.js';
 export * from './config.js';
+export { hashFile, type HashFileOptions } from './hash-file.js';

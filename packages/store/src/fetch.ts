@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CosaError,
+  hashFile,
   noProgress,
   parseBuildsJson,
   parseMetaJson,
@@ -17,7 +18,7 @@ import pLimit from 'p-limit';
 import type { OpenStoreOptions } from './location.js';
 import type { BuildStore } from './store.js';
 import { TransferMeter } from './_transfer.js';
-import { downloadToFile, hashFile, readObjectText } from './_io.js';
+import { downloadToFile, readObjectText } from './_io.js';
 import { throwIfAborted } from './_util.js';
 
 /** A remote builds.json as read by {@link readRemoteBuilds}. */
@@ -186,7 +187,7 @@ export async function fetchBuildObjects(options: FetchObjectsOptions): Promise<F
             const key = `${buildId}/${j.arch}/${j.name}`;
             if (j.sha256 !== undefined) {
               const st = await stat(path).catch(() => undefined);
-              if (st?.isFile() && (j.size === undefined || st.size === j.size) && (await hashFile(path, signal)).sha256 === j.sha256) {
+              if (st?.isFile() && (j.size === undefined || st.size === j.size) && (await hashFile(path, { signal })).sha256 === j.sha256) {
                 result.files.push({ arch: j.arch, name: j.name, path, ...(j.artifact ? { artifact: j.artifact } : {}), bytes: st.size, skipped: true });
                 onProgress({ type: 'log', line: `${j.name}: already present and verified` });
                 return;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import {
   CosaError,
+  hashFile,
   noProgress,
   parseMetaJson,
   safeSegment,
@@ -21,7 +22,7 @@ import { mergeBuildsJson, updateRemoteBuildsJson, updateRemoteJson, type RemoteJ
 import { mergeMetaForUpload, readLocalMeta } from './remote-meta.js';
 import type { BuildStore, ObjectInfo } from './store.js';
 import { TransferMeter } from './_transfer.js';
-import { hashFile, readObjectText } from './_io.js';
+import { readObjectText } from './_io.js';
 import { backoffMs, isTransient, logRetry, sleep, throwIfAborted } from './_util.js';
 
 /** Options of {@link uploadBuildObjects}. */
@@ -139,7 +140,7 @@ type Image = { path: string; sha256: string; size?: number };
 
 /** Fails when a local artifact's bytes are not what meta.json says (nothing is sent then). */
 async function checkLocal(item: Item, signal: AbortSignal | undefined): Promise<void> {
-  const h = await hashFile(item.path, signal);
+  const h = await hashFile(item.path, { signal });
   if (h.sha256 !== item.sha256 || h.size !== item.size) {
     throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${h.sha256} (${h.size} bytes), but meta.json says ${item.sha256}; not uploaded`, {
       hint: 'the local artifact was modified after the build; rebuild or fetch it again',
@@ -230,7 +231,7 @@ async function planArch(ctx: Ctx, arch: string): Promise<ArchPlan> {
 
 /** A file that is not an `images` entry (commitmeta.json, lockfiles, release.json, …). */
 async function otherFile(ctx: Ctx, path: string, key: string, name: string): Promise<Item> {
-  const h = await hashFile(path, ctx.signal);
+  const h = await hashFile(path, { signal: ctx.signal });
   return {
     key, path, size: h.size, sha256: h.sha256, verify: false, cacheControl: name.endsWith('.json') ? METADATA_CACHE : ARTIFACT_CACHE, name,
     ...(ctx.options.artifacts ? { onlyIfMissing: true } : {}),
