@@ -3,9 +3,11 @@ import { fileURLToPath } from 'node:url';
 const pkgs = ['schema', 'ostree', 'image', 'store', 'cloud', 'core', 'cli', 'test-utils'];
 
 /** Test files import workspace packages from source, so tests never need a build first. */
-export const alias = Object.fromEntries(
-  pkgs.map((p) => [`@cosa/${p}`, fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url))]),
-);
+export const alias = Object.fromEntries([
+  // `@cosa/x/internal` before `@cosa/x`: an alias also matches `key/…`, so the longer key goes first.
+  ...['ostree', 'image'].map((p) => [`@cosa/${p}/internal`, fileURLToPath(new URL(`./packages/${p}/src/internal.ts`, import.meta.url))]),
+  ...pkgs.map((p) => [`@cosa/${p}`, fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url))]),
+]);
 
 /**
  * Slow tests (real composes, disk writes, VM boots) are named `*.slow.test.ts`. They share

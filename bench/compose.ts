@@ -9,7 +9,8 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { manifestSchema, parseYamlText, validate, type Manifest } from '@cosa/schema';
-import { createDebianComposer, run } from '@cosa/ostree';
+import { createDebianComposer } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string) => {

@@ -5,8 +5,6 @@ import { resultLine, type CommandContext } from './_context.js';
 import { humanProgress, jsonProgress, useColor, type ProgressRenderer } from './_progress.js';
 import { commands } from './commands/index.js';
 
-export type { CommandContext, RegisterCommand } from './_context.js';
-
 /** Options for {@link main} (tests pass their own streams, directory and environment). */
 export interface MainOptions {
   cwd?: string;

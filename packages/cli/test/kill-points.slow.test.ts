@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseBuildsJson, parseMetaJson } from '@cosa/schema';
-import { buildUpload } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
 import { killAtRandomMoments, tempDir, tempWorkdir } from '@cosa/test-utils';
-import { makeBuild } from '../../store/test/_build.js';
+import { makeBuild } from '../../core/test/_build.js';
 
 const RUNS = Number(process.env.COSA_KILL_RUNS ?? 4);
 const COSA = fileURLToPath(new URL('../bin/cosa.js', import.meta.url));

@@ -14,14 +14,14 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { serializeBuildsJson, serializeMetaJson, type MetaJson } from '@cosa/schema';
-import { buildUpload } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
 import {
   fileStoreReader, killAtRandomMoments, s3StoreReader, startMotoServer, storeProblems, tempDir, tempWorkdir, workdirProblems,
   type KillRunResult, type MotoServer,
 } from '@cosa/test-utils';
-import { makeBuild } from '../../store/test/_build.js';
+import { makeBuild } from '../../core/test/_build.js';
 import { makeBaseDisk } from '../../image/test/platform-fixture.js';
 
 const COSA = fileURLToPath(new URL('../bin/cosa.js', import.meta.url));

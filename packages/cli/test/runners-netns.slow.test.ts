@@ -24,7 +24,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseBuildsJson } from '@cosa/schema';
-import { buildUpload } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
 import { startS3Server, tempDir, testWorkdirCache, type S3Server } from '@cosa/test-utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -11,7 +10,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { CosaError, withPhase, type OnProgress } from '@cosa/schema';
+import { CosaError, hashFile, withPhase, type OnProgress } from '@cosa/schema';
 import { awsCall, isAwsError, pollUntil } from './_aws.js';
 import {
   addLaunchPermissions, addVolumePermissions, deleteSnapshot, deregisterImage, findImage, findSnapshot, tagResources,
@@ -164,19 +163,13 @@ async function deleteObject(o: UploadAmiOptions, key: string): Promise<void> {
   await awsCall('DeleteObject', o.region, () => o.s3.send(new DeleteObjectCommand({ Bucket: o.bucket, Key: key }), o.signal ? { abortSignal: o.signal } : {}));
 }
 
-async function sha256File(file: string, signal?: AbortSignal): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file, signal ? { signal } : {})) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /**
  * Sends the VMDK unless the object is already there with the same size and sha256 (kept in
  * `x-amz-meta-sha256`, as the build store does); true when sent.
  */
 async function stageObject(o: UploadAmiOptions, key: string): Promise<boolean> {
   const size = (await stat(o.file)).size;
-  const sha256 = await sha256File(o.file, o.signal);
+  const { sha256 } = await hashFile(o.file, { signal: o.signal });
   const sig = o.signal ? { abortSignal: o.signal } : {};
   try {
     const head = await o.s3.send(new HeadObjectCommand({ Bucket: o.bucket, Key: key }), sig);

@@ -6,9 +6,9 @@
 import { open, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema';
-import { importRepoTar, revParse, run } from '@cosa/ostree';
+import { importRepoTar, revParse } from '@cosa/ostree';
 import {
-  createDisk, derivePlatformImages, getPlatform, listPlatforms, platformArtifactName, selectExecutor,
+  convertDisk, createDisk, derivePlatformImages, getPlatform, listPlatforms, platformArtifactName, selectExecutor,
   type ExecutorChoice, type PlatformImage, type PlatformsConfig,
 } from '@cosa/image';
 import { Workdir } from './workdir.js';
@@ -139,7 +139,7 @@ export async function buildExtend(options: BuildExtendOptions): Promise<BuildExt
     const prog = options.onProgress ? { onProgress: options.onProgress } : {};
     const baseRaw = join(work, 'base.raw');
     if (qemu && ownDisk.length < todo.length) {
-      await withPhase(options.onProgress, 'base-disk', () => run(['qemu-img', 'convert', '-O', 'raw', join(buildDir, qemu), baseRaw], { ...sig, ...prog }));
+      await withPhase(options.onProgress, 'base-disk', () => convertDisk({ input: join(buildDir, qemu), inputFormat: 'qcow2', output: baseRaw, format: 'raw', ...sig, ...prog }));
     }
     let baseRaw4k: string | undefined;
     if (ownDisk.length > 0) {

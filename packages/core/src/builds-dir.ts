@@ -20,6 +20,7 @@ import {
   type MetaJson,
 } from '@cosa/schema';
 import { assertSegment, isFile, rfc3339Now } from './_paths.js';
+import { fetchIntoBuildsDir, uploadFromBuildsDir, type buildFetch, type buildUpload, type BuildFetchOptions, type BuildFetchResult, type BuildUploadOptions, type BuildUploadResult } from './build-transfer.js';
 
 /** meta.json key holding the time (ns since the epoch) of the last merge. */
 export const META_STAMP_KEY = 'coreos-assembler.meta-stamp';
@@ -224,6 +225,22 @@ export class BuildsDir {
       throw new CosaError('COSA_SCHEMA_INVALID', `${file}: coreos-assembler.basearch is ${JSON.stringify(basearch)}, expected ${JSON.stringify(arch)}`);
     }
     return checked;
+  }
+
+  /**
+   * Fetches a build from a store into this workdir (`cosa buildfetch`): @cosa/store downloads,
+   * this class stages, moves into place and records builds.json. Same as {@link buildFetch}.
+   */
+  fetch(options: Omit<BuildFetchOptions, 'workdir'>): Promise<BuildFetchResult> {
+    return fetchIntoBuildsDir(this, options);
+  }
+
+  /**
+   * Uploads a build of this workdir to a store (`cosa buildupload`) and takes the merged remote
+   * builds.json in locally. Same as {@link buildUpload}.
+   */
+  upload(options: Omit<BuildUploadOptions, 'workdir'>): Promise<BuildUploadResult> {
+    return uploadFromBuildsDir(this, options);
   }
 
   /** Points `latest` at `id` (a relative symlink, replaced atomically), or removes it. */

@@ -3,13 +3,13 @@
  * gzip or zstd), recording `uncompressed-sha256`/`uncompressed-size`, and back. meta.json is
  * written after every artifact, so an interrupted run resumes where it stopped.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { link, mkdir, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import {
   CosaError,
+  hashFile,
   parseMetaJson,
   readRegularFile,
   serializeMetaJson,
@@ -98,23 +98,6 @@ export interface CompressBuildOptions extends BuildArtifactsOptions {
   compressor?: Compressor | undefined;
   /** Fastest level (`-1`) instead of the default (xz `-9`, gzip `-6`, zstd `-10`). */
   fast?: boolean | undefined;
-}
-
-async function hashFile(path: string, signal: AbortSignal | undefined, onProgress: OnProgress | undefined, name: string): Promise<{ sha256: string; size: number }> {
-  const total = (await stat(path)).size;
-  const h = createHash('sha256');
-  let bytes = 0;
-  let last = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, ...(signal ? { signal } : {}) }) as AsyncIterable<Buffer>) {
-    h.update(chunk);
-    bytes += chunk.length;
-    if (onProgress && bytes - last >= 64 << 20) {
-      last = bytes;
-      onProgress({ type: 'transfer', name, bytes, total });
-    }
-  }
-  onProgress?.({ type: 'transfer', name, bytes, total, done: true });
-  return { sha256: h.digest('hex'), size: bytes };
 }
 
 async function listArches(buildDir: string, arches: readonly string[] | undefined): Promise<string[]> {
@@ -236,7 +219,7 @@ export async function compressBuild(options: CompressBuildOptions): Promise<Comp
         // uncompressed-sha256 records what was compressed: hash the source while it is read
         // (not the sha256 meta.json claims), and refuse a source that does not match meta.json.
         const [srcHash] = await Promise.all([
-          hashFile(staged, undefined, undefined, img.path), // the compressor's abort is the one reported
+          hashFile(staged, { name: img.path }), // the compressor's abort is the one reported
           run(compressArgv(compressor, options.fast ?? false, staged), { signal, onProgress, streamLines: false }),
         ]);
         await unlink(staged);
@@ -248,7 +231,7 @@ export async function compressBuild(options: CompressBuildOptions): Promise<Comp
             { hint: 'the artifact was modified after the build; rebuild or fetch it again' },
           );
         }
-        const { sha256, size } = await hashFile(`${staged}${suffix}`, signal, onProgress, outName);
+        const { sha256, size } = await hashFile(`${staged}${suffix}`, { signal, onProgress, name: outName });
         await rename(`${staged}${suffix}`, join(archDir, outName));
         const updated = await updateMeta(metaPath, (m) => {
           const cur = images(m)[key];
@@ -307,7 +290,7 @@ export async function decompressBuild(options: BuildArtifactsOptions): Promise<C
         await link(join(archDir, img.path), staged);
         await run(decompressArgv(c, staged), { signal, onProgress, streamLines: false });
         const plain = join(scratch, outName);
-        const { sha256, size } = await hashFile(plain, signal, onProgress, outName);
+        const { sha256, size } = await hashFile(plain, { signal, onProgress, name: outName });
         const wantSize = img['uncompressed-size'];
         if (sha256 !== wantSha || (wantSize !== undefined && size !== wantSize)) {
           throw new CosaError(

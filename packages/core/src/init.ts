@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { CosaError, stableStringify, writeFileAtomic, type OnProgress } from '@cosa/schema';
 import { Workdir, CONFIG_VARIANT_KEY } from './workdir.js';
 import { isDirectory, isFile, pathExists } from './_paths.js';

@@ -1,6 +1,6 @@
 import { lstat, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { deleteRef, prune as pruneRepo } from '@cosa/ostree';
 import { CosaError, parseMetaJson, type BuildsJson, type OnProgress } from '@cosa/schema';
 import { openWorkdir, type WorkdirLike } from './workdir.js';
 import { assertSegment, isDirectory, isFile } from './_paths.js';
@@ -113,7 +113,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     // builds.json is already rewritten: keep going so one failure does not strand the others.
     if (repoExists) {
       try {
-        await run(['ostree', 'refs', `--repo=${wd.repo}`, '--delete', b.id], { signal: options.signal, onProgress: options.onProgress, phase: 'prune' });
+        await deleteRef({ repo: wd.repo, ref: b.id, signal: options.signal, onProgress: options.onProgress });
       } catch (e) {
         if (options.signal?.aborted) throw e;
         failures.push(`${b.id}: deleting its ref in ${wd.repo}: ${(e as Error).message}`);
@@ -130,10 +130,10 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   const archive = join(wd.tmpDir, 'repo-archive');
   if (p.deleted.length > 0 && (await isDirectory(archive))) {
     for (const b of p.deleted) {
-      await run(['ostree', 'refs', `--repo=${archive}`, '--delete', b.id], { signal: options.signal, phase: 'prune' }).catch(() => undefined);
+      await deleteRef({ repo: archive, ref: b.id, signal: options.signal }).catch(() => undefined);
     }
     for (const repo of [archive, ...(repoExists ? [wd.repo] : [])]) {
-      await run(['ostree', 'prune', `--repo=${repo}`, '--refs-only'], { signal: options.signal, onProgress: options.onProgress, phase: 'prune' }).catch((e: unknown) => {
+      await pruneRepo({ repo, refsOnly: true, signal: options.signal, onProgress: options.onProgress }).catch((e: unknown) => {
         failures.push(`pruning objects in ${repo}: ${(e as Error).message}`);
       });
     }

@@ -6,7 +6,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CosaError, type OnProgress } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { bootCheck, createBlankDisk, findOvmf, imageSectorSize, probeAccelerator, qemuArgs, type Firmware } from '@cosa/image';
 import { Workdir } from './workdir.js';
 import { hostArch } from './arch.js';

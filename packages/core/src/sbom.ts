@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, writeFileAtomic } from '@cosa/schema';
-import { checkoutSubpath, parseDpkgStatus, run, showCommit, type PackageInfo } from '@cosa/ostree';
+import { checkoutSubpath, parseDpkgStatus, showCommit, type PackageInfo } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { spdxLicenseFromDep5 } from './_spdx-license.js';
 
 /** One installed package as the SBOM lists it. */

@@ -7,7 +7,7 @@
 import { stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { CosaError } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 /** Where a build's SOURCE_DATE_EPOCH came from. */
 export type SourceDateOrigin = 'env' | 'git' | 'mtime';

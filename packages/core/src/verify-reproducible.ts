@@ -8,8 +8,10 @@
 import { mkdtemp, open, readlink, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CosaError, type MetaJson, type OnProgress } from '@cosa/schema';
-import { hasTool, importRepoTar, initRepo, pullLocal, revParse, run, setRef, showCommit } from '@cosa/ostree';
-import { readGpt, type ExecutorChoice } from '@cosa/image';
+import { importRepoTar, initRepo, pullLocal, revParse, setRef, showCommit } from '@cosa/ostree';
+import { hasTool, run } from '@cosa/ostree/internal';
+import { type ExecutorChoice } from '@cosa/image';
+import { readGpt } from '@cosa/image/internal';
 import { build } from './build.js';
 import { initWorkdir } from './init.js';
 import { openWorkdir, type Workdir, type WorkdirLike } from './workdir.js';

@@ -12,7 +12,7 @@ import { chmod, copyFile, mkdir, readdir, readFile, readlink, rm, symlink, utime
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { snapshotTree, tempWorkdir, type TempWorkdir } from '@cosa/test-utils';
 import { build, planBuild, type BuildKind, type BuildResult } from '../src/index.js';
 import { buildRpmRepo, writeRepoFile } from '../../ostree/test/_rpm.js';

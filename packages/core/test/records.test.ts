@@ -13,9 +13,10 @@ import {
   listTags,
   prune,
   setMetaValues,
-  splitMetaKey,
+  
   updateTag,
 } from '@cosa/core';
+import { splitMetaKey } from '../src/meta-keys.js';
 import { isCosaError, SchemaError } from '@cosa/schema';
 import { snapshotTree, tempWorkdir, writeFakeBuild, type TempWorkdir } from '@cosa/test-utils';
 import { originalSchemaErrors } from './_ajv.js';
@@ -259,7 +260,8 @@ describe('prune', () => {
     for (const ref of ['1', '2', '10']) execFileSync('ostree', ['commit', `--repo=${repo}`, '-b', ref, tree]);
     const commands: string[][] = [];
     await prune({ workdir: wd.dir, keepLastN: 1, onProgress: (e) => e.type === 'command' && commands.push(e.argv) });
-    expect(commands).toEqual([['ostree', 'refs', `--repo=${repo}`, '--delete', '1']]);
+    // Through repo.ts's deleteRef: a rev-parse, then one `refs --delete` for the pruned build only.
+    expect(commands.filter((c) => c[1] === 'refs')).toEqual([['ostree', 'refs', `--repo=${repo}`, '--delete', '--', '1']]);
     expect(execFileSync('ostree', ['refs', `--repo=${repo}`], { encoding: 'utf8' }).trim().split('\n').sort()).toEqual(['10', '2']);
   });
   it('still removes the pruned directories when tmp/repo is not an ostree repo, and reports it', async () => {

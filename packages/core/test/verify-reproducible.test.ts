@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tarDirectory } from '@cosa/ostree';
-import { tarEntryAt } from '../src/index.js';
+import { tarEntryAt } from '../src/verify-reproducible.js';
 
 let work: string;
 beforeAll(async () => {

@@ -5,7 +5,7 @@
  */
 import { access, constants } from 'node:fs/promises';
 import { CosaError } from '@cosa/schema';
-import { hasTool } from '@cosa/ostree';
+import { hasTool } from '@cosa/ostree/internal';
 
 /** Debian package providing each host tool we call (a path when the tool is not on PATH). */
 export const TOOL_PACKAGES: Readonly<Record<string, string>> = {

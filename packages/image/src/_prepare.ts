@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import type { OnProgress } from '@cosa/schema';
 import { writeGpt, type GptPartitionSpec } from './_gpt.js';
 

@@ -6,7 +6,7 @@
 import { access, constants, chmod, copyFile, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { homedir, tmpdir } from 'node:os';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { isCosaError, readRegularFile, writeFileAtomic, type OnProgress } from '@cosa/schema';
 import { findHostKernel } from './_host-packages.js';
 

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { CosaError, withLock, withPhase, type OnProgress } from '@cosa/schema';
 import { assetPath } from './_assets.js';
 import { APPLIANCE_PACKAGES, findHostKernel, requireHostTools, VM_TOOLS } from './_host-packages.js';

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { CosaError, isCosaError, type OnProgress } from '@cosa/schema';
 import { followFile, lineSplitter } from './_console.js';
 import { readGpt } from './_gpt.js';

@@ -4,9 +4,9 @@
  */
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CosaError, withPhase, type OnProgress } from '@cosa/schema';
+import { CosaError, hashFile, withPhase, type OnProgress } from '@cosa/schema';
 import { QEMU_TOOLS, requireHostTools } from './_host-packages.js';
-import { convertDisk, hashFile } from './convert.js';
+import { convertDisk } from './convert.js';
 import { createDisk, type CreateDiskOptions, type ImageResult } from './disk.js';
 
 /** Platforms writeImage writes directly. */

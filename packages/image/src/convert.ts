@@ -1,11 +1,8 @@
 /**
- * Disk format conversion with `qemu-img`, and the streamed sha256 every artifact needs.
+ * Disk format conversion with `qemu-img` (the streamed sha256 is `hashFile` in @cosa/schema).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { CosaError, type OnProgress } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import type { DiskFormat } from './platforms.js';
 
 /** What `qemu-img info --output=json` says about an image. */
@@ -61,32 +58,4 @@ export async function convertDisk(options: ConvertDiskOptions): Promise<DiskImag
     throw new CosaError('COSA_IMAGE_FAILED', `${options.output}: expected format ${options.format}, qemu-img reports ${info.format}`);
   }
   return info;
-}
-
-/** Options of {@link hashFile}. */
-export interface HashFileOptions {
-  signal?: AbortSignal | undefined;
-  onProgress?: OnProgress | undefined;
-  /** Name shown in transfer events (default the path). */
-  name?: string | undefined;
-}
-
-/** sha256 (hex) and size of a file, read as a stream; reports `transfer` progress. */
-export async function hashFile(path: string, options: HashFileOptions = {}): Promise<{ sha256: string; size: number }> {
-  const total = (await stat(path)).size;
-  const h = createHash('sha256');
-  let bytes = 0;
-  let last = 0;
-  const name = options.name ?? path;
-  const s = createReadStream(path, { highWaterMark: 1 << 20, ...(options.signal ? { signal: options.signal } : {}) });
-  for await (const chunk of s as AsyncIterable<Buffer>) {
-    h.update(chunk);
-    bytes += chunk.length;
-    if (options.onProgress && bytes - last >= 64 << 20) {
-      last = bytes;
-      options.onProgress({ type: 'transfer', name, bytes, total });
-    }
-  }
-  options.onProgress?.({ type: 'transfer', name, bytes, total, done: true });
-  return { sha256: h.digest('hex'), size: bytes };
 }

@@ -5,10 +5,10 @@
  */
 import { access, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { hasTool, run } from '@cosa/ostree';
-import { CosaError, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
+import { hasTool, run } from '@cosa/ostree/internal';
+import { initRepo, listCommitTree, ostreeVersionText, pullLocal, readRepoMode, revParse } from '@cosa/ostree';
+import { CosaError, hashFile, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
 import { assetPath } from './_assets.js';
-import { hashFile } from './_hash.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
 import { firstbootNetworkKargs, firstbootStamp, grubConfig, IGNITION_FIRSTBOOT_KARG, rootfsArgs, rootMkfs } from './_firstboot.js';
 import { BOOT_UUID, bootExt4Args, commitUuid, layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
@@ -42,10 +42,10 @@ export interface DiskSizeEstimate {
 
 /** Estimates the root filesystem and disk size a commit needs (content + margin + fixed partitions). */
 export async function estimateDiskSize(options: EstimateDiskSizeOptions): Promise<DiskSizeEstimate> {
-  const r = await run(['ostree', `--repo=${options.repo}`, 'ls', '-R', options.commit], { signal: options.signal });
+  const lines = await listCommitTree({ repo: options.repo, rev: options.commit, signal: options.signal });
   let contentBytes = 0;
   let entries = 0;
-  for (const line of r.stdout.split('\n')) {
+  for (const line of lines) {
     entries++;
     if (!line.startsWith('-')) continue;
     const size = Number(line.trim().split(/\s+/)[3]);
@@ -57,10 +57,6 @@ export async function estimateDiskSize(options: EstimateDiskSizeOptions): Promis
   return { contentBytes, rootMiB, diskMiB: rootMiB + FIXED_PARTITIONS_MIB };
 }
 
-async function repoMode(repo: string, signal?: AbortSignal): Promise<string> {
-  const r = await run(['ostree', `--repo=${repo}`, 'config', 'get', 'core.mode'], { signal, okExitCodes: [0, 1] });
-  return r.stdout.trim() || 'bare';
-}
 
 /**
  * The commit's timestamp (seconds): the time every file of a file system made offline gets, so
@@ -171,7 +167,7 @@ async function imageConfigEnv(options: CreateDiskOptions, signal?: AbortSignal):
     });
   }
   if (cfg.composefs) {
-    const features = (await run(['ostree', '--version'], { signal })).stdout;
+    const features = await ostreeVersionText({ signal });
     if (!/^\s*-\s*composefs\s*$/m.test(features)) {
       throw new CosaError('COSA_TOOLS_MISSING', `image.yaml composefs: true needs an ostree built with composefs; this host's ostree (${/Version: '?([^'\n]+)/.exec(features)?.[1] ?? 'unknown'}) has none`, {
         hint: 'set composefs: false, or build on a host whose `ostree --version` lists composefs',
@@ -210,7 +206,8 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
   await requireHostTools(DISK_TOOLS);
   const rev = options.commit ?? options.ref;
   if (!rev) throw new CosaError('COSA_USAGE', 'createDisk needs a commit or a ref');
-  const commit = (await run(['ostree', `--repo=${options.repo}`, 'rev-parse', rev], { signal })).stdout.trim();
+  const commit = await revParse({ repo: options.repo, ref: rev, signal });
+  if (!commit) throw new CosaError('COSA_OSTREE_FAILED', `${rev} is not in ${options.repo}`);
   const configEnv = await imageConfigEnv(options, signal);
   const sizeDisk = async (): Promise<{ est: DiskSizeEstimate; diskMiB: number }> => {
     const est = await withPhase(onProgress, 'estimate-size', () => estimateDiskSize({ repo: options.repo, commit, signal }));
@@ -245,11 +242,11 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
     // Inside the (emulated) VM, decompressing an archive repo costs minutes: stage the commit
     // into a bare-user repo on the host first, where the same work takes seconds.
     let repo = options.repo;
-    if (options.executor.kind === 'vm' && (await repoMode(options.repo, signal)) === 'archive') {
+    if (options.executor.kind === 'vm' && (await readRepoMode(options.repo)) === 'archive') {
       repo = join(tmp, 'staging-repo');
       await withPhase(onProgress, 'stage-repo', async () => {
-        await run(['ostree', `--repo=${repo}`, 'init', '--mode=bare-user'], { signal });
-        await run(['ostree', `--repo=${repo}`, 'pull-local', options.repo, commit], { signal, onProgress });
+        await initRepo({ path: repo, mode: 'bare-user', signal });
+        await pullLocal({ repo, srcRepo: options.repo, revs: [commit], trusted: true, signal, onProgress });
       });
     }
     const layoutOptions = { signal, onProgress, sectorSize, bootfs: configEnv.BOOTFS as 'ext4' | 'xfs', metadataCsumSeed: options.imageConfig?.bootfs_metadata_csum_seed === true };
@@ -277,7 +274,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
         ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
       }),
     );
-    const { sha256, size } = options.hash === false ? { sha256: '', size: 0 } : await withPhase(onProgress, 'hash', () => hashFile(partial, signal));
+    const { sha256, size } = options.hash === false ? { sha256: '', size: 0 } : await withPhase(onProgress, 'hash', () => hashFile(partial, { signal }));
     await rename(partial, options.output);
     return { path: options.output, size, sha256 };
   } finally {

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { CommandFailedError, CosaError, isCosaError, type OnProgress } from '@cosa/schema';
 import { followFile, lineSplitter, tail } from './_console.js';
 import { DIRECT_TOOLS, requireHostTools, VM_TOOLS } from './_host-packages.js';

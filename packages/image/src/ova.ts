@@ -6,7 +6,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { OnProgress } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 /** The parameters of an OVF descriptor. */
 export interface OvfParams {

@@ -9,7 +9,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { CosaError, type OnProgress } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { readGpt, type GptPartition } from './_gpt.js';
 import { platformSettings, type PlatformsConfig } from './platforms.js';
 

@@ -1,6 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 /** The cache shared by the image tests (appliance, accelerator answer). */
 export const CACHE_DIR = join(process.env.COSA_TEST_CACHE ?? '/var/tmp/cosa-test-cache', 'cache');

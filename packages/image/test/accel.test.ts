@@ -2,7 +2,7 @@ import { chown, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultAccelCacheDir, readCachedAccelerator } from '@cosa/image';
+import { defaultAccelCacheDir, readCachedAccelerator } from '../src/accel.js';
 
 let dir: string;
 beforeEach(async () => {

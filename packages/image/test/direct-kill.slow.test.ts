@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { directExecutor } from '../src/index.ts';
 import { leftovers, tempDir } from './_env.ts';
 

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { bootCheck, buildImage, createDisk, derivePlatformImage, directExecutor, findBootPartition, imageSectorSize } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { rootXfsSectorSize } from './_xfs.ts';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { bootCheck, buildImage, createDisk, imageSectorSize, vmExecutor } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { rootXfsSectorSize } from './_xfs.ts';

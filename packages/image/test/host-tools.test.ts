@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { isCosaError } from '@cosa/schema';
-import { requireHostTools } from '../src/index.ts';
+import { requireHostTools } from '../src/_host-packages.ts';
 
 describe('host tools', () => {
   test('present tools pass the check', async () => {

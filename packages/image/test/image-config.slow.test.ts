@@ -7,7 +7,7 @@
 import { access, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { hasTool, run } from '@cosa/ostree';
+import { hasTool, run } from '@cosa/ostree/internal';
 import { isCosaError } from '@cosa/schema';
 import { bootCheck, createDisk, derivePlatformImage, directExecutor } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';

@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { writeGpt } from '../src/_gpt.js';
 
 export const MiB = 1024 * 1024;

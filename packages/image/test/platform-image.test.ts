@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { basename, join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { isCosaError } from '@cosa/schema';
 import {
   derivePlatformImage,

@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run } from '@cosa/ostree';
-import { detachStaleLoops } from '@cosa/image';
+import { run } from '@cosa/ostree/internal';
+import { detachStaleLoops } from '../src/executor.js';
 
 const canLoop = process.getuid?.() === 0 && existsSync('/dev/loop-control');
 

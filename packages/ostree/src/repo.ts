@@ -382,3 +382,14 @@ export async function checkoutSubpath(o: { repo: string; rev: string; subpath: s
   if (/No such file or directory|not found/i.test(r.stderr)) return false;
   throw new CosaError('COSA_OSTREE_FAILED', `cannot check out ${o.subpath} of ${o.rev} from ${o.repo}: ${r.stderr.trim()}`);
 }
+
+/** `ostree ls -R` of a commit: one line per entry (type+mode, uid, gid, size, path). */
+export async function listCommitTree(o: { repo: string; rev: string } & RepoCallOptions): Promise<string[]> {
+  const r = await ostree(o.repo, ['ls', '-R', '--', o.rev], { ...o, what: `cannot list ${o.rev}` });
+  return r.stdout.split('\n').filter((l) => l.length > 0);
+}
+
+/** `ostree --version` of the host: the whole text (version and the `- feature` lines it was built with). */
+export async function ostreeVersionText(o: RepoCallOptions = {}): Promise<string> {
+  return (await run(['ostree', '--version'], { ...(o.signal ? { signal: o.signal } : {}) })).stdout;
+}

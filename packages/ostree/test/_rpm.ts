@@ -1,7 +1,7 @@
 import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 const specs = fileURLToPath(new URL('./fixtures/rpm/', import.meta.url));
 

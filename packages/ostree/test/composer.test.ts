@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
-import { hasTool, registerComposer, selectComposer, manifestKind, type Composer, type ComposerRegistry } from '@cosa/ostree';
+import { registerComposer, selectComposer, type Composer, type ComposerRegistry } from '@cosa/ostree';
+import { manifestKind } from '../src/composer.js';
+import { hasTool } from '@cosa/ostree/internal';
 
 const fakeDebian: Composer = {
   name: 'debian',

@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestSchema, parseYamlText, validate, type Manifest } from '@cosa/schema';
-import { createDebianComposer, run } from '@cosa/ostree';
+import { createDebianComposer } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { testWorkdirCache } from '@cosa/test-utils';
 
 const example = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../examples/debian');

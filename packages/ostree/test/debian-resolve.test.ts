@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest, ProgressEvent } from '@cosa/schema';
-import { createDebianComposer, run } from '@cosa/ostree';
+import { createDebianComposer } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 // A tiny Debian archive built inside the test (dpkg-deb + dpkg-scanpackages), served over http
 // on 127.0.0.1 (apt reads file: archives in place, so only http shows cached metadata at work).

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { debianSources, hostDebianMirrors, parseSourcesList } from '@cosa/ostree';
+import { debianSources, hostDebianMirrors, parseSourcesList } from '../src/debian-sources.js';
 
 const dirs: string[] = [];
 afterEach(async () => {

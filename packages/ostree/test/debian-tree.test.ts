@@ -2,7 +2,9 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { initramfsKey, parseDpkgStatus, prepareDebianTree, varTmpfiles } from '@cosa/ostree';
+import { parseDpkgStatus } from '@cosa/ostree';
+import { initramfsKey } from '../src/debian-initramfs.js';
+import { prepareDebianTree, varTmpfiles } from '../src/debian-tree.js';
 
 const dirs: string[] = [];
 afterEach(async () => {

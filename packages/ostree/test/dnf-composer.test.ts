@@ -2,7 +2,8 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest, ProgressEvent } from '@cosa/schema';
-import { createDnfComposer, listRefs, readCommitMeta, run, type ComposeOptions } from '@cosa/ostree';
+import { createDnfComposer, listRefs, readCommitMeta, type ComposeOptions } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { tempDir } from './_tmp.js';
 import { buildRpmRepo, writeRepoFile } from './_rpm.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CommandFailedError, type ProgressEvent } from '@cosa/schema';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 
 describe('run', () => {
   it('returns the output of a successful command and streams its lines', async () => {

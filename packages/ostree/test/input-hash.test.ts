@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { computeInputHash, packageKey, type InputHashOptions } from '@cosa/ostree';
+import { computeInputHash, packageKey, type InputHashOptions } from '../src/input-hash.js';
 
 let dir: string;
 beforeAll(async () => {

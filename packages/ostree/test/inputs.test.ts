@@ -3,9 +3,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
 import {
-  applyOverlay, commitOverlay, describeInputs, layeredTreefile, FileHashCache, initRepo, inputsHash, overlayMode, parseStatoverride, run,
+  describeInputs, FileHashCache, initRepo, inputsHash, 
   type ComposeOptions, type Composer,
 } from '@cosa/ostree';
+import { applyOverlay, overlayMode, parseStatoverride } from '../src/postprocess.js';
+import { commitOverlay, layeredTreefile } from '../src/rpm-ostree.js';
+import { run } from '@cosa/ostree/internal';
 import { tempDir, writeTree } from './_tmp.js';
 
 const fakeComposer: Pick<Composer, 'name' | 'version' | 'resolve'> = {

@@ -2,7 +2,7 @@ import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, symlink } f
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
-import { postprocessTree, prepareOstreeTree } from '@cosa/ostree';
+import { postprocessTree, prepareOstreeTree } from '../src/postprocess.js';
 import { tempDir, writeTree } from './_tmp.js';
 
 async function debianLikeTree() {

@@ -3,7 +3,8 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { describe, expect, it } from 'vitest';
-import { commit, importRepoTar, initRepo, listRefs, readRepoMode, revParse, run, showCommit, writeRepoTar } from '@cosa/ostree';
+import { commit, importRepoTar, initRepo, listRefs, readRepoMode, revParse, showCommit, writeRepoTar } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { tempDir, writeTree } from './_tmp.js';
 import { extractTar } from '../src/repo-tar.js';
 

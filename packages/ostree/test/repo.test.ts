@@ -3,8 +3,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   commit, commitSize, commitToArchive, commitTree, deleteRef, recommit, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
-  revParse, run, setRef, showCommit,
+  revParse, setRef, showCommit,
 } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { tempDir, writeTree } from './_tmp.js';
 
 async function fixture() {

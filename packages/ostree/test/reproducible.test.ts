@@ -7,7 +7,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
-import { createDnfComposer, diffCommits, pullLocal, run, showCommit, type ComposeOptions } from '@cosa/ostree';
+import { createDnfComposer, diffCommits, pullLocal, showCommit, type ComposeOptions } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { tempDir } from './_tmp.js';
 import { buildRpmRepo, writeRepoFile } from './_rpm.js';
 

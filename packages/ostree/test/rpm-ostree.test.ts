@@ -4,9 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
 import {
-  composeJsonStats, createRpmOstreeComposer, findLockfiles, hasTool, initRepo, parseComposeJson, parseRpmOstreeVersion,
-  pkglistFromCommitMeta, readCommitMeta, rpmOstreeComposeArgv, type ComposeOptions,
+  createRpmOstreeComposer, initRepo, 
+  readCommitMeta, type ComposeOptions,
 } from '@cosa/ostree';
+import { composeJsonStats, findLockfiles, parseComposeJson, parseRpmOstreeVersion, pkglistFromCommitMeta, rpmOstreeComposeArgv } from '../src/rpm-ostree.js';
+import { hasTool } from '@cosa/ostree/internal';
 import { tempDir } from './_tmp.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/rpm-ostree/', import.meta.url));

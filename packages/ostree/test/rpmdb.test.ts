@@ -5,7 +5,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run } from '@cosa/ostree';
+import { run } from '../src/_exec.js';
 import { pinRpmdbTimes, setHeaderInt32 } from '../src/_rpmdb.js';
 import { tempDir } from './_tmp.js';
 import { buildRpmRepo } from './_rpm.js';

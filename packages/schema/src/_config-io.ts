@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import type { CosaErrorCode, CosaErrorOptions, SchemaIssue } from './errors.js';
 import { SchemaError } from './errors.js';
-import { parseJsonText, parseYamlText } from './_json.js';
+import { parseJsonText, parseYamlText } from './json.js';
 
 /**
  * A config file (treefile, image.yaml, platforms.yaml, lockfile) is wrong: it names the file, the

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SchemaError } from './errors.js';
-import { parseJsonText, stableStringify, validate } from './_json.js';
+import { parseJsonText, stableStringify, validate } from './json.js';
 
 /** A build id or arch name: one path segment, never absolute, never `.`/`..`, no `/`. */
 export const safeSegment = z

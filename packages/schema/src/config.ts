@@ -2,7 +2,7 @@ import { access, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CosaError, SchemaError } from './errors.js';
 import { isNotFound, isPlainObject } from './_config-io.js';
-import { parseJsonText, stableStringify } from './_json.js';
+import { parseJsonText, stableStringify } from './json.js';
 import { writeFileAtomic } from './fs.js';
 import type { ImageConfig } from './image-config.js';
 import { loadImageConfig } from './image-yaml.js';

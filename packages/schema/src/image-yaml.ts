@@ -3,7 +3,7 @@ import { realpath } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { ConfigFileError, formatChain, isNotFound, isPlainObject, readConfigDocument, withChain, type PlainObject } from './_config-io.js';
-import { stableStringify, zodIssues } from './_json.js';
+import { stableStringify, zodIssues } from './json.js';
 import { imageConfigSchema, type ImageConfig } from './image-config.js';
 
 /** Options for {@link loadImageConfig}. */

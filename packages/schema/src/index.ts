@@ -1,6 +1,6 @@
 export * from './errors.js';
 export * from './progress.js';
-export { formatPath, parseJsonText, parseYamlText, stableStringify, validate, zodIssues } from './_json.js';
+export { formatPath, parseJsonText, parseYamlText, stableStringify, validate } from './json.js';
 export * from './builds.js';
 export * from './meta.js';
 export * from './fs.js';
@@ -11,3 +11,4 @@ export * from './image-yaml.js';
 export * from './platforms.js';
 export * from './lockfile.js';
 export * from './config.js';
+export { hashFile, type HashFileOptions } from './hash-file.js';

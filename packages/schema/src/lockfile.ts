@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigFileError, readConfigDocument } from './_config-io.js';
-import { zodIssues } from './_json.js';
+import { zodIssues } from './json.js';
 
 /** One locked package: an exact `evra` (base lockfile) or an `evr` (overrides), optional digest. */
 export const lockedPackageSchema = z

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseJsonText, stableStringify, validate } from './_json.js';
+import { parseJsonText, stableStringify, validate } from './json.js';
 import { safeSegment } from './builds.js';
 
 /** An artifact file name inside the build dir: a single path segment. */

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigFileError, readConfigDocument } from './_config-io.js';
-import { zodIssues } from './_json.js';
+import { zodIssues } from './json.js';
 
 /** Console settings for one arch/platform pair (`platforms.yaml` → `/boot/coreos/platforms.json`). */
 export const platformConfigSchema = z.looseObject({

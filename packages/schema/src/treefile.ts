@@ -4,7 +4,7 @@ import { stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import type { SchemaIssue } from './errors.js';
 import { ConfigFileError, formatChain, isNotFound, isPlainObject, readConfigDocument, withChain, type PlainObject } from './_config-io.js';
-import { stableStringify, zodIssues } from './_json.js';
+import { stableStringify, zodIssues } from './json.js';
 import { manifestSchema, type Manifest } from './manifest.js';
 
 export { ConfigFileError } from './_config-io.js';

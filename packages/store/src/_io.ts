@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CosaError, fsyncDir, type OnProgress } from '@cosa/schema';
 import type { BuildStore } from './store.js';
@@ -202,22 +201,4 @@ export async function downloadToFile(
     if (!closed) await fh.close().catch(() => {});
     await rm(tmp, { force: true });
   }
-}
-
-/** sha256 and size of a local file (streamed). */
-export async function hashFile(path: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipeline(
-    createReadStream(path),
-    new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        cb();
-      },
-    }),
-    ...(signal ? [{ signal }] : []),
-  );
-  return { sha256: hash.digest('hex'), size };
 }

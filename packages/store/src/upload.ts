@@ -1,46 +1,46 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import {
   CosaError,
+  hashFile,
   noProgress,
-  parseBuildsJson,
   parseMetaJson,
-  readRegularFile,
   safeSegment,
   stableStringify,
   validateMetaJson,
-  withLock,
   withPhase,
-  writeFileAtomic,
   type BuildEntry,
   type BuildsJson,
   type OnProgress,
 } from '@cosa/schema';
 import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
-import { mergeBuildsJson, updateRemoteBuildsJson, updateRemoteJson, type RemoteJsonCodec } from './remote-builds.js';
+import { mergeBuildsJson, updateRemoteBuildsJson, updateRemoteJson, type RemoteJsonCodec, type UpdateRemoteBuildsResult } from './remote-builds.js';
 import { mergeMetaForUpload, readLocalMeta } from './remote-meta.js';
 import type { BuildStore, ObjectInfo } from './store.js';
 import { TransferMeter } from './_transfer.js';
-import { hashFile, readObjectText } from './_io.js';
+import { readObjectText } from './_io.js';
 import { backoffMs, isTransient, logRetry, sleep, throwIfAborted } from './_util.js';
 
-/** Options of {@link buildUpload}. */
-export interface BuildUploadOptions extends OpenStoreOptions {
-  workdir: string;
+/** Options of {@link uploadBuildObjects}. */
+export interface UploadObjectsOptions extends OpenStoreOptions {
+  /** The build to upload. */
+  buildId: string;
+  /** The local `builds/<id>` dir it is read from (never written). */
+  buildDir: string;
+  /** Arches to upload (each needs `<buildDir>/<arch>/meta.json`). */
+  arches: string[];
+  /** The local builds.json: the order and tags merged into the remote one (needed unless `skipBuildsJson` or `dryRun`). */
+  local?: BuildsJson;
   /** `BUCKET/PREFIX` as `cosa buildupload s3` takes it. */
   bucketPrefix?: string;
   /** Any writable location (`s3://…`, `file://…`, a path) instead of `bucketPrefix`. */
   url?: string;
   /** An already opened store. */
   store?: BuildStore;
-  /** Build to upload (default: builds/latest, else the newest in builds.json). */
-  build?: string;
-  /** Only these arches (default: every arch of the build that has a local meta.json). */
-  arch?: string[];
   /**
    * Only these artifacts (`images` keys): only their files are sent (other files of the build
    * only when the store lacks them), and only `images.<artifact>` plus what the platform owns
@@ -83,8 +83,8 @@ export interface UploadedFile {
   matchedBy?: 'sha256' | 'size' | 'exists';
 }
 
-/** What {@link buildUpload} did. */
-export interface BuildUploadResult {
+/** What {@link uploadBuildObjects} did. */
+export interface UploadObjectsResult {
   buildId: string;
   arches: string[];
   files: UploadedFile[];
@@ -96,6 +96,8 @@ export interface BuildUploadResult {
   metaJson: Record<string, { attempts: number; conditional: boolean; written: boolean }>;
   /** Conditional writes refused (412) and merged again, over every meta.json and builds.json. */
   retries: number;
+  /** The remote builds.json as written (absent with `skipBuildsJson` or `dryRun`): the caller takes it in locally. */
+  remoteBuilds?: { text: string; builds: BuildsJson };
 }
 
 /** Content-Type by suffix, as the original. */
@@ -136,17 +138,9 @@ const PUT_ATTEMPTS = 4;
 type Doc = Record<string, unknown>;
 type Image = { path: string; sha256: string; size?: number };
 
-async function resolveBuildId(workdir: string, builds: BuildsJson, wanted: string | undefined): Promise<string> {
-  if (wanted !== undefined) return safeSegment.parse(wanted);
-  const link = await readlink(join(workdir, 'builds', 'latest')).catch(() => undefined);
-  const id = link ?? builds.builds[0]?.id;
-  if (!id) throw new CosaError('COSA_BUILD_NOT_FOUND', 'no builds to upload', { hint: 'run cosa build first' });
-  return safeSegment.parse(id);
-}
-
 /** Fails when a local artifact's bytes are not what meta.json says (nothing is sent then). */
 async function checkLocal(item: Item, signal: AbortSignal | undefined): Promise<void> {
-  const h = await hashFile(item.path, signal);
+  const h = await hashFile(item.path, { signal });
   if (h.sha256 !== item.sha256 || h.size !== item.size) {
     throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${item.name}: local file has sha256 ${h.sha256} (${h.size} bytes), but meta.json says ${item.sha256}; not uploaded`, {
       hint: 'the local artifact was modified after the build; rebuild or fetch it again',
@@ -168,7 +162,7 @@ function keepRemote(remote: ObjectInfo | undefined, item: Item): UploadedFile['m
 
 interface Ctx {
   store: BuildStore;
-  options: BuildUploadOptions;
+  options: UploadObjectsOptions;
   onProgress: OnProgress;
   signal: AbortSignal | undefined;
   buildId: string;
@@ -237,7 +231,7 @@ async function planArch(ctx: Ctx, arch: string): Promise<ArchPlan> {
 
 /** A file that is not an `images` entry (commitmeta.json, lockfiles, release.json, …). */
 async function otherFile(ctx: Ctx, path: string, key: string, name: string): Promise<Item> {
-  const h = await hashFile(path, ctx.signal);
+  const h = await hashFile(path, { signal: ctx.signal });
   return {
     key, path, size: h.size, sha256: h.sha256, verify: false, cacheControl: name.endsWith('.json') ? METADATA_CACHE : ARTIFACT_CACHE, name,
     ...(ctx.options.artifacts ? { onlyIfMissing: true } : {}),
@@ -341,7 +335,7 @@ const withoutStamp = (d: Doc): string => stableStringify({ ...d, 'coreos-assembl
  * write (If-Match, re-read and re-merge on 412); nothing is written when the remote one already
  * says everything this upload would add (unless `force`).
  */
-async function publishMeta(ctx: Ctx, meter: TransferMeter, plan: ArchPlan): Promise<BuildUploadResult['metaJson'][string] | undefined> {
+async function publishMeta(ctx: Ctx, meter: TransferMeter, plan: ArchPlan): Promise<UploadObjectsResult['metaJson'][string] | undefined> {
   const { store, options, signal } = ctx;
   const key = `${ctx.buildId}/${plan.arch}/meta.json`;
   const name = `${plan.arch}/meta.json`;
@@ -404,8 +398,8 @@ async function placeByBuildTime(doc: BuildsJson, id: string, mine: number, timeO
   return doc;
 }
 
-/** Merges the uploaded arches into the remote builds.json, then takes the result in locally. */
-async function publishBuildsJson(ctx: Ctx, local: BuildsJson, buildsPath: string, arches: string[], myTime: number | undefined): Promise<{ attempts: number; conditional: boolean }> {
+/** Merges the uploaded arches into the remote builds.json (the caller takes the result in locally). */
+async function publishBuildsJson(ctx: Ctx, local: BuildsJson, arches: string[], myTime: number | undefined): Promise<UpdateRemoteBuildsResult> {
   const { store, options, signal, onProgress, buildId } = ctx;
   const localIds = new Set(local.builds.map((b) => b.id));
   const times = new Map<string, Promise<number | undefined>>();
@@ -439,68 +433,27 @@ async function publishBuildsJson(ctx: Ctx, local: BuildsJson, buildsPath: string
       { ...(options.acl ? { acl: options.acl } : {}), ...(signal ? { signal } : {}), onProgress },
     ),
   );
-  const workdir = options.workdir;
-  await mkdir(join(workdir, 'tmp'), { recursive: true });
-  await withLock(
-    buildsPath,
-    async () => {
-      // Keep local builds the remote does not list (never uploaded) and take in everything remote.
-      const now = parseBuildsJson(await readFile(buildsPath, 'utf8'), buildsPath);
-      const merged = mergeBuildsJson(up.buildsJson, { ...now, builds: now.builds.filter((b) => !up.buildsJson.builds.some((r) => r.id === b.id)) });
-      const mergedText = merged.builds.length === up.buildsJson.builds.length ? up.text : stableStringify(merged);
-      await writeFileAtomic(buildsPath, mergedText);
-      await writeFileAtomic(join(workdir, 'tmp', 'builds-source.txt'), `${store.url}\n`);
-      await writeFileAtomic(join(workdir, 'tmp', 'builds-source.json'), up.text);
-    },
-    { what: 'builds/builds.json' },
-  );
-  return { attempts: up.attempts, conditional: up.conditional };
-}
-
-/** Reads the local builds.json and checks the build and arches asked for. */
-async function resolveTarget(options: BuildUploadOptions, onProgress: OnProgress) {
-  const workdir = options.workdir;
-  const buildsPath = join(workdir, 'builds', 'builds.json');
-  const localText = await readFile(buildsPath, 'utf8').catch(() => {
-    throw new CosaError('COSA_WORKDIR_INVALID', `${buildsPath} does not exist`, { hint: 'run cosa build or cosa buildfetch first' });
-  });
-  const local = parseBuildsJson(localText, buildsPath);
-  const buildId = await resolveBuildId(workdir, local, options.build);
-  const entry = local.builds.find((b) => b.id === buildId);
-  if (!entry) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} is not in builds/builds.json`);
-  for (const a of options.arch ?? []) {
-    safeSegment.parse(a);
-    if (!entry.arches.includes(a)) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no ${a} arch`);
-  }
-  const buildDir = join(workdir, 'builds', buildId);
-  const arches: string[] = [];
-  for (const a of options.arch ?? entry.arches) {
-    if (await stat(join(buildDir, a, 'meta.json')).catch(() => undefined)) arches.push(a);
-    else onProgress({ type: 'warning', message: `${buildId}/${a} has no local meta.json; not uploading it` });
-  }
-  if (arches.length === 0) throw new CosaError('COSA_BUILD_NOT_FOUND', `build ${buildId} has no arch with a local meta.json`);
-  return { buildsPath, local, buildId, buildDir, arches };
+  return up;
 }
 
 /**
- * Uploads a build to a store (`cosa buildupload s3 BUCKET/PREFIX`): the artifacts and other files
+ * Uploads a build's objects to a store (core's `buildUpload` is `cosa buildupload`): the artifacts and other files
  * of each arch dir under `prefix/<id>/<arch>/`, then each arch's meta.json merged into the remote
  * one, then a merged builds.json. Many runners can upload platforms of one build at once: every
  * remote record is merged with conditional writes, never overwritten. An object that already
  * exists with the same size and sha256 (kept as object metadata `sha256`) is skipped unless
  * `force`, so a re-run after an interruption sends only what is missing. Files go up in parallel
- * (bounded), big ones as multipart uploads.
+ * (bounded), big ones as multipart uploads. The local build dir is only read; the remote
+ * builds.json written comes back as `remoteBuilds` for the caller to record locally.
  */
-export async function buildUpload(options: BuildUploadOptions): Promise<BuildUploadResult> {
+export async function uploadBuildObjects(options: UploadObjectsOptions): Promise<UploadObjectsResult> {
   const onProgress = options.onProgress ?? noProgress;
   const signal = options.signal;
   const location = options.bucketPrefix !== undefined ? `s3://${options.bucketPrefix.replace(/^s3:\/\//, '')}` : options.url;
   const store = options.store ?? openBuildStore(location ?? '', options);
   if (!store.writable) throw new CosaError('COSA_STORE_READ_ONLY', `${store.url} cannot be written`);
-  const { buildsPath, local, buildId, buildDir, arches } = await resolveTarget(options, onProgress);
-  if (!options.skipBuildsJson && !(await stat(join(options.workdir, 'tmp', 'builds-source.txt')).catch(() => undefined))) {
-    onProgress({ type: 'log', line: 'no tmp/builds-source.txt: this workdir never fetched builds.json; the remote one is merged, not replaced' });
-  }
+  const { buildId, buildDir, arches } = options;
+  for (const a of arches) safeSegment.parse(a);
   const heads = pLimit(8);
   const ctx: Ctx = { store, options, onProgress, signal, buildId, buildDir, files: [], head: (key) => heads(() => store.head(key, signal ? { signal } : {})) };
 
@@ -525,7 +478,7 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
     if (failed) throw failed.reason;
   });
   // meta.json only once everything it lists is in place.
-  const metaJson: BuildUploadResult['metaJson'] = {};
+  const metaJson: UploadObjectsResult['metaJson'] = {};
   await withPhase(onProgress, 'upload meta.json', async () => {
     for (const p of plans) {
       const r = await publishMeta(ctx, meter, p);
@@ -535,7 +488,7 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
   meter.end();
 
   const files = ctx.files;
-  const result: BuildUploadResult = {
+  const result: UploadObjectsResult = {
     buildId,
     arches,
     files,
@@ -545,7 +498,10 @@ export async function buildUpload(options: BuildUploadOptions): Promise<BuildUpl
     retries: Object.values(metaJson).reduce((n, m) => n + m.attempts - 1, 0),
   };
   if (!options.skipBuildsJson && !options.dryRun) {
-    result.buildsJson = await publishBuildsJson(ctx, local, buildsPath, arches, buildTimeOf(plans[0]!.meta));
+    if (!options.local) throw new CosaError('COSA_USAGE', 'uploadBuildObjects needs the local builds.json (local) to merge the remote one');
+    const up = await publishBuildsJson(ctx, options.local, arches, buildTimeOf(plans[0]!.meta));
+    result.buildsJson = { attempts: up.attempts, conditional: up.conditional };
+    result.remoteBuilds = { text: up.text, builds: up.buildsJson };
     result.retries += result.buildsJson.attempts - 1;
   }
   onProgress({

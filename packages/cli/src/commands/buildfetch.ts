@@ -1,4 +1,4 @@
-import { buildFetch } from '@cosa/store';
+import { buildFetch } from '@cosa/core';
 import type { RegisterCommand } from '../_context.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)];

@@ -1,5 +1,5 @@
 import { CosaError } from '@cosa/schema';
-import { buildUpload } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
 import type { RegisterCommand } from '../_context.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)];

@@ -10,7 +10,7 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { findOvmf, qemuArgs, type Accelerator, type Firmware } from '@cosa/image';
 import { CosaError, type OnProgress } from '@cosa/schema';
 

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { importRepoTar, initRepo, pullLocal, revParse, run, setRef, updateSummary } from '@cosa/ostree';
+import { importRepoTar, initRepo, pullLocal, revParse, setRef, updateSummary } from '@cosa/ostree';
+import { run } from '@cosa/ostree/internal';
 import { CosaError, type MetaJson, type OnProgress } from '@cosa/schema';
 import { BOOTED_COMMIT_SH } from './basic.js';
 import { Guest } from './_guest.js';

@@ -2,7 +2,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { startS3Server, type S3Server } from '@cosa/test-utils';
 import { parseBuildsJson, type BuildsJson } from '@cosa/schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUpload, mergeBuildsJson, openBuildStore, probeConditionalWrites, updateRemoteBuildsJson } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
+import { mergeBuildsJson, openBuildStore, probeConditionalWrites, updateRemoteBuildsJson } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
 const doc = (builds: Array<[string, string[]]>, extra: Partial<BuildsJson> = {}): BuildsJson => ({

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { snapshotTree, startFaultServer, startMotoServer, startS3Server } from '@cosa/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildFetch, buildUpload } from '@cosa/store';
+import { buildFetch, buildUpload } from '@cosa/core';
 import { makeBuild, tempDir } from './_build.js';
 
 const MiB = 1024 * 1024;

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { snapshotTree, startHttpServer } from '@cosa/test-utils';
 import type { ProgressEvent } from '@cosa/schema';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildFetch, buildUpload, openBuildStore } from '@cosa/store';
-import { downloadRanged, rangeStreams } from '../src/_ranged-get.js';
+import { openBuildStore } from '@cosa/store';
+import { buildFetch, buildUpload } from '@cosa/core';
+import { downloadRanged, rangeStreams } from '../../store/src/_ranged-get.js';
 import { makeBuild, tempDir } from './_build.js';
 
 const MiB = 1024 * 1024;

@@ -10,7 +10,8 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import { startS3Server, type S3Server } from '@cosa/test-utils';
 import { parseBuildsJson, type MetaJson } from '@cosa/schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUpload, mergeMetaForUpload } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
+import { mergeMetaForUpload } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
 let s3: S3Server;

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startS3Server, type S3Server } from '@cosa/test-utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildUpload, contentTypeOf, openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
+import { contentTypeOf, openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
 let s3: S3Server;

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { startFaultServer, startS3Server, snapshotTree, type S3Server } from '@cosa/test-utils';
 import type { ProgressEvent } from '@cosa/schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFetch, buildUpload, openBuildStore } from '@cosa/store';
-import { downloadToFile } from '../src/_io.js';
+import { buildFetch, buildUpload } from '@cosa/core';
+import { openBuildStore } from '@cosa/store';
+import { downloadToFile } from '../../store/src/_io.js';
 import { makeBuild, tempDir } from './_build.js';
 
 const cleanups: Array<() => Promise<void>> = [];

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CosaError, HttpStatusError, serializeBuildsJson, type ProgressEvent } from '@cosa/schema';
 import { startHttpServer } from '@cosa/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildFetch, buildUpload } from '@cosa/store';
+import { buildFetch, buildUpload } from '@cosa/core';
 import { makeBuild, tempDir } from './_build.js';
 
 const cleanups: Array<() => Promise<void>> = [];

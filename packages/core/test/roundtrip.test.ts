@@ -4,7 +4,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { startHttpServer, startS3Server, type S3Server } from '@cosa/test-utils';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFetch, buildUpload, openBuildStore, type BuildFetchResult } from '@cosa/store';
+import { buildFetch, buildUpload, type BuildFetchResult } from '@cosa/core';
+import { openBuildStore } from '@cosa/store';
 import type { ProgressEvent } from '@cosa/schema';
 import { makeBuild, sha256File, tempDir } from './_build.js';
 
