@@ -18,6 +18,7 @@ APT_PACKAGES=(
   ostree ostree-boot
   supermin qemu-system-x86 qemu-utils linux-image-amd64 ovmf
   mmdebstrap dpkg-dev
+  eatmydata  # the Debian composer runs dpkg under its libeatmydata inside mmdebstrap (optional)
   rpm dnf createrepo-c
   gdisk parted xfsprogs e2fsprogs dosfstools mtools
   grub-pc-bin grub-efi-amd64-bin grub2-common
