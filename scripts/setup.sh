@@ -18,6 +18,7 @@ APT_PACKAGES=(
   ostree ostree-boot
   supermin qemu-system-x86 qemu-utils linux-image-amd64 ovmf
   mmdebstrap dpkg-dev
+  eatmydata  # the Debian composer runs dpkg under its libeatmydata inside mmdebstrap (optional)
   rpm dnf createrepo-c
   sqlite3  # the dnf composer pins the rpmdb's install times (rpmdb.sqlite) for reproducible commits
   gdisk parted xfsprogs e2fsprogs dosfstools mtools

@@ -63,6 +63,53 @@ export interface DebianComposerOptions {
   keepBaseTrees?: number;
   /** `apt-get update` attempts before a mirror counts as unreachable (default 3). */
   updateAttempts?: number;
+  /**
+   * Run dpkg under the host's libeatmydata while mmdebstrap installs (fsync and sync become
+   * no-ops; the tree never keeps it). Default true; used only when the host has libeatmydata for
+   * the target's architecture.
+   */
+  eatmydata?: boolean;
+}
+
+/** Debian multiarch triplets of the architectures whose host libeatmydata can serve the target. */
+const MULTIARCH: Record<string, string> = { amd64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', ppc64el: 'powerpc64le-linux-gnu', s390x: 's390x-linux-gnu', riscv64: 'riscv64-linux-gnu' };
+const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ppc64: 'ppc64el', s390x: 's390x', riscv64: 'riscv64' };
+
+/** The host's libeatmydata for a target of dpkg architecture `arch` (same as the host's), or undefined. */
+async function hostEatmydata(arch: string): Promise<string | undefined> {
+  if (NODE_ARCH[process.arch] !== arch || !MULTIARCH[arch]) return undefined;
+  const lib = `/usr/lib/${MULTIARCH[arch]}/libeatmydata.so.1`;
+  return (await exists(lib)) ? lib : undefined;
+}
+
+/** Where the eatmydata library lives inside the tree while mmdebstrap runs (removed afterwards). */
+const TREE_EATMYDATA = '/usr/lib/cosa-eatmydata/libeatmydata.so';
+
+/**
+ * mmdebstrap hooks that divert the tree's dpkg to a wrapper preloading libeatmydata (what
+ * mmdebstrap's own eatmydata hook does, with the host's library instead of one downloaded at
+ * build time, so offline builds keep it) and undo it all before any other customize hook.
+ * The wrapper is installed only when the library loads in the tree (a too-old libc skips it).
+ */
+function eatmydataHooks(lib: string, q: (s: string) => string): { extract: string; customize: string } {
+  const dir = TREE_EATMYDATA.replace(/\/[^/]+$/, '');
+  return {
+    extract: [
+      `if [ -x "$1/usr/bin/dpkg" ] && [ ! -e "$1/usr/bin/dpkg.distrib" ]; then`,
+      `mkdir -p "$1${dir}" && cp ${q(lib)} "$1${TREE_EATMYDATA}"`,
+      `&& if chroot "$1" env LD_PRELOAD=${TREE_EATMYDATA} /usr/bin/dpkg --version >/dev/null 2>&1; then`,
+      `mv "$1/usr/bin/dpkg" "$1/usr/bin/dpkg.distrib"`,
+      `&& printf '#!/bin/sh\\nLD_PRELOAD=${TREE_EATMYDATA}\${LD_PRELOAD:+:\$LD_PRELOAD} exec /usr/bin/dpkg.distrib "$@"\\n' > "$1/usr/bin/dpkg"`,
+      `&& chmod 755 "$1/usr/bin/dpkg"`,
+      `&& printf '/usr/bin/dpkg\\n/usr/bin/dpkg.distrib\\n:\\n' >> "$1/var/lib/dpkg/diversions";`,
+      `else rm -rf "$1${dir}"; fi; fi`,
+    ].join(' '),
+    customize: [
+      `if [ -e "$1/usr/bin/dpkg.distrib" ] && [ -e "$1${TREE_EATMYDATA}" ]; then`,
+      `rm "$1/usr/bin/dpkg" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/bin/dpkg; fi`,
+      `&& rm -rf "$1${dir}"`,
+    ].join(' '),
+  };
 }
 
 function sha256(s: string | Buffer): string {
@@ -89,7 +136,31 @@ async function digestDir(dir: string): Promise<string> {
 function debianSection(o: ComposeOptions): DebianSource {
   const d = o.manifest.debian;
   if (!d) throw new CosaError('COSA_COMPOSE_FAILED', 'the manifest has no debian: section', { hint: 'the Debian composer needs debian.suite' });
+  initramfsModules(d);
   return d;
+}
+
+/** The manifest's `debian.initramfs-modules` (default `targeted`); anything else is an error naming the key. */
+function initramfsModules(d: DebianSource): 'targeted' | 'most' {
+  const v = (d as Record<string, unknown>)['initramfs-modules'] ?? 'targeted';
+  if (v !== 'targeted' && v !== 'most') {
+    throw new CosaError('COSA_SCHEMA_INVALID', `manifest debian.initramfs-modules: ${JSON.stringify(v)} is not targeted or most`, {
+      hint: 'targeted (the default: virtio, NVMe, AHCI/SCSI disks and the root file systems) or most (initramfs-tools MODULES=most)',
+    });
+  }
+  return v;
+}
+
+/**
+ * Writes the initramfs-tools module policy into the per-build tree: MODULES=list with the
+ * cosa-modules hook's list (targeted), or MODULES=most. A fresh file (the tree's /etc is a copy).
+ */
+async function writeInitramfsModules(tree: string, d: DebianSource): Promise<void> {
+  const conf = join(tree, 'etc/initramfs-tools/conf.d/cosa-modules.conf');
+  const mode = initramfsModules(d);
+  await mkdir(join(tree, 'etc/initramfs-tools/conf.d'), { recursive: true });
+  await rm(conf, { force: true });
+  await writeFile(conf, `# cosa: debian.initramfs-modules: ${mode}\nMODULES=${mode === 'most' ? 'most' : 'list'}\n`);
 }
 
 function toPackageInfo(d: ResolvedDeb): PackageInfo {
@@ -231,6 +302,8 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const lists = p.env.lists;
     const debs = p.env.debs;
+    const eat = opts.eatmydata === false ? undefined : await hostEatmydata(p.env.arch);
+    const eatHooks = eat ? eatmydataHooks(eat, q) : undefined;
     const argv = [
       'mmdebstrap',
       '--mode=root',
@@ -259,6 +332,8 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
       `--setup-hook=cd ${q(join(assetsDirAbs(), 'initramfs-tools'))} && find hooks scripts -type f -exec chmod 0755 "$1/etc/initramfs-tools/{}" ';'`,
       // No initramfs while packages install: it is built once, afterwards, and cached. (On top of
       // an existing root, dpkg is there from the start: divert in the setup hook.)
+      // dpkg exists from the extract step on (from the start on top of an existing root).
+      ...(eatHooks ? [`--extract-hook=${eatHooks.extract}`, `--customize-hook=${eatHooks.customize}`] : []),
       `--${from ? 'setup' : 'essential'}-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf '#!/bin/sh\\nexit 0\\n' > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"`,
       `--customize-hook=rm -f "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs`,
       // Anything apt had to download goes back to the shared cache.
@@ -378,6 +453,7 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
         await time('customize', () => customize(o, p, tree));
         await time('postprocess', () => postprocessTree({ tree, manifest: o.manifest, configDir: o.configDir, overlays, overridesRootfs: o.overridesRootfs, env: epochEnv(o.sourceDateEpoch), signal: o.signal, onProgress: o.onProgress }));
         const kver = await kernelVersion(tree);
+        await writeInitramfsModules(tree, p.debian);
         const initrd = await time('initramfs', async () => ensureInitramfs({ tree, kver, cacheDir: o.cacheDir, sourceDateEpoch: await archiveEpoch(p.env.lists), signal: o.signal, onProgress: o.onProgress }));
         stats.initramfsCached = initrd.cached ? 1 : 0;
         const packages = await installedPackages(tree);

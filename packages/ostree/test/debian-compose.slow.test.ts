@@ -92,6 +92,18 @@ describe('Debian composer: the bundled example', () => {
     const listing = (await run(['lsinitramfs', join(kdir, 'initramfs.img')], { timeoutMs: 120_000 })).stdout.split('\n');
     expect(listing).toContain('usr/lib/ostree/ostree-prepare-root');
     expect(listing).toContain('scripts/local-bottom/ostree');
+    // The targeted module set (debian.initramfs-modules default): virtio and the root file
+    // systems, not MODULES=most's every storage and network driver.
+    const mods = listing.filter((l) => l.endsWith('.ko')).map((l) => l.split('/').pop());
+    expect(mods).toEqual(expect.arrayContaining(['virtio_blk.ko', 'virtio_pci.ko', 'virtio_scsi.ko', 'nvme.ko', 'ahci.ko', 'sd_mod.ko', 'xfs.ko', 'ext4.ko']));
+    expect(mods).not.toContain('e1000e.ko');
+    expect(mods).not.toContain('mpt3sas.ko');
+    expect(await readFile(join(co, 'usr/etc/initramfs-tools/conf.d/cosa-modules.conf'), 'utf8')).toContain('MODULES=list');
+    // dpkg ran under eatmydata (when the host has it), and the tree keeps none of it.
+    expect(await exists(join(co, 'usr/lib/cosa-eatmydata'))).toBe(false);
+    expect(await exists(join(co, 'usr/bin/dpkg.distrib'))).toBe(false);
+    expect((await readFile(join(co, 'usr/bin/dpkg'))).subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    expect(await readFile(join(co, 'usr/share/factory/var/lib/dpkg/diversions'), 'utf8')).not.toContain('/usr/bin/dpkg');
     // No scratch trees are left in tmp/.
     expect((await readdir(join(work, 'tmp'))).filter((n) => n.startsWith('debian-compose-'))).toEqual([]);
   }, 60 * 60_000);

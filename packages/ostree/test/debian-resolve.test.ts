@@ -188,6 +188,24 @@ describe('Debian composer: input hash and fetch', () => {
     expect((err as { hint?: string }).hint).toContain('cosa fetch');
   });
 
+  it('refuses an unknown debian.initramfs-modules, naming the key, before touching the cache', async () => {
+    const m = manifest();
+    const cache = join(root, 'cache-initramfs-key');
+    const err = await createDebianComposer()
+      .inputHash(opts({ ...m, debian: { ...m.debian!, 'initramfs-modules': 'all' } as Manifest['debian'] }, cache))
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'COSA_SCHEMA_INVALID' });
+    expect((err as Error).message).toContain('debian.initramfs-modules');
+    expect(await readdir(cache).catch(() => 'absent')).toBe('absent');
+    // The two accepted values pass the check, and the choice is part of the input hash.
+    const hashes = [];
+    for (const v of ['targeted', 'most']) {
+      hashes.push((await createDebianComposer().inputHash(opts({ ...m, debian: { ...m.debian!, 'initramfs-modules': v } as Manifest['debian'] }, cache))).inputHash);
+    }
+    expect(hashes[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(hashes[1]).not.toBe(hashes[0]);
+  });
+
   it('keeps its apt state under cache/ and leaves the host apt alone', async () => {
     const cache = join(root, 'cache-private');
     const hostLists = await readdir('/var/lib/apt/lists').catch(() => [] as string[]);
