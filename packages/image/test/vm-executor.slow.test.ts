@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { CommandFailedError, isCosaError } from '@cosa/schema';
 import { prepareAppliance, probeAccelerator, vmExecutor } from '../src/index.ts';
+import { hasPvhEntry } from '../src/appliance.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
 describe('the VM executor', () => {
@@ -19,6 +20,9 @@ describe('the VM executor', () => {
     const second = await prepareAppliance({ cacheDir: CACHE_DIR });
     expect(second.cached).toBe(true);
     expect(second.key).toBe(first.key);
+    // This host's kernel (Debian, xz) unpacks to a PVH-bootable vmlinux, booted without firmware.
+    expect(second.vmlinux).toBe(join(second.dir, 'vmlinux'));
+    expect(await hasPvhEntry(second.vmlinux!)).toBe(true);
   }, 120_000);
 
   test('runs a script with read-only inputs, a read-write work share and the disk as a block device', async () => {
@@ -37,6 +41,9 @@ describe('the VM executor', () => {
       'if touch "$COSA_IN_DATA/new" 2>/dev/null; then echo writable > "$COSA_WORK/input-writable"; fi',
       'echo "$MY_VAR" > "$COSA_WORK/var.txt"',
       'printf COSA-DISK-OK | dd of="$COSA_DISK" bs=512 conv=notrunc,fsync status=none',
+      // -cpu max: the guest has SSE4.2 (crc32c for xfs/ext4 metadata); the kernel booted without mitigations.
+      'grep -qw sse4_2 /proc/cpuinfo && echo sse4_2 > "$COSA_WORK/cpu.txt"',
+      'grep -qw mitigations=off /proc/cmdline && echo off > "$COSA_WORK/mitigations.txt"',
       '',
     ].join('\n'));
     await chmod(script, 0o755);
@@ -45,6 +52,8 @@ describe('the VM executor', () => {
     });
     expect(await readFile(join(work, 'copied.txt'), 'utf8')).toBe('hello from the host\n');
     expect(await readFile(join(work, 'var.txt'), 'utf8')).toBe("it's a value with spaces\n");
+    expect(await readFile(join(work, 'cpu.txt'), 'utf8')).toBe('sse4_2\n');
+    expect(await readFile(join(work, 'mitigations.txt'), 'utf8')).toBe('off\n');
     await expect(readFile(join(work, 'input-writable'))).rejects.toThrow();
     expect((await readFile(disk)).subarray(0, 11).toString()).toBe('COSA-DISK-OK'.slice(0, 11));
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
