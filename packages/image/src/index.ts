@@ -3,7 +3,7 @@ export * from './set-platform.js';
 export * from './convert.js';
 export * from './ova.js';
 export * from './platform-image.js';
-export { probeAccelerator, defaultAccelCacheDir, readCachedAccelerator, type Accelerator, type ProbeAcceleratorOptions } from './accel.js';
+export { probeAccelerator, accelCacheKey, defaultAccelCacheDir, readCachedAccelerator, type Accelerator, type ProbeAcceleratorOptions } from './accel.js';
 export { prepareAppliance, applianceKey, type Appliance, type PrepareApplianceOptions } from './appliance.js';
 export {
   directExecutor, vmExecutor, selectExecutor, directUnavailable, detachStaleLoops,
