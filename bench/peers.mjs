@@ -102,6 +102,7 @@ function timed(label, argv, { cwd, env }) {
 
 function debos(label, pkgs) {
   const out = join(base, `debos-${label}`);
+  mkdirSync(out, { recursive: true });
   const argv = ['debos', '--disable-fakemachine', '--artifactdir', out, '-t', `mirror:${mirrors.mirror}`,
     ...(mirrors.securityMirror ? ['-t', `security:${mirrors.securityMirror}`] : []), '-t', `packages:${pkgs.join(', ')}`, 'bookworm.yaml'];
   const r = timed(`debos-${label}`, argv, { cwd: recipe, env: { PATH: `${shim}:${process.env.PATH}` } });
@@ -110,6 +111,7 @@ function debos(label, pkgs) {
 
 function cosaBuild(label) {
   const r = timed(`cosa-${label}`, [process.execPath, cli, 'build'], { cwd: wd });
+  if (!r.ok) return { ...r, image: undefined };
   const builds = JSON.parse(readFileSync(join(wd, 'builds/builds.json'), 'utf8'));
   const newest = builds.builds?.[0]?.id;
   const arch = builds.builds?.[0]?.arches?.[0] ?? 'x86_64';
@@ -117,6 +119,14 @@ function cosaBuild(label) {
   const q = meta?.images?.qemu?.path;
   return { ...r, image: q ? join(wd, 'builds', newest, arch, q) : undefined };
 }
+
+// Ctrl-C / SIGTERM: the running step ends (the signal reaches its process group), then the table
+// so far is printed and the work dir removed.
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => (interrupted = true));
+const check = () => {
+  if (interrupted) throw new Error('interrupted: the table below has the steps that finished');
+};
 
 const rows = [];
 const gb = (b) => fmt(b / 1e9, 2);
@@ -137,8 +147,10 @@ try {
   if (wantCold || needImages) {
     const ld = await settle('debos cold', { maxS: settleMax }).then((x) => x.toFixed(2));
     const d = debos('cold', packages);
+    check();
     const lc = await settle('cosa cold', { maxS: settleMax }).then((x) => x.toFixed(2));
     const c = cosaBuild('cold');
+    check();
     debosImage = d.ok ? d.image : undefined;
     cosaImage = c.ok ? c.image : undefined;
     if (wantCold) addBuildRows('cold build', d, c, ld, lc);
@@ -148,11 +160,13 @@ try {
   if (only.has('package')) {
     const ld = await settle('debos +jq', { maxS: settleMax }).then((x) => x.toFixed(2));
     const d = debos('jq', [...packages, 'jq']);
+    check();
     rmSync(join(base, 'debos-jq'), { recursive: true, force: true });
     writeFileSync(manifestPath, readFileSync(manifestPath, 'utf8').replace(/^packages:\n/m, 'packages:\n  - jq\n'));
     git('commit', '-qam', 'add jq');
     const lc = await settle('cosa +jq', { maxS: settleMax }).then((x) => x.toFixed(2));
     const c = cosaBuild('jq');
+    check();
     addBuildRows('one package added (jq)', d, c, ld, lc);
   }
   // ---- boot to login
@@ -169,6 +183,7 @@ try {
         console.error(`# boot ${key} #${i + 1}: ${r.ok ? `login after ${fmt(r.loginS)} s` : `FAILED (${r.error})`} (load ${load1()})`);
         runs[key].push(r.ok ? r.loginS : NaN);
         splits[key].push(r.split);
+        check();
       }
     }
     const lr = `${fmt(Math.min(...loads), 2)}–${fmt(Math.max(...loads), 2)}`;
@@ -182,6 +197,9 @@ try {
       rows.push([`  of which ${part === 'firmware' ? 'firmware + GRUB' : part === 'kernel' ? 'kernel to /init' : part === 'initrd' ? 'initramfs' : 'systemd to login'} (BIOS; cosa UEFI ${fmt(m('cosaUefi'))})`, fmt(m('debos')), fmt(m('cosaBios')), ratio(m('cosaBios'), m('debos')), '']);
     }
   }
+} catch (e) {
+  console.error(`# ${e.message}`);
+  process.exitCode = 1;
 } finally {
   console.log(`\npeers: debos 1.1.1 vs cosa, the bundled example's ${packages.length} packages (${new Date().toISOString()}, ${execFileSync('nproc', { encoding: 'utf8' }).trim()} CPUs, load now ${load1()})\n`);
   table(['measure', 'debos', 'cosa', 'cosa / debos', 'load before (debos / cosa)'], rows);
