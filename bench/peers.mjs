@@ -90,7 +90,7 @@ function timed(label, argv, { cwd, env }) {
   writeFileSync(log, `${r.stdout ?? ''}\n${r.stderr ?? ''}`);
   const t = existsSync(tv) ? readFileSync(tv, 'utf8') : '';
   const num = (re) => Number((re.exec(t) ?? [])[1]);
-  const wallM = /Elapsed \(wall clock\) time[^:]*: (?:(\d+):)?(\d+):([\d.]+)/.exec(t);
+  const wallM = /Elapsed \(wall clock\) time \([^)]*\): (?:(\d+):)?(\d+):([\d.]+)/.exec(t);
   const wall = wallM ? Number(wallM[1] ?? 0) * 3600 + Number(wallM[2]) * 60 + Number(wallM[3]) : NaN;
   const cpu = num(/User time \(seconds\): ([\d.]+)/) + num(/System time \(seconds\): ([\d.]+)/);
   const written = num(/File system outputs: (\d+)/) * 512;
@@ -132,10 +132,13 @@ const rows = [];
 const gb = (b) => fmt(b / 1e9, 2);
 const ratio = (c, d) => (Number.isFinite(c) && Number.isFinite(d) && d > 0 ? `${(c / d).toFixed(2)}×` : '–');
 const addBuildRows = (what, d, c, ld, lc) => {
+  if (!d.ok || !c.ok) {
+    rows.push([`${what}: FAILED`, d.ok ? fmt(d.wall) : 'FAILED', c.ok ? fmt(c.wall) : 'FAILED', '–', `${ld} / ${lc}`]);
+    return;
+  }
   rows.push([`${what}: wall (s)`, fmt(d.wall), fmt(c.wall), ratio(c.wall, d.wall), `${ld} / ${lc}`]);
   rows.push([`${what}: CPU user+sys (s)`, fmt(d.cpu), fmt(c.cpu), ratio(c.cpu, d.cpu), `${ld} / ${lc}`]);
   rows.push([`${what}: written (GB)`, gb(d.written), gb(c.written), ratio(c.written, d.written), `${ld} / ${lc}`]);
-  if (!d.ok || !c.ok) rows.push([`${what}: FAILED`, d.ok ? 'ok' : 'FAILED', c.ok ? 'ok' : 'FAILED', '', '']);
 };
 
 let debosImage;
@@ -173,6 +176,7 @@ try {
   if (only.has('boot')) {
     const accel = await probeAccelerator({});
     const runs = { debos: [], cosaBios: [], cosaUefi: [] };
+    const cpu = { debos: [], cosaBios: [], cosaUefi: [] };
     const loads = [];
     const splits = { debos: [], cosaBios: [], cosaUefi: [] };
     for (let i = 0; i < boots; i++) {
@@ -182,6 +186,7 @@ try {
         const r = await bootOnce({ image, firmware, accel, password, timeoutS: 600 });
         console.error(`# boot ${key} #${i + 1}: ${r.ok ? `login after ${fmt(r.loginS)} s` : `FAILED (${r.error})`} (load ${load1()})`);
         runs[key].push(r.ok ? r.loginS : NaN);
+        cpu[key].push(r.ok ? r.cpuS : NaN);
         splits[key].push(r.split);
         check();
       }
@@ -192,6 +197,8 @@ try {
     const u = median(runs.cosaUefi);
     rows.push([`boot to login, BIOS, median of ${boots} (s, ${accel})`, fmt(d), fmt(b), ratio(b, d), lr]);
     rows.push([`boot to login, cosa UEFI vs debos BIOS (s, ${accel})`, fmt(d), fmt(u), ratio(u, d), lr]);
+    const [cd, cb, cu] = [median(cpu.debos), median(cpu.cosaBios), median(cpu.cosaUefi)];
+    rows.push([`qemu CPU to login, BIOS (s; cosa UEFI ${fmt(cu)})`, fmt(cd), fmt(cb), ratio(cb, cd), lr]);
     for (const part of ['firmware', 'kernel', 'initrd', 'userspace']) {
       const m = (k) => median(splits[k].map((s) => s[part]));
       rows.push([`  of which ${part === 'firmware' ? 'firmware + GRUB' : part === 'kernel' ? 'kernel to /init' : part === 'initrd' ? 'initramfs' : 'systemd to login'} (BIOS; cosa UEFI ${fmt(m('cosaUefi'))})`, fmt(m('debos')), fmt(m('cosaBios')), ratio(m('cosaBios'), m('debos')), '']);
