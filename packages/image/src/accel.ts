@@ -15,7 +15,11 @@ export type Accelerator = 'kvm' | 'tcg';
 
 /** Options of {@link probeAccelerator}. */
 export interface ProbeAcceleratorOptions {
-  /** Where the answer is cached (`accel.json`; default {@link defaultAccelCacheDir}). */
+  /**
+   * A further directory for the answer (`accel.json`), e.g. a workdir's `cache/`: read after the
+   * per-user cache ({@link defaultAccelCacheDir}) and given a copy of the answer. The answer is
+   * per machine, so a fresh workdir on a machine that already probed does not probe again.
+   */
   cacheDir?: string;
   /** How long the KVM boot may take before KVM counts as unusable (default 20 s). */
   timeoutMs?: number;
@@ -29,8 +33,10 @@ const MARKER = 'COSA-KVM-PROBE-OK';
 
 /**
  * Returns `kvm` when a stock kernel boots under KVM here, else `tcg`. The probe (a few seconds
- * when KVM works, `timeoutMs` when it hangs) runs once per host kernel and qemu; the answer is
- * cached in `<cacheDir>/accel.json`. `COSA_ACCEL=kvm|tcg` overrides it.
+ * when KVM works, `timeoutMs` when it hangs) runs once per host kernel and qemu: the answer is
+ * cached in the per-user `accel.json` ({@link defaultAccelCacheDir}) and copied to
+ * `<cacheDir>/accel.json`; either copy is used when its key matches. `COSA_ACCEL=kvm|tcg`
+ * overrides it.
  */
 export async function probeAccelerator(options: ProbeAcceleratorOptions): Promise<Accelerator> {
   const forced = process.env.COSA_ACCEL;
@@ -38,19 +44,37 @@ export async function probeAccelerator(options: ProbeAcceleratorOptions): Promis
   const usable = await access('/dev/kvm', constants.R_OK | constants.W_OK).then(() => true, () => false);
   if (!usable) return 'tcg';
   const kernel = await findHostKernel();
-  if (!kernel) return 'tcg';
-  const qemu = (await run(['qemu-system-x86_64', '--version'])).stdout.split('\n')[0] ?? '';
-  const key = `${kernel} ${qemu}`;
-  const cacheDir = options.cacheDir ?? defaultAccelCacheDir();
-  const file = join(cacheDir, 'accel.json');
-  if (!options.force) {
-    const cached = await readCachedAccelerator(file, key);
-    if (cached) return cached;
+  const key = kernel ? await accelCacheKey(kernel) : undefined;
+  if (!kernel || !key) return 'tcg';
+  const dirs = [...new Set([defaultAccelCacheDir(), ...(options.cacheDir ? [options.cacheDir] : [])])];
+  let accel: Accelerator | undefined;
+  const missing: string[] = [];
+  for (const dir of dirs) {
+    const cached = options.force ? undefined : await readCachedAccelerator(join(dir, 'accel.json'), key);
+    accel ??= cached;
+    if (!cached) missing.push(dir);
   }
-  const accel = await bootsUnderKvm(kernel, options);
-  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(file, `${JSON.stringify({ key, accel, probedAt: new Date().toISOString() })}\n`);
+  accel ??= await bootsUnderKvm(kernel, options);
+  const record = `${JSON.stringify({ key, accel, probedAt: new Date().toISOString() })}\n`;
+  let saved = dirs.length - missing.length;
+  for (const dir of missing) {
+    // A cache that cannot be written (a read-only home) only costs a probe next time.
+    const ok = await mkdir(dir, { recursive: true, mode: 0o700 }).then(() => writeFileAtomic(join(dir, 'accel.json'), record)).then(() => true, () => false);
+    if (ok) saved++;
+  }
+  if (saved === 0) options.onProgress?.({ type: 'log', phase: 'accel', line: `the accelerator answer (${accel}) could not be cached in ${dirs.join(' or ')}` });
   return accel;
+}
+
+/**
+ * What a cached answer is valid for: the host kernel the probe boots and the qemu version
+ * (`undefined` when the host has no kernel to probe with: then the answer is always `tcg`).
+ */
+export async function accelCacheKey(kernel?: string): Promise<string | undefined> {
+  const k = kernel ?? (await findHostKernel());
+  if (!k) return undefined;
+  const qemu = (await run(['qemu-system-x86_64', '--version'])).stdout.split('\n')[0] ?? '';
+  return `${k} ${qemu}`;
 }
 
 /**

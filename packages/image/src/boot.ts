@@ -160,7 +160,7 @@ export async function bootCheck(options: BootCheckOptions): Promise<BootCheckRes
       matched = true;
       stop.abort();
     }
-  }, 250);
+  }, 100);
   let reason: BootCheckResult['reason'];
   let consoleLog = '';
   const sectorSize = options.sectorSize ?? (await imageSectorSize(options.image));

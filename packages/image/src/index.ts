@@ -3,7 +3,7 @@ export * from './set-platform.js';
 export * from './convert.js';
 export * from './ova.js';
 export * from './platform-image.js';
-export { probeAccelerator, type Accelerator, type ProbeAcceleratorOptions } from './accel.js';
+export { probeAccelerator, defaultAccelCacheDir, type Accelerator, type ProbeAcceleratorOptions } from './accel.js';
 export { prepareAppliance, type Appliance, type PrepareApplianceOptions } from './appliance.js';
 export {
   directExecutor, vmExecutor, selectExecutor,
