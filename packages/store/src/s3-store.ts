@@ -31,9 +31,10 @@ export interface S3StoreOptions {
   queueSize?: number;
   /**
    * Sign object bodies (`x-amz-content-sha256` = their sha256) or send them as UNSIGNED-PAYLOAD.
-   * `auto` (default): unsigned over HTTPS, where TLS already protects them, signed over plain
-   * HTTP, as boto3 does. Signing costs one more sha256 pass over every byte. Applies to the
-   * client created here, not to an injected one.
+   * `auto` (default): unsigned over HTTPS, where TLS already protects them, and to a loopback
+   * endpoint (127.0.0.0/8, ::1, localhost: no wire to tamper with); signed over plain HTTP to
+   * any other host, as boto3 does. Signing costs one more sha256 pass over every byte. Applies
+   * to the client created here, not to an injected one.
    */
   payloadSigning?: 'auto' | 'always' | 'never';
   /** Connect and idle deadlines of the client created here (defaults: {@link DEFAULT_TIMEOUTS}). */
@@ -77,6 +78,17 @@ let sdkModule: Promise<typeof import('@aws-sdk/client-s3')> | undefined;
 const sdk = () => (sdkModule ??= import('@aws-sdk/client-s3'));
 let storageModule: Promise<typeof import('@aws-sdk/lib-storage')> | undefined;
 const storage = () => (storageModule ??= import('@aws-sdk/lib-storage'));
+
+/** Whether an endpoint URL names this machine (loopback address or `localhost`). */
+function loopback(endpoint: string): boolean {
+  let host: string;
+  try {
+    host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
 
 /** Reads a stream body of at most `max` bytes into memory. */
 async function readSmall(body: Readable, max: number, url: string): Promise<Buffer> {
@@ -151,7 +163,7 @@ export class S3Store implements BuildStore {
       };
       const client = new S3Client(config);
       const signing = o.payloadSigning ?? 'auto';
-      const unsigned = signing === 'never' || (signing === 'auto' && (endpoint === undefined || endpoint.startsWith('https:')));
+      const unsigned = signing === 'never' || (signing === 'auto' && (endpoint === undefined || endpoint.startsWith('https:') || loopback(endpoint)));
       if (unsigned) {
         client.middlewareStack.add(
           (next, context) => async (args) => {

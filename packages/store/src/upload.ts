@@ -131,6 +131,8 @@ const ARTIFACT_CACHE = 'max-age=31536000';
 const METADATA_CACHE = 'max-age=300';
 /** Tries per object on throttling (503 SlowDown), 5xx and dropped connections. */
 const PUT_ATTEMPTS = 4;
+/** Bytes per read of a file being sent. */
+const READ_CHUNK = 1024 * 1024;
 
 type Doc = Record<string, unknown>;
 type Image = { path: string; sha256: string; size?: number };
@@ -258,7 +260,8 @@ async function sendItem(ctx: Ctx, meter: TransferMeter, item: Item): Promise<voi
   // A streamed body cannot be replayed by the SDK: a throttled or dropped PUT is repeated here
   // with a fresh stream, every retry logged.
   for (let attempt = 1; ; attempt++) {
-    const body = item.body ?? createReadStream(item.path);
+    // Large reads: fewer syscalls and buffers to collect than the default 64 KiB.
+    const body = item.body ?? createReadStream(item.path, { highWaterMark: READ_CHUNK });
     try {
       await store.put(item.key, body, {
         size: item.size,

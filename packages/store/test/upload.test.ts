@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startS3Server, type S3Server } from '@cosa/test-utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildUpload, contentTypeOf, openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
+import { buildUpload, contentTypeOf, openBuildStore, S3Store, type BuildStore, type PutOptions, type S3StoreOptions } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
 let s3: S3Server;
@@ -231,6 +231,46 @@ describe('credentials', () => {
 });
 
 describe('the S3 client cosa creates itself', () => {
+  it('signs object bodies over plain HTTP to another host, not to a loopback endpoint', async () => {
+    for (const [k, v] of Object.entries(s3.env)) vi.stubEnv(k, v);
+    try {
+      const seen = async (opts: Partial<S3StoreOptions>) => {
+        const store = new S3Store({ location: 's3://builds/sig', partSize: 5 * MiB, ...opts });
+        const c = await store.client();
+        const headers: string[] = [];
+        c.middlewareStack.add(
+          (next, context) => async (args) => {
+            const h = (args.request as { headers: Record<string, string> }).headers;
+            if (context.commandName === 'PutObjectCommand') headers.push(h['x-amz-content-sha256']!);
+            return next(args);
+          },
+          { step: 'finalizeRequest', name: 'seeSha', priority: 'low' },
+        );
+        await store.put('a', Buffer.from('hello'));
+        return headers;
+      };
+      const hello = createHash('sha256').update('hello').digest('hex');
+      expect(await seen({})).toEqual(['UNSIGNED-PAYLOAD']); // s3rver on 127.0.0.1
+      expect(await seen({ payloadSigning: 'always' })).toEqual([hello]);
+      // The same server named by a non-loopback name of this machine: signed.
+      const other = s3.endpoint.replace('127.0.0.1', '127.0.0.1.nip.invalid');
+      const store = new S3Store({ location: 's3://builds/sig', endpointUrl: other });
+      const c = await store.client();
+      let sha: string | undefined;
+      c.middlewareStack.add(
+        (_next, context) => async (args) => {
+          if (context.commandName === 'PutObjectCommand') sha = (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'];
+          throw new Error('stop before sending');
+        },
+        { step: 'finalizeRequest', name: 'stop', priority: 'low' },
+      );
+      await store.put('a', Buffer.from('hello')).catch(() => undefined);
+      expect(sha).toBe(hello);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('uses the endpoint, region and credentials from the environment, and sends unsigned payloads when asked', async () => {
     for (const [k, v] of Object.entries(s3.env)) vi.stubEnv(k, v);
     try {
