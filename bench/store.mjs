@@ -9,6 +9,7 @@
 //   node bench/store.mjs            # RUNS=3 SIZE_MIB=1024 by default
 //   RUNS=1 SIZE_MIB=256 node bench/store.mjs
 //   COSA_BASELINE=/work/main/packages/cli/bin/cosa.js node bench/store.mjs   # adds rows for another cosa (A/B)
+//   ONLY=upload node bench/store.mjs   # the upload rows only (and the unchanged re-upload); prints, leaves docs/ alone
 //
 // Needs: built packages (`pnpm -r run build`; schema, store and cli are built here when dist/ is
 // missing), moto_server, aws (awscli, first on PATH), rclone, curl, nginx, /usr/bin/time.
@@ -28,6 +29,7 @@ const SIZE_MIB = Number(process.env.SIZE_MIB ?? 1024);
 const MiB = 1024 * 1024;
 const AWS = execFileSync('sh', ['-c', 'command -v aws']).toString().trim();
 const BASELINE = process.env.COSA_BASELINE;
+const ONLY_UPLOAD = process.env.ONLY === 'upload';
 const uptime = () => execFileSync('uptime').toString().trim().replace(/^.*load average/, 'load average');
 const loadBefore = uptime();
 const versions = {
@@ -170,13 +172,14 @@ for (let run = 0; run < RUNS; run++) {
     cosa: () => timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], s3env),
     awscli: () => timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]),
     rclone: () => timed([...env(rcloneEnv), 'rclone', 'copy', join(workdir, 'builds', ID), `bench:bench/rclone-${run}/${ID}`]),
+    ...(baseline ? { baseline: () => timed([...baseline, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/base-${run}`], s3env) } : {}),
   };
   const order = Object.keys(uploads);
   for (let i = 0; i < order.length; i++) {
     const k = order[(i + run) % order.length];
     const r = await uploads[k]();
     add(`upload ${k}`, r.secs);
-    if (k === 'cosa') add('rss upload cosa', r.rssMiB);
+    if (k === 'cosa' || k === 'baseline') add(`rss upload ${k}`, r.rssMiB);
   }
 
   // Re-upload of the unchanged build, through the counting proxy: bytes really sent.
@@ -191,6 +194,12 @@ for (let run = 0; run < RUNS; run++) {
   add('re-upload awscli sync', syncA.secs);
   add('re-upload awscli wire bytes', wireBytes);
 
+  if (baseline) await dropPrefix(`base-${run}`);
+  if (ONLY_UPLOAD) {
+    for (const p of [`cosa-${run}`, `aws-${run}`, `rclone-${run}`]) await dropPrefix(p);
+    process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
+    continue;
+  }
   // Download of the same objects (the cosa upload) by each tool, order rotating.
   const downloads = {
     cosa: async () => {
@@ -269,6 +278,27 @@ for (let run = 0; run < RUNS; run++) {
   process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
 }
 const loadAfterS3 = uptime();
+if (ONLY_UPLOAD) {
+  // Upload rows only (ONLY=upload): printed, docs/benchmarks.md left alone.
+  const mm = (k) => median(results[k]);
+  const up = (what, k) => `| ${what} | ${mm(k).toFixed(1)} s | ${(totalBytes / MiB / mm(k)).toFixed(0)} MiB/s | ${k === 'upload cosa' ? '' : `${(mm(k) / mm('upload cosa')).toFixed(2)}x`} |`;
+  const out = [
+    `${RUNS} run(s), ${(totalBytes / MiB).toFixed(0)} MiB build, ${versions.moto}, ${versions.aws}; load before: ${loadBefore}; after: ${loadAfterS3}`,
+    '',
+    '| upload | median | throughput | time of this row / cosa |',
+    '|---|---|---|---|',
+    up('cosa buildupload s3', 'upload cosa'),
+    ...(baseline ? [up(`baseline cosa (${BASELINE})`, 'upload baseline')] : []),
+    up('aws s3 cp --recursive', 'upload awscli'),
+    up('rclone copy', 'upload rclone'),
+    `| re-upload unchanged: cosa (bytes on the wire ${mm('re-upload cosa wire bytes')}, object bodies ${mm('re-upload cosa bytes sent')}) | ${mm('re-upload cosa').toFixed(2)} s | | |`,
+    '',
+    `Peak RSS of the upload (median): cosa ${mm('rss upload cosa').toFixed(0)} MiB${baseline ? `, baseline ${mm('rss upload baseline').toFixed(0)} MiB` : ''}.`,
+  ];
+  process.stdout.write(`${out.join('\n')}\n\nraw: ${JSON.stringify(results)}\n`);
+  await cleanup();
+  process.exit(0);
+}
 
 // --- HTTP: nginx serving a store laid out like the bucket ----------------------------------
 const httpRoot = join(scratch, 'http');

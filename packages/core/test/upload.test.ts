@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -7,7 +6,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import { startS3Server, type S3Server } from '@cosa/test-utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildUpload } from '@cosa/core';
-import { contentTypeOf, openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
+import { contentTypeOf, openBuildStore, S3Store, type BuildStore, type PutOptions, type S3StoreOptions } from '@cosa/store';
 import { makeBuild, tempDir } from './_build.js';
 
 let s3: S3Server;
@@ -143,7 +142,7 @@ describe('buildupload', () => {
 });
 
 describe('an artifact that does not match meta.json', () => {
-  it('is refused before any of its bytes are sent', async () => {
+  it('is never published: the store refuses the bytes that do not hash to its sha256', async () => {
     const src = await workdir();
     const { dir, meta } = await makeBuild(src, { artifacts: { ostree: 1000, qemu: 1000 } });
     const p = join(dir, meta.images!.qemu!.path);
@@ -151,35 +150,33 @@ describe('an artifact that does not match meta.json', () => {
     data[0] = data[0]! ^ 0xff;
     await writeFile(p, data);
     const store = openBuildStore('s3://builds/prehash', { s3Client: client });
-    const puts: string[] = [];
+    const puts: Array<string | undefined> = [];
     const spy: BuildStore = Object.assign(Object.create(store) as BuildStore, {
       put: (key: string, body: Readable | Uint8Array, o?: PutOptions) => {
-        puts.push(key);
+        if (key.endsWith(meta.images!.qemu!.path)) puts.push(o?.sha256);
         return store.put(key, body, o);
       },
     });
     await expect(buildUpload({ workdir: src, store: spy, concurrency: 1 })).rejects.toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
-    expect(puts.filter((k) => k.endsWith(meta.images!.qemu!.path))).toEqual([]);
+    expect(puts).toEqual([meta.images!.qemu!.sha256]);
+    const key = `prehash/${meta.buildid}/x86_64/`;
+    await expect(client.send(new HeadObjectCommand({ Bucket: 'builds', Key: key + meta.images!.qemu!.path }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    await expect(client.send(new HeadObjectCommand({ Bucket: 'builds', Key: `${key}meta.json` }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
   });
 
-  it('fails naming the object when removing a corrupt upload fails', async () => {
+  it('is never renamed into place in a file store', async () => {
     const src = await workdir();
     const { dir, meta } = await makeBuild(src, { artifacts: { ostree: 1000 } });
     const p = join(dir, meta.images!.ostree.path);
-    const store = openBuildStore('s3://builds/cleanup', { s3Client: client });
-    const spy: BuildStore = Object.assign(Object.create(store) as BuildStore, {
-      put: (key: string, body: Readable | Uint8Array, o?: PutOptions) => {
-        // The file changes after it was checked and before its bytes are read (synchronously:
-        // the read stream has not opened the file yet).
-        if (key.endsWith(meta.images!.ostree.path)) writeFileSync(p, Buffer.alloc(1000));
-        return store.put(key, body, o);
-      },
-      delete: () => Promise.reject(new Error('AccessDenied')),
-    });
-    const e = await buildUpload({ workdir: src, store: spy }).catch((x: unknown) => x);
-    expect(e).toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
-    expect((e as Error).message).toContain('removing the corrupt s3://builds/cleanup/');
-    expect((e as { hint?: string }).hint).toContain('by hand');
+    const data = await readFile(p);
+    data[5] = data[5]! ^ 0xff;
+    await writeFile(p, data);
+    const dst = await workdir();
+    await expect(buildUpload({ workdir: src, url: dst })).rejects.toMatchObject({ code: 'COSA_STORE_CHECKSUM_MISMATCH' });
+    const { readdir } = await import('node:fs/promises');
+    const left = await readdir(dst, { recursive: true });
+    expect(left.some((n) => n.endsWith('commitmeta.json'))).toBe(true); // the store was written to
+    expect(left.filter((n) => n.endsWith(meta.images!.ostree.path) || n.endsWith('/meta.json') || n.includes('.tmp-'))).toEqual([]);
   });
 });
 
@@ -235,6 +232,46 @@ describe('credentials', () => {
 });
 
 describe('the S3 client cosa creates itself', () => {
+  it('signs object bodies over plain HTTP to another host, not to a loopback endpoint', async () => {
+    for (const [k, v] of Object.entries(s3.env)) vi.stubEnv(k, v);
+    try {
+      const seen = async (opts: Partial<S3StoreOptions>) => {
+        const store = new S3Store({ location: 's3://builds/sig', partSize: 5 * MiB, ...opts });
+        const c = await store.client();
+        const headers: string[] = [];
+        c.middlewareStack.add(
+          (next, context) => async (args) => {
+            const h = (args.request as { headers: Record<string, string> }).headers;
+            if (context.commandName === 'PutObjectCommand') headers.push(h['x-amz-content-sha256']!);
+            return next(args);
+          },
+          { step: 'finalizeRequest', name: 'seeSha', priority: 'low' },
+        );
+        await store.put('a', Buffer.from('hello'));
+        return headers;
+      };
+      const hello = createHash('sha256').update('hello').digest('hex');
+      expect(await seen({})).toEqual(['UNSIGNED-PAYLOAD']); // s3rver on 127.0.0.1
+      expect(await seen({ payloadSigning: 'always' })).toEqual([hello]);
+      // The same server named by a non-loopback name of this machine: signed.
+      const other = s3.endpoint.replace('127.0.0.1', '127.0.0.1.nip.invalid');
+      const store = new S3Store({ location: 's3://builds/sig', endpointUrl: other });
+      const c = await store.client();
+      let sha: string | undefined;
+      c.middlewareStack.add(
+        (_next, context) => async (args) => {
+          if (context.commandName === 'PutObjectCommand') sha = (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'];
+          throw new Error('stop before sending');
+        },
+        { step: 'finalizeRequest', name: 'stop', priority: 'low' },
+      );
+      await store.put('a', Buffer.from('hello')).catch(() => undefined);
+      expect(sha).toBe(hello);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('uses the endpoint, region and credentials from the environment, and sends unsigned payloads when asked', async () => {
     for (const [k, v] of Object.entries(s3.env)) vi.stubEnv(k, v);
     try {

@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CosaError, HttpStatusError, fsyncDir, removeStaleTemps, withLock } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
 import { abortError, bareEtag, checkKey, countingStream } from './_util.js';
+import { Sha256Check } from './_verify.js';
 
 /** Options of {@link FileStore}. */
 export interface FileStoreOptions {
@@ -84,7 +85,9 @@ export class FileStore implements BuildStore {
       await removeStaleTemps(path); // what a killed writer of this object left
       try {
         const src = body instanceof Readable ? body : Readable.from([body]);
-        await pipeline(src, countingStream(options.onBytes), createWriteStream(tmp, { flags: 'wx' }), ...(options.signal ? [{ signal: options.signal }] : []));
+        const check = new Sha256Check(options.sha256, this.urlOf(key));
+        await pipeline(src, countingStream(options.onBytes), check, createWriteStream(tmp, { flags: 'wx' }), ...(options.signal ? [{ signal: options.signal }] : []));
+        // A body that does not hash to options.sha256 failed the pipeline above: never renamed.
         const fh = await open(tmp, 'r');
         try {
           await fh.sync();

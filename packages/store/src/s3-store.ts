@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-
 import { CosaError, HttpStatusError } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
 import { abortError, checkKey, countingStream, joinKey, storeTimeouts, type StoreTimeouts } from './_util.js';
+import { checksumMismatch, Sha256Check } from './_verify.js';
 
 /** Options of {@link S3Store}. */
 export interface S3StoreOptions {
@@ -29,9 +31,10 @@ export interface S3StoreOptions {
   queueSize?: number;
   /**
    * Sign object bodies (`x-amz-content-sha256` = their sha256) or send them as UNSIGNED-PAYLOAD.
-   * `auto` (default): unsigned over HTTPS, where TLS already protects them, signed over plain
-   * HTTP, as boto3 does. Signing costs one more sha256 pass over every byte. Applies to the
-   * client created here, not to an injected one.
+   * `auto` (default): unsigned over HTTPS, where TLS already protects them, and to a loopback
+   * endpoint (127.0.0.0/8, ::1, localhost: no wire to tamper with); signed over plain HTTP to
+   * any other host, as boto3 does. Signing costs one more sha256 pass over every byte. Applies
+   * to the client created here, not to an injected one.
    */
   payloadSigning?: 'auto' | 'always' | 'never';
   /** Connect and idle deadlines of the client created here (defaults: {@link DEFAULT_TIMEOUTS}). */
@@ -75,6 +78,29 @@ let sdkModule: Promise<typeof import('@aws-sdk/client-s3')> | undefined;
 const sdk = () => (sdkModule ??= import('@aws-sdk/client-s3'));
 let storageModule: Promise<typeof import('@aws-sdk/lib-storage')> | undefined;
 const storage = () => (storageModule ??= import('@aws-sdk/lib-storage'));
+
+/** Whether an endpoint URL names this machine (loopback address or `localhost`). */
+function loopback(endpoint: string): boolean {
+  let host: string;
+  try {
+    host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** Reads a stream body of at most `max` bytes into memory. */
+async function readSmall(body: Readable, max: number, url: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > max) throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `the body for ${url} grew past ${max} bytes while it was read; not published`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
 
 interface SdkError {
   name?: string;
@@ -137,7 +163,7 @@ export class S3Store implements BuildStore {
       };
       const client = new S3Client(config);
       const signing = o.payloadSigning ?? 'auto';
-      const unsigned = signing === 'never' || (signing === 'auto' && (endpoint === undefined || endpoint.startsWith('https:')));
+      const unsigned = signing === 'never' || (signing === 'auto' && (endpoint === undefined || endpoint.startsWith('https:') || loopback(endpoint)));
       if (unsigned) {
         client.middlewareStack.add(
           (next, context) => async (args) => {
@@ -230,10 +256,16 @@ export class S3Store implements BuildStore {
     };
     const size = body instanceof Uint8Array ? body.length : options.size;
     const conditional = options.ifMatch !== undefined || options.ifNoneMatch !== undefined;
+    let check: Sha256Check | undefined;
     try {
       if (body instanceof Uint8Array || conditional || (size !== undefined && size <= this.partSize)) {
         let payload: Readable | Uint8Array = body;
-        if (!(body instanceof Uint8Array)) {
+        if (options.sha256 !== undefined) {
+          // One PUT cannot be held back: a small body is read and checked first, then sent.
+          payload = body instanceof Uint8Array ? body : await readSmall(body, Math.max(this.partSize, size ?? 0), this.urlOf(key));
+          const got = createHash('sha256').update(payload).digest('hex');
+          if (got !== options.sha256) throw checksumMismatch(this.urlOf(key), got, options.sha256);
+        } else if (!(body instanceof Uint8Array)) {
           payload = body.pipe(countingStream(options.onBytes));
           body.on('error', (e) => (payload as Readable).destroy(e));
         }
@@ -242,13 +274,13 @@ export class S3Store implements BuildStore {
           new PutObjectCommand({
             ...params,
             Body: payload,
-            ...(size !== undefined ? { ContentLength: size } : {}),
+            ...(payload instanceof Uint8Array ? { ContentLength: payload.length } : size !== undefined ? { ContentLength: size } : {}),
             ...(options.ifMatch !== undefined ? { IfMatch: options.ifMatch } : {}),
             ...(options.ifNoneMatch !== undefined ? { IfNoneMatch: options.ifNoneMatch } : {}),
           }),
           signal ? { abortSignal: signal } : {},
         );
-        if (body instanceof Uint8Array) options.onBytes?.(body.length);
+        if (payload instanceof Uint8Array) options.onBytes?.(payload.length);
         return { etag: r.ETag };
       }
       const ac = new AbortController();
@@ -256,9 +288,13 @@ export class S3Store implements BuildStore {
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
         const { Upload } = await storage();
+        // The body is hashed as lib-storage reads it; a mismatch fails the stream at its end,
+        // before the last part is handed out, so the upload is aborted and never completed.
+        check = new Sha256Check(options.sha256, this.urlOf(key));
+        body.on('error', (e) => check!.destroy(e));
         const upload = new Upload({
           client: await this.client(),
-          params: { ...params, Body: body },
+          params: { ...params, Body: body.pipe(check) },
           partSize: this.partSize,
           queueSize: this.queueSize,
           leavePartsOnError: false,
@@ -274,6 +310,14 @@ export class S3Store implements BuildStore {
       }
     } catch (e) {
       if (!(body instanceof Uint8Array)) body.destroy();
+      if (check?.mismatch && e !== check.mismatch) {
+        // lib-storage throws the AbortMultipartUpload failure instead: the parts may be left.
+        const m = check.mismatch;
+        throw new CosaError('COSA_STORE_CHECKSUM_MISMATCH', `${m.message}; aborting its multipart upload failed too`, {
+          hint: `abort the pending multipart upload of ${this.urlOf(key)} by hand (aws s3api list-multipart-uploads)`,
+          cause: e,
+        });
+      }
       if (conditional && S3Store.missing(e)) {
         throw new HttpStatusError(this.urlOf(key), 404, { code: 'COSA_STORE_CONFLICT', cause: e });
       }

@@ -53,6 +53,13 @@ export interface PutOptions {
   signal?: AbortSignal;
   /** Called with the number of bytes sent so far. */
   onBytes?: (sent: number) => void;
+  /**
+   * The body's sha256 (hex) as the caller knows it: the bytes are hashed while they are sent and
+   * the object becomes visible only if they match (S3: the multipart upload is completed only
+   * then, else aborted; a file store renames its temp file only then). A mismatch is a
+   * COSA_STORE_CHECKSUM_MISMATCH error and leaves the store as it was.
+   */
+  sha256?: string;
 }
 
 /** What a successful write returns. */
