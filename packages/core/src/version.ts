@@ -33,11 +33,19 @@ export function expandVersionPrefix(prefix: string, now: Date = new Date()): str
 
 /**
  * The next version: `<expanded prefix>.<n>`, n = previous trailing number + 1 when the previous
- * version has the same expanded prefix, else 0. Without a prefix: a UTC timestamp version.
+ * version has the same expanded prefix, else 0. Without a prefix: a UTC timestamp version
+ * (`<timestamp>.1`, `.2`… when the previous build has the same timestamp).
  */
 export function nextVersion(options: { prefix?: string | undefined; previous?: string | undefined; now?: Date }): string {
   const now = options.now ?? new Date();
-  if (!options.prefix) return strftimeUtc('%Y%m%d%H%M%S', now);
+  if (!options.prefix) {
+    // Two builds in the same second (an incremental rebuild can take less) must not share an id.
+    const ts = strftimeUtc('%Y%m%d%H%M%S', now);
+    const prev = options.previous;
+    if (prev === ts) return `${ts}.1`;
+    const m = prev?.startsWith(`${ts}.`) ? /^(\d+)$/.exec(prev.slice(ts.length + 1)) : null;
+    return m ? `${ts}.${Number(m[1]) + 1}` : ts;
+  }
   const base = expandVersionPrefix(options.prefix, now);
   const prev = options.previous;
   if (prev && prev.startsWith(`${base}.`)) {

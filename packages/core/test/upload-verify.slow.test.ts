@@ -11,7 +11,8 @@ import type { Readable } from 'node:stream';
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, AbortMultipartUploadCommand, S3Client } from '@aws-sdk/client-s3';
 import { startMotoServer, type MotoServer } from '@cosa/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUpload, openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
+import { openBuildStore, type BuildStore, type PutOptions } from '@cosa/store';
+import { buildUpload } from '@cosa/core';
 import { makeBuild, tempDir } from './_build.js';
 
 const MiB = 1024 * 1024;

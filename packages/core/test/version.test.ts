@@ -15,6 +15,13 @@ describe('versions', () => {
   it('restarts at .0 when the date part changed', () => {
     expect(nextVersion({ prefix: '12.<date:%Y%m%d>', previous: '12.20261124.4', now })).toBe('12.20261125.0');
   });
+  it('without a prefix: a timestamp, made unique when the previous build has the same one', () => {
+    const ts = nextVersion({ now });
+    expect(ts).toMatch(/^\d{14}$/);
+    expect(nextVersion({ previous: '20200101000000', now })).toBe(ts);
+    expect(nextVersion({ previous: ts, now })).toBe(`${ts}.1`);
+    expect(nextVersion({ previous: `${ts}.1`, now })).toBe(`${ts}.2`);
+  });
 });
 
 describe('pkgdiff', () => {

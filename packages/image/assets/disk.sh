@@ -24,6 +24,8 @@
 # and an empty ext4 /boot (LABEL=boot; with BOOTFS=xfs this script makes /boot); this script makes / (LABEL=root).
 # Outputs in $COSA_WORK: result.env (DEPLOY_PATH, BOOTLOADER, ROOT_USED_MB)
 set -euo pipefail
+# The supermin appliance carries mawk but not the /usr/bin/awk alternatives link.
+command -v awk >/dev/null 2>&1 || awk() { mawk "$@"; }
 export LC_ALL=C
 : "${COSA_DISK:?}" "${COSA_WORK:?}" "${COSA_MNT:?}" "${COSA_IN_REPO:?}" "${OSTREE_COMMIT:?}" "${OSNAME:?}"
 PP=${COSA_PART_PREFIX:-}

@@ -220,7 +220,10 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, options: L
   held.birthtimeMs = st.birthtimeMs;
   const ownerFile = `${lockPath}.owner`;
   const owner: LockOwner = { pid: process.pid, host: hostname(), ino: st.ino, birthtimeMs: st.birthtimeMs };
-  const ownerTmp = `${ownerFile}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  // Named and swept like writeFileAtomic's temps: a holder killed between write and rename leaves
+  // a temp the next holder of this lock removes.
+  await removeStaleTemps(ownerFile);
+  const ownerTmp = join(dirname(ownerFile), `.${basename(ownerFile)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   await writeFile(ownerTmp, JSON.stringify(owner)).then(() => rename(ownerTmp, ownerFile)).catch(() => rm(ownerTmp, { force: true }));
   try {
     return await heldLocks.run([...(heldLocks.getStore() ?? []), held], fn);

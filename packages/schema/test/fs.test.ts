@@ -129,4 +129,23 @@ describe('temp files of a killed atomic write', () => {
       await rm(d, { recursive: true, force: true });
     }
   });
+
+  it("of a lock's owner record are removed by the next holder of that lock when their writer is dead", async () => {
+    const d = await mkdtemp(join(tmpdir(), 'cosa-stale-'));
+    try {
+      const dead = await new Promise<number>((resolve) => {
+        const c = spawn(process.execPath, ['-e', '0']);
+        c.on('exit', () => resolve(c.pid!));
+      });
+      // What a holder killed between writing its owner record and renaming it leaves.
+      const stale = `..meta.json.lock.owner.tmp-${dead}-0badf00d`;
+      await writeFile(join(d, stale), '{"pid":');
+      await withLock(join(d, 'meta.json'), async () => {
+        expect(await readdir(d)).not.toContain(stale);
+      });
+      expect(await readdir(d)).toEqual([]);
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
+  });
 });
