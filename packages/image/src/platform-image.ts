@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { basename, dirname, join } from 'node:path';
 import pLimit from 'p-limit';
-import { CosaError, hashFile, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
+import { CosaError, hashFile, removeStaleTemps, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
 import { run } from '@cosa/ostree/internal';
 import { readGpt } from './_gpt.js';
 import { convertDisk } from './convert.js';
@@ -70,6 +70,7 @@ function phaseName(platform: string, step: string): string {
 
 /** Moves `src` to `dest` atomically (rename, or copy + rename across file systems), hashing the bytes. */
 async function moveHashed(src: string, dest: string, o: { signal?: AbortSignal | undefined; onProgress?: OnProgress | undefined }): Promise<{ sha256: string; size: number }> {
+  await removeStaleTemps(dest); // what a killed move to the same place left
   const tmp = join(dirname(dest), `.${basename(dest)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     await rename(src, tmp);
