@@ -18,7 +18,7 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,13 @@ const nsName = (n: string) => `cosa-${n}-${tag}`;
 async function ip(...args: string[]): Promise<void> {
   await run('ip', args, { timeout: 30_000 });
 }
+
+/** Whether `path` is a mount point now (read from /proc/self/mountinfo). */
+async function isMountPoint(path: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  return info.split('\n').some((l) => l.split(' ')[4] === path);
+}
+const netnsWasMount = await isMountPoint('/run/netns');
 
 /** Makes the bridge namespace and one namespace per host, each joined to the bridge by a veth pair made inside the bridge namespace. */
 async function makeNet(hosts: string[]): Promise<Net> {
@@ -155,6 +162,11 @@ afterAll(async () => {
     clearTimeout(t);
   }
   for (const ns of [...(net?.all ?? [])].reverse()) await ip('netns', 'del', ns).catch(() => {});
+  // `ip netns add` bind-mounts /run/netns onto itself the first time; undo that when this test
+  // made it and no namespace is left in it, so the machine's mount table is as it was.
+  if (!netnsWasMount && (await isMountPoint('/run/netns')) && (await readdir('/run/netns').catch(() => ['?'])).length === 0) {
+    await run('umount', ['/run/netns'], { timeout: 30_000 }).catch(() => {});
+  }
   await base?.cleanup();
 });
 
