@@ -27,7 +27,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { probeAccelerator } from '@cosa/image';
-import { hostDebianMirrors } from '@cosa/ostree';
+import { hostDebianMirrors } from '@cosa/ostree/internal';
 import { bootOnce, fmt, load1, median, settle, table } from './_boot.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -4,3 +4,5 @@
  * @internal
  */
 export { run, hasTool, missingTools, type RunOptions, type RunResult } from './_exec.js';
+/** The host apt's Debian mirrors (bench/peers.mjs feeds them to debos). */
+export { hostDebianMirrors, type HostMirrors } from './debian-sources.js';
