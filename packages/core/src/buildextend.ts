@@ -9,9 +9,14 @@ import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema'
 import { retry } from '@cosa/schema/internal';
 import { importRepoTar, revParse } from '@cosa/ostree';
 import {
-  convertDisk, createDisk, derivePlatformImages, getPlatform, listPlatforms, platformArtifactName, selectExecutor,
-  type ExecutorChoice, type PlatformImage, type PlatformsConfig,
+  createDisk,
+  derivePlatformImages,
+  listPlatforms,
+  selectExecutor,
+  type ExecutorChoice,
+  type PlatformImage,
 } from '@cosa/image';
+import { convertDisk, getPlatform, platformArtifactName, type PlatformsConfig } from '@cosa/image/internal';
 import { Workdir } from './workdir.js';
 import { artifactMetaPath, isDelayedMerge, writeArtifactMeta } from './delayed-meta.js';
 

@@ -5,9 +5,7 @@ import type { Readable } from 'node:stream';
 import {
   CosaError,
   hashFile,
-  noProgress,
   parseMetaJson,
-  safeSegment,
   stableStringify,
   validateMetaJson,
   withPhase,
@@ -15,7 +13,7 @@ import {
   type BuildsJson,
   type OnProgress,
 } from '@cosa/schema';
-import { retry } from '@cosa/schema/internal';
+import { noProgress, safeSegment, retry } from '@cosa/schema/internal';
 import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
 import { mergeBuildsJson, updateRemoteBuildsJson, updateRemoteJson, type RemoteJsonCodec, type UpdateRemoteBuildsResult } from './remote-builds.js';
