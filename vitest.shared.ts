@@ -5,7 +5,7 @@ const pkgs = ['schema', 'ostree', 'image', 'store', 'cloud', 'core', 'cli', 'tes
 /** Test files import workspace packages from source, so tests never need a build first. */
 export const alias = Object.fromEntries([
   // `@cosa/x/internal` before `@cosa/x`: an alias also matches `key/…`, so the longer key goes first.
-  ...['ostree', 'image'].map((p) => [`@cosa/${p}/internal`, fileURLToPath(new URL(`./packages/${p}/src/internal.ts`, import.meta.url))]),
+  ...['schema', 'ostree', 'image'].map((p) => [`@cosa/${p}/internal`, fileURLToPath(new URL(`./packages/${p}/src/internal.ts`, import.meta.url))]),
   ...pkgs.map((p) => [`@cosa/${p}`, fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url))]),
 ]);
 

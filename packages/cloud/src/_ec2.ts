@@ -14,6 +14,7 @@ import {
   type Tag,
 } from '@aws-sdk/client-ec2';
 import { CosaError, type OnProgress } from '@cosa/schema';
+import { retry } from '@cosa/schema/internal';
 import { awsCall, isAwsError } from './_aws.js';
 
 /** One EC2 client in one region, and where progress goes. */
@@ -108,17 +109,15 @@ async function snapshotExists(c: Ec2Ctx, id: string): Promise<boolean> {
 export async function tagResources(c: Ec2Ctx, ids: string[], tags: Record<string, string>): Promise<void> {
   const Tags: Tag[] = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
   if (Tags.length === 0 || ids.length === 0) return;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await c.ec2.send(new CreateTagsCommand({ Resources: ids, Tags }), abortOpt(c));
-      return;
-    } catch (e) {
-      if (attempt < 6 && isAwsError(e, 'InvalidAMIID.NotFound', 'InvalidSnapshot.NotFound')) {
-        await new Promise((r) => setTimeout(r, 1000 * attempt));
-        continue;
-      }
-      return send(c, 'CreateTags', () => Promise.reject(e));
-    }
+  try {
+    await retry(() => c.ec2.send(new CreateTagsCommand({ Resources: ids, Tags }), abortOpt(c)), {
+      attempts: 6,
+      retryIf: (e) => isAwsError(e, 'InvalidAMIID.NotFound', 'InvalidSnapshot.NotFound'),
+      delayMs: (n) => 1000 * n,
+      ...(c.signal ? { signal: c.signal } : {}),
+    });
+  } catch (e) {
+    return send(c, 'CreateTags', () => Promise.reject(e));
   }
 }
 

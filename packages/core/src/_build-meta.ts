@@ -2,7 +2,8 @@
 import { redactGitUrl } from './_git-url.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type MetaJson, osName, stableStringify, validateMetaJson, writeFileAtomic } from '@cosa/schema';
+import { type MetaJson, stableStringify, validateMetaJson, writeFileAtomic } from '@cosa/schema';
+import { osName } from '@cosa/schema/internal';
 import { type PackageInfo, readCommitMeta, showCommit } from '@cosa/ostree';
 import { run } from '@cosa/ostree/internal';
 import { metaStampNow } from './builds-dir.js';

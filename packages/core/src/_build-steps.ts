@@ -5,7 +5,8 @@
  */
 import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CosaError, type MetaJson, osName, withPhase } from '@cosa/schema';
+import { CosaError, type MetaJson, withPhase } from '@cosa/schema';
+import { osName } from '@cosa/schema/internal';
 import { type PackageInfo, importRepoTar, INPUTHASH_KEY, recommit, revParse, showCommit, writeRepoTar, setRef } from '@cosa/ostree';
 import { writeImage, selectExecutor } from '@cosa/image';
 import { buildExtend } from './buildextend.js';

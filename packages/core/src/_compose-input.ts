@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { loadConfig, osName, type LoadedConfig, type OnProgress } from '@cosa/schema';
+import { loadConfig, type LoadedConfig, type OnProgress } from '@cosa/schema';
+import { osName } from '@cosa/schema/internal';
 import { selectComposer, type ComposeOptions, type Composer, type FileHashCache } from '@cosa/ostree';
 import type { Workdir } from './workdir.js';
 

@@ -9,17 +9,15 @@ import { dirname, join } from 'node:path';
 import {
   CosaError,
   fsyncDir,
-  noProgress,
   parseBuildsJson,
-  safeSegment,
   stableStringify,
-  symlinkAtomic,
   withLock,
   writeFileAtomic,
   type BuildsJson,
   type MetaJson,
   type OnProgress,
 } from '@cosa/schema';
+import { noProgress, safeSegment, symlinkAtomic } from '@cosa/schema/internal';
 import type { BuildStore, FetchedFile, OpenStoreOptions, RemoteBuilds, UploadObjectsOptions, UploadObjectsResult } from '@cosa/store';
 import { BuildsDir } from './builds-dir.js';
 

@@ -6,11 +6,17 @@
 import { open, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema';
+import { retry } from '@cosa/schema/internal';
 import { importRepoTar, revParse } from '@cosa/ostree';
 import {
-  convertDisk, createDisk, derivePlatformImages, getPlatform, listPlatforms, platformArtifactName, selectExecutor,
-  type ExecutorChoice, type PlatformImage, type PlatformsConfig,
+  createDisk,
+  derivePlatformImages,
+  listPlatforms,
+  selectExecutor,
+  type ExecutorChoice,
+  type PlatformImage,
 } from '@cosa/image';
+import { convertDisk, getPlatform, platformArtifactName, type PlatformsConfig } from '@cosa/image/internal';
 import { Workdir } from './workdir.js';
 import { artifactMetaPath, isDelayedMerge, writeArtifactMeta } from './delayed-meta.js';
 
@@ -56,24 +62,29 @@ function pidAlive(pid: number): boolean {
 /** Takes the original's `.<platform>.building` semaphore in the build dir (stale ones are taken over). */
 async function acquireSemaphore(buildDir: string, platform: string): Promise<() => Promise<void>> {
   const path = join(buildDir, `.${platform}.building`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(path, 'wx');
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return () => unlink(path).catch(() => {});
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-      if (Number.isFinite(pid) && pid > 0 && pidAlive(pid)) {
-        throw new CosaError('COSA_WORKDIR_LOCKED', `buildextend-${platform} is already running for this build (pid ${pid})`, {
-          hint: 'wait for it to finish; meta.json will list the image',
-        });
+  // Thrown when a stale semaphore was removed: the second try takes it (unless another process was faster).
+  const stale = new CosaError('COSA_WORKDIR_LOCKED', `could not take ${path}`);
+  return retry(
+    async () => {
+      try {
+        const fh = await open(path, 'wx');
+        await fh.writeFile(`${process.pid}\n`);
+        await fh.close();
+        return () => unlink(path).catch(() => {});
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+        if (Number.isFinite(pid) && pid > 0 && pidAlive(pid)) {
+          throw new CosaError('COSA_WORKDIR_LOCKED', `buildextend-${platform} is already running for this build (pid ${pid})`, {
+            hint: 'wait for it to finish; meta.json will list the image',
+          });
+        }
+        await rm(path, { force: true });
+        throw stale;
       }
-      await rm(path, { force: true });
-    }
-  }
-  throw new CosaError('COSA_WORKDIR_LOCKED', `could not take ${path}`);
+    },
+    { attempts: 2, delayMs: 0, retryIf: (e) => e === stale },
+  );
 }
 
 /** Adds platform images to a build; existing ones are skipped unless `force`. */

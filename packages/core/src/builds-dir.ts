@@ -1,16 +1,13 @@
 import { mkdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  buildsJsonSchema,
   CosaError,
   emptyBuildsJson,
   parseBuildsJson,
   parseMetaJson,
-  readRegularFile,
   serializeBuildsJson,
   serializeMetaJson,
   stableStringify,
-  symlinkAtomic,
   validate,
   validateMetaJson,
   withLock,
@@ -19,6 +16,7 @@ import {
   type BuildsJson,
   type MetaJson,
 } from '@cosa/schema';
+import { buildsJsonSchema, readRegularFile, symlinkAtomic } from '@cosa/schema/internal';
 import { assertSegment, isFile, rfc3339Now } from './_paths.js';
 import { fetchIntoBuildsDir, uploadFromBuildsDir, type buildFetch, type buildUpload, type BuildFetchOptions, type BuildFetchResult, type BuildUploadOptions, type BuildUploadResult } from './build-transfer.js';
 

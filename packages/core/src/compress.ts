@@ -11,7 +11,6 @@ import {
   CosaError,
   hashFile,
   parseMetaJson,
-  readRegularFile,
   serializeMetaJson,
   validateMetaJson,
   withLock,
@@ -21,6 +20,7 @@ import {
   type MetaJson,
   type OnProgress,
 } from '@cosa/schema';
+import { readRegularFile } from '@cosa/schema/internal';
 
 /** The compressors `cosa compress` can use. */
 export type Compressor = 'xz' | 'gzip' | 'zstd';

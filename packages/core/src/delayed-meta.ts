@@ -7,7 +7,8 @@
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { CosaError, parseJsonText, safeSegment, serializeMetaJson, validateMetaJson, withLock, writeFileAtomic, type MetaJson } from '@cosa/schema';
+import { CosaError, serializeMetaJson, validateMetaJson, withLock, writeFileAtomic, type MetaJson } from '@cosa/schema';
+import { parseJsonText, safeSegment } from '@cosa/schema/internal';
 import { mergeMetaDocuments } from './builds-dir.js';
 import { readBuildMeta, type MetaTarget } from './meta-keys.js';
 import { openWorkdir } from './workdir.js';

@@ -4,7 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CosaError, parseJsonText, type MetaJson, type OnProgress } from '@cosa/schema';
+import { CosaError, type MetaJson, type OnProgress } from '@cosa/schema';
+import { parseJsonText } from '@cosa/schema/internal';
 import { diffCommits, importRepoTar, initRepo, revParse, type CommitFileChange } from '@cosa/ostree';
 import { diffPackages, PKGDIFF_ADDED, PKGDIFF_REMOVED, type PackageVersion } from './pkgdiff.js';
 import { openWorkdir, type Workdir, type WorkdirLike } from './workdir.js';

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { CosaError, formatPath, SchemaError, validateMetaJson, type MetaJson } from '@cosa/schema';
+import { CosaError, SchemaError, validateMetaJson, type MetaJson } from '@cosa/schema';
+import { formatPath } from '@cosa/schema/internal';
 import { openWorkdir, type WorkdirLike } from './workdir.js';
 import { hostArch } from './_paths.js';
 

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CosaError, type OnProgress } from '@cosa/schema';
 import { run } from '@cosa/ostree/internal';
-import { bootCheck, createBlankDisk, findOvmf, imageSectorSize, probeAccelerator, qemuArgs, type Firmware } from '@cosa/image';
+import { bootCheck, findOvmf, probeAccelerator, qemuArgs, type Firmware } from '@cosa/image';
+import { createBlankDisk, imageSectorSize } from '@cosa/image/internal';
 import { Workdir } from './workdir.js';
 import { hostArch } from './arch.js';
 

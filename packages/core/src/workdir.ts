@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CosaError, parseJsonText } from '@cosa/schema';
+import { CosaError } from '@cosa/schema';
+import { parseJsonText } from '@cosa/schema/internal';
 import { BuildsDir } from './builds-dir.js';
 import { isDirectory, isFile } from './_paths.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ComposeInputs } from '@cosa/ostree';
-import { decideKind, diffInputs, type KindFacts } from '../src/index.js';
+import { diffInputs } from '../src/index.js';
+import { decideKind, type KindFacts } from '../src/build-plan.js';
 import { diffJson, type InputsRecord } from '../src/inputs.js';
 
 function compose(): ComposeInputs {

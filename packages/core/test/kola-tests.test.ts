@@ -3,9 +3,16 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCosaError, SchemaError } from '@cosa/schema';
+import { type KolaReport } from '../src/index.js';
 import {
-  discoverExternalTests, globToRegExp, matchesPatterns, parseKolaMeta, planVms, skipReason, toJUnitXml, writeKolaReports, type KolaReport,
-} from '../src/index.js';
+  discoverExternalTests,
+  globToRegExp,
+  matchesPatterns,
+  parseKolaMeta,
+  skipReason,
+} from '../src/kola/tests.js';
+import { planVms } from '../src/kola/run.js';
+import { toJUnitXml, writeKolaReports } from '../src/kola/report.js';
 
 let config: string;
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '@cosa/schema';
 import { checkoutSubpath, commitTree, createDnfComposer, type ComposeOptions } from '@cosa/ostree';
 import { run } from '@cosa/ostree/internal';
-import { writeBuildSbom } from '../src/index.js';
+import { writeBuildSbom } from '../src/sbom.js';
 import { spdxLicenseFromDep5, synopsisToSpdx } from '../src/_spdx-license.js';
 import { buildRpmRepo, writeRepoFile } from '../../ostree/test/_rpm.js';
 

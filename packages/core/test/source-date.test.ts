@@ -3,7 +3,7 @@ import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sourceDateEpoch } from '../src/index.js';
+import { sourceDateEpoch } from '../src/source-date.js';
 
 let dir: string;
 beforeEach(async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { diffPackages, expandVersionPrefix, nextVersion, PKGDIFF_ADDED, PKGDIFF_DOWNGRADED, PKGDIFF_REMOVED, PKGDIFF_UPGRADED } from '../src/index.js';
+import { diffPackages, PKGDIFF_ADDED, PKGDIFF_DOWNGRADED, PKGDIFF_REMOVED, PKGDIFF_UPGRADED } from '../src/pkgdiff.js';
+import { expandVersionPrefix, nextVersion } from '../src/version.js';
 
 const now = new Date(Date.UTC(2026, 10, 25, 8, 5, 9));
 

@@ -7,7 +7,8 @@ import { access, constants, chmod, copyFile, lstat, mkdir, mkdtemp, readFile, rm
 import { isAbsolute, join } from 'node:path';
 import { homedir, tmpdir } from 'node:os';
 import { run } from '@cosa/ostree/internal';
-import { isCosaError, readRegularFile, writeFileAtomic, type OnProgress } from '@cosa/schema';
+import { isCosaError, writeFileAtomic, type OnProgress } from '@cosa/schema';
+import { readRegularFile } from '@cosa/schema/internal';
 import { findHostKernel } from './_host-packages.js';
 
 /** A qemu accelerator. */

@@ -4,3 +4,7 @@
  * @internal
  */
 export { readGpt, type GptTable, type GptPartition } from './_gpt.js';
+export { getPlatform, platformArtifactName, type PlatformsConfig } from './platforms.js';
+export { convertDisk } from './convert.js';
+export { diskKernelArgs } from './disk.js';
+export { createBlankDisk, imageSectorSize } from './boot.js';

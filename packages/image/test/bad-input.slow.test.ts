@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { isCosaError } from '@cosa/schema';
-import { createDisk, directExecutor, estimateDiskSize, selectExecutor } from '../src/index.ts';
+import { createDisk, directExecutor, selectExecutor } from '../src/index.ts';
+import { estimateDiskSize } from '../src/disk.js';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { diskKernelArgs, qemuArgs } from '../src/index.ts';
+import { qemuArgs } from '../src/index.ts';
+import { diskKernelArgs } from '@cosa/image/internal';
 import { vmDiskArgs } from '../src/executor.ts';
 
 describe('command lines', () => {

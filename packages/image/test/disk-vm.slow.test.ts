@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { run } from '@cosa/ostree/internal';
-import { bootCheck, buildImage, createDisk, imageSectorSize, vmExecutor } from '../src/index.ts';
+import { bootCheck, buildImage, createDisk, vmExecutor } from '../src/index.ts';
+import { imageSectorSize } from '@cosa/image/internal';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { rootXfsSectorSize } from './_xfs.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';

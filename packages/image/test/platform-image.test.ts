@@ -7,16 +7,10 @@ import { basename, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { run } from '@cosa/ostree/internal';
 import { isCosaError } from '@cosa/schema';
-import {
-  derivePlatformImage,
-  derivePlatformImages,
-  diskImageInfo,
-  findBootPartition,
-  getPlatform,
-  listPlatforms,
-  setPlatform,
-  type PlatformImage,
-} from '../src/index.js';
+import { derivePlatformImage, derivePlatformImages, listPlatforms, type PlatformImage } from '../src/index.js';
+import { getPlatform } from '@cosa/image/internal';
+import { diskImageInfo } from '../src/convert.js';
+import { findBootPartition, setPlatform } from '../src/set-platform.js';
 import { MiB, makeBaseDisk, readBootFile } from './platform-fixture.js';
 
 const ENTRY = 'loader/entries/ostree-1-debian.conf';

@@ -2,16 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { isCosaError, parseYamlText } from '@cosa/schema';
 import { fixturePath } from '@cosa/test-utils';
-import {
-  editKernelArguments,
-  getPlatform,
-  listPlatforms,
-  platformArtifactName,
-  resolvePlatform,
-  rewriteBlsEntry,
-  rewriteGrubConfig,
-  type PlatformsConfig,
-} from '../src/index.js';
+import { listPlatforms } from '../src/index.js';
+import { getPlatform, platformArtifactName, type PlatformsConfig } from '@cosa/image/internal';
+import { editKernelArguments, rewriteBlsEntry, rewriteGrubConfig } from '../src/set-platform.js';
+import { resolvePlatform } from '../src/platforms.js';
 import { BLS_OPTIONS, blsEntry, grubCfg } from './platform-fixture.js';
 
 describe('platform table', () => {

@@ -9,6 +9,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CommandFailedError, CosaError, type OnProgress } from '@cosa/schema';
+import { retry, retryWarning } from '@cosa/schema/internal';
 import { run } from './_exec.js';
 
 /** One apt source line (`deb [opts] uri suite components…`). */
@@ -134,32 +135,38 @@ const unreachable = /Could not connect|Failed to fetch|Temporary failure resolvi
  */
 export async function aptUpdate(env: AptEnv, o: AptRunOptions & { attempts?: number; retryDelayMs?: number } = {}): Promise<void> {
   const attempts = o.attempts ?? 3;
-  let last: CommandFailedError | undefined;
-  for (let i = 1; i <= attempts; i++) {
-    try {
-      await run(['apt-get', 'update', '-q', '-o', 'APT::Update::Error-Mode=any'], {
-        env: { APT_CONFIG: env.config, DEBIAN_FRONTEND: 'noninteractive' },
-        signal: o.signal,
-        onProgress: o.onProgress,
-        phase: 'apt-update',
-        timeoutMs: 10 * 60_000,
+  const failed = (e: unknown): e is CommandFailedError => e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED';
+  try {
+    await retry(
+      () =>
+        run(['apt-get', 'update', '-q', '-o', 'APT::Update::Error-Mode=any'], {
+          env: { APT_CONFIG: env.config, DEBIAN_FRONTEND: 'noninteractive' },
+          signal: o.signal,
+          onProgress: o.onProgress,
+          phase: 'apt-update',
+          timeoutMs: 10 * 60_000,
+        }),
+      {
+        attempts,
+        // Only an unreachable mirror is worth another try; a broken source list stays broken.
+        retryIf: (e) => failed(e) && unreachable.test(e.stderr),
+        delayMs: (n) => (o.retryDelayMs ?? 1000) * n,
+        ...(o.signal ? { signal: o.signal } : {}),
+        abortError: (cause) => (cause instanceof CosaError ? cause : new CosaError('COSA_EXEC_ABORTED', 'apt-get update aborted', { cause })),
+        onRetry: retryWarning(o.onProgress, 'apt-get update'),
+      },
+    );
+  } catch (e) {
+    if (!failed(e)) throw e;
+    const uris = [...new Set(env.sources.map((s) => s.uri))].join(', ');
+    if (unreachable.test(e.stderr)) {
+      throw new CosaError('COSA_COMPOSE_MIRROR_UNREACHABLE', `Debian mirror unreachable after ${attempts} attempts: ${uris}\n${tail(e.stderr)}`, {
+        hint: 'check the network and the mirror in the manifest (debian.mirror), or run `cosa fetch` while online',
+        cause: e,
       });
-      return;
-    } catch (e) {
-      if (!(e instanceof CommandFailedError) || e.code !== 'COSA_EXEC_FAILED') throw e;
-      last = e;
-      if (!unreachable.test(e.stderr)) break;
-      if (i < attempts) await new Promise((r) => setTimeout(r, (o.retryDelayMs ?? 1000) * i));
     }
+    throw new CosaError('COSA_COMPOSE_FAILED', `apt-get update failed for ${uris}\n${tail(e.stderr)}`, { cause: e });
   }
-  const uris = [...new Set(env.sources.map((s) => s.uri))].join(', ');
-  if (last && unreachable.test(last.stderr)) {
-    throw new CosaError('COSA_COMPOSE_MIRROR_UNREACHABLE', `Debian mirror unreachable after ${attempts} attempts: ${uris}\n${tail(last.stderr)}`, {
-      hint: 'check the network and the mirror in the manifest (debian.mirror), or run `cosa fetch` while online',
-      cause: last,
-    });
-  }
-  throw new CosaError('COSA_COMPOSE_FAILED', `apt-get update failed for ${uris}\n${tail(last?.stderr ?? '')}`, { cause: last });
 }
 
 function tail(s: string, n = 12): string {

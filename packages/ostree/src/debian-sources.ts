@@ -4,7 +4,8 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CosaError, type DebianSource } from '@cosa/schema';
+import { CosaError } from '@cosa/schema';
+import { type DebianSource } from '@cosa/schema/internal';
 import type { AptSource } from './_apt.js';
 
 /** The mirrors found in the host's apt configuration. */

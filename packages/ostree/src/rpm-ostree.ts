@@ -4,7 +4,8 @@
  */
 import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CosaError, parseJsonText, SchemaError, stableStringify, type SchemaIssue } from '@cosa/schema';
+import { CosaError, SchemaError, stableStringify, type SchemaIssue } from '@cosa/schema';
+import { parseJsonText } from '@cosa/schema/internal';
 import { run } from './_exec.js';
 import { INPUTHASH_KEY, type ComposeOptions, type ComposeResult, type Composer, type PackageInfo } from './composer.js';
 import { revParse, showCommit } from './repo.js';

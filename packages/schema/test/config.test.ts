@@ -2,7 +2,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '@cosa/test-utils';
-import { CosaError, listVariants, loadConfig, readVariant, SchemaError, writeVariant } from '@cosa/schema';
+import { CosaError, loadConfig, SchemaError } from '@cosa/schema';
+import { listVariants, readVariant, writeVariant } from '../src/config.js';
 import { caught, configDir } from './_config-dir.js';
 
 async function variantConfig(): Promise<string> {

@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, stat, utimes, w
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { symlinkAtomic, withLock, writeFileAtomic } from '@cosa/schema';
+import { withLock, writeFileAtomic } from '@cosa/schema';
+import { symlinkAtomic } from '@cosa/schema/internal';
 
 let dir: string;
 beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'cosa-fs-')); });

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '@cosa/test-utils';
-import { loadImageConfig, SchemaError, stableStringify } from '@cosa/schema';
+import { SchemaError, stableStringify } from '@cosa/schema';
+import { loadImageConfig } from '@cosa/schema/internal';
 import { caught, configDir } from './_config-dir.js';
 
 describe('image.yaml', () => {

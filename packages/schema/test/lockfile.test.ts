@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '@cosa/test-utils';
-import { generatedLockfile, loadLockfiles, parseLockfile, SchemaError, stableStringify } from '@cosa/schema';
+import { SchemaError, stableStringify } from '@cosa/schema';
+import { generatedLockfile, loadLockfiles, parseLockfile } from '../src/lockfile.js';
 import { caught, configDir } from './_config-dir.js';
 
 describe('lockfiles', () => {

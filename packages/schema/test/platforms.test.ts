@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '@cosa/test-utils';
-import { loadPlatforms, SchemaError } from '@cosa/schema';
+import { SchemaError } from '@cosa/schema';
+import { loadPlatforms } from '../src/platforms.js';
 import { caught, configDir } from './_config-dir.js';
 
 const file = fixturePath('fcos-config', 'platforms.yaml');

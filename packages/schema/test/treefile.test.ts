@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '@cosa/test-utils';
-import { ConfigFileError, flattenTreefile, SchemaError, serializeManifest } from '@cosa/schema';
+import { flattenTreefile, SchemaError, serializeManifest } from '@cosa/schema';
+import { ConfigFileError } from '../src/_config-io.js';
 import { caught, configDir, copyDir, snapshot } from './_config-dir.js';
 
 const fcos = fixturePath('fcos-config', 'manifest.yaml');

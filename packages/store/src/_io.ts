@@ -4,9 +4,10 @@ import { basename, dirname, join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CosaError, fsyncDir, type OnProgress } from '@cosa/schema';
+import { retry } from '@cosa/schema/internal';
 import type { BuildStore } from './store.js';
 import type { TransferMeter } from './_transfer.js';
-import { abortError, backoffMs, isTransient, logRetry, sleep, stallGuard, storeTimeouts, type StoreTimeouts } from './_util.js';
+import { stallGuard, storeTimeouts, transferRetry, type StoreTimeouts } from './_util.js';
 
 /** True for a failed conditional write (412, 409, or 404 on If-Match). */
 export function isCosaConflict(e: unknown): boolean {
@@ -65,25 +66,18 @@ export async function readObjectText(
   const o = typeof options === 'number' ? { maxBytes: options } : options;
   const t = storeTimeouts(o.timeouts);
   const url = store.urlOf(key);
-  return withDeadline(t.metadataDeadlineMs, url, signal, async (sig) => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const obj = await store.get(key, { signal: sig });
-        if (!obj) return undefined;
-        const bytes = await collect(obj.body, o.maxBytes ?? 64 * 1024 * 1024, url, t);
-        // A body that ends before its announced length is a broken transfer, not a document.
-        if (obj.size !== undefined && bytes.length !== obj.size - obj.offset) {
-          throw new CosaError('COSA_STORE_UNREACHABLE', `${url}: read ${bytes.length} of ${obj.size - obj.offset} bytes`);
-        }
-        return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
-      } catch (e) {
-        if (sig.aborted) throw abortError(sig, e);
-        if (attempt >= 5 || !isTransient(e)) throw e;
-        logRetry(o.onProgress, `reading ${url}`, attempt, 5, e);
-        await sleep(backoffMs(attempt), sig);
+  return withDeadline(t.metadataDeadlineMs, url, signal, (sig) =>
+    retry(async () => {
+      const obj = await store.get(key, { signal: sig });
+      if (!obj) return undefined;
+      const bytes = await collect(obj.body, o.maxBytes ?? 64 * 1024 * 1024, url, t);
+      // A body that ends before its announced length is a broken transfer, not a document.
+      if (obj.size !== undefined && bytes.length !== obj.size - obj.offset) {
+        throw new CosaError('COSA_STORE_UNREACHABLE', `${url}: read ${bytes.length} of ${obj.size - obj.offset} bytes`);
       }
-    }
-  });
+      return { text: bytes.toString('utf8'), bytes, etag: obj.etag };
+    }, transferRetry(`reading ${url}`, { signal: sig, onProgress: o.onProgress })),
+  );
 }
 
 /** Options of {@link downloadToFile}. */
@@ -151,16 +145,14 @@ export async function downloadToFile(
     });
   meter?.start(name, options.size);
   const timeouts = storeTimeouts(options.timeouts);
-  const attempts = options.attempts ?? 5;
   let closed = false;
   try {
-    for (let attempt = 1; ; attempt++) {
+    const found = await retry(async () => {
       try {
         const obj = await store.get(key, { start: written, ...(signal ? { signal } : {}) });
         if (!obj) {
           if (written > 0) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} disappeared during the download`);
-          meter?.drop(name);
-          return undefined;
+          return false;
         }
         if (obj.offset !== written) {
           // The store ignored the range: start over.
@@ -169,14 +161,16 @@ export async function downloadToFile(
           await fh.truncate(0);
         }
         await pipeline(obj.body, stallGuard(store.urlOf(key), timeouts), sink(), ...(signal ? [{ signal }] : []));
-        break;
+        return true;
       } catch (e) {
+        // The next try resumes at `written`: let the last write land first.
         await pending.catch(() => {});
-        if (signal?.aborted) throw abortError(signal, e);
-        if (attempt >= attempts || !isTransient(e)) throw e;
-        logRetry(options.onProgress, `downloading ${store.urlOf(key)}`, attempt, attempts, e);
-        await sleep(backoffMs(attempt), signal);
+        throw e;
       }
+    }, transferRetry(`downloading ${store.urlOf(key)}`, { attempts: options.attempts, signal, onProgress: options.onProgress }));
+    if (!found) {
+      meter?.drop(name);
+      return undefined;
     }
     const sha256 = hash.digest('hex');
     if ((options.size !== undefined && written !== options.size) || (options.sha256 !== undefined && sha256 !== options.sha256)) {

@@ -1,6 +1,7 @@
 import { Transform } from 'node:stream';
 import type { OnProgress } from '@cosa/schema';
 import { CosaError, HttpStatusError } from '@cosa/schema';
+import { backoffDelay, retryWarning, type RetryOptions } from '@cosa/schema/internal';
 
 /** A pass-through that reports the running byte count (never puts the source in flowing mode early). */
 export function countingStream(onBytes: ((n: number) => void) | undefined): Transform {
@@ -71,8 +72,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 /** Backoff before attempt `n` (1-based): 200 ms doubling, capped at 5 s, with jitter. */
 export function backoffMs(n: number): number {
-  const base = Math.min(5_000, 200 * 2 ** (n - 1));
-  return base / 2 + Math.random() * (base / 2);
+  return backoffDelay(n);
 }
 
 /** True when a failed request is worth repeating: connection errors, timeouts, 5xx and 429. */
@@ -181,6 +181,19 @@ export function stallGuard(url: string, t: StoreTimeouts): Transform {
 
 /** Reports a retry: every repeated request is visible in the log. */
 export function logRetry(onProgress: OnProgress | undefined, what: string, attempt: number, attempts: number, e: unknown): void {
-  const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-  onProgress?.({ type: 'warning', message: `${what}: attempt ${attempt} of ${attempts} failed (${why}); retrying` });
+  retryWarning(onProgress, what)({ error: e, attempt, attempts, delayMs: 0 });
+}
+
+/**
+ * The retry policy of a store transfer, for {@link retry}: `attempts` tries, transient failures
+ * only ({@link isTransient}), an abort as COSA_STORE_ABORTED, every retry a warning naming `what`.
+ */
+export function transferRetry(what: string, o: { attempts?: number; signal?: AbortSignal | undefined; onProgress?: OnProgress | undefined }): RetryOptions {
+  return {
+    attempts: o.attempts ?? 5,
+    retryIf: isTransient,
+    ...(o.signal ? { signal: o.signal } : {}),
+    abortError: (cause) => abortError(o.signal, cause),
+    onRetry: retryWarning(o.onProgress, what),
+  };
 }

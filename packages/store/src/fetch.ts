@@ -3,10 +3,8 @@ import { join } from 'node:path';
 import {
   CosaError,
   hashFile,
-  noProgress,
   parseBuildsJson,
   parseMetaJson,
-  safeSegment,
   withPhase,
   writeFileAtomic,
   type BuildsJson,
@@ -14,6 +12,7 @@ import {
   type OnProgress,
   hostBasearch,
 } from '@cosa/schema';
+import { noProgress, safeSegment } from '@cosa/schema/internal';
 import pLimit from 'p-limit';
 import type { OpenStoreOptions } from './location.js';
 import type { BuildStore } from './store.js';

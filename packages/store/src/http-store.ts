@@ -1,8 +1,9 @@
 import type { Readable } from 'node:stream';
 import { CosaError, HttpStatusError, type OnProgress } from '@cosa/schema';
-import type { Dispatcher } from 'undici';
+import { nextRetryDelay } from '@cosa/schema/internal';
+import type { Dispatcher, RetryHandler } from 'undici';
 import type { BuildStore, GetOptions, ObjectInfo, PutResult, RequestOptions, StoreObject } from './store.js';
-import { abortError, backoffMs, checkKey, isTransient, logRetry, redactUrl, sleep, storeTimeouts, type StoreTimeouts } from './_util.js';
+import { abortError, checkKey, redactUrl, sleep, storeTimeouts, transferRetry, type StoreTimeouts } from './_util.js';
 
 // undici is loaded when an HTTP store is first used: importing it costs every CLI command ~0.15 s.
 let undiciModule: Promise<typeof import('undici')> | undefined;
@@ -12,7 +13,11 @@ const undici = (): Promise<typeof import('undici')> => (undiciModule ??= import(
 export interface HttpStoreOptions {
   /** `https://host/path` or `http://…`; user info becomes Basic auth, a query string is sent with every request. */
   location: string;
-  /** The undici dispatcher (default: undici's global one, created lazily). Inject one to trust a CA or pool differently. */
+  /**
+   * The undici dispatcher (default: an Agent with this store's deadlines, created lazily). Inject
+   * one to trust a CA or pool differently; the store composes its redirect and retry interceptors
+   * over it.
+   */
   dispatcher?: Dispatcher;
   /** Attempts per request on connection errors, 5xx and 429 (default 5). */
   attempts?: number;
@@ -24,7 +29,63 @@ export interface HttpStoreOptions {
   onProgress?: OnProgress;
 }
 
-type Resp = Dispatcher.ResponseData;
+type Resp = Dispatcher.ResponseData<unknown>;
+
+/** What the dispatcher's interceptors know of one {@link HttpStore} request (carried in its options). */
+interface Exchange {
+  /** `GET https://…/key`, as retry warnings name it. */
+  what: string;
+  signal: AbortSignal | undefined;
+  /** Failures seen so far. */
+  failures: number;
+  /** The answer went to the caller: a body that breaks now is the caller's to resume (with its own range). */
+  delivered: boolean;
+}
+const kExchange = Symbol('cosa.exchange');
+type ExchangeOpts = Dispatcher.DispatchOptions & { [kExchange]?: Exchange };
+
+/** The URL a dispatch goes to, redacted. */
+const hopUrl = (opts: Dispatcher.DispatchOptions): string => redactUrl(new URL(opts.path, opts.origin));
+
+/** An undici failure as a store error: a deadline is COSA_STORE_TIMEOUT, anything else COSA_STORE_UNREACHABLE. */
+function transportError(e: unknown, url: string, signal: AbortSignal | undefined): CosaError {
+  if (e instanceof CosaError) return e;
+  if (signal?.aborted) return abortError(signal, e);
+  const code = (e as { code?: string }).code ?? '';
+  if (/TIMEOUT/.test(code)) return new CosaError('COSA_STORE_TIMEOUT', `${url}: ${code === 'UND_ERR_CONNECT_TIMEOUT' ? 'no connection' : 'no answer'} within the deadline (${code})`, { cause: e });
+  return new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${url}: ${code || (e as Error).message}`, { cause: e });
+}
+
+/**
+ * Refuses a dispatch to another scheme than the store's, a redirect hop included (no https → http
+ * downgrade), before anything is sent.
+ */
+function sameSchemeOnly(base: URL): Dispatcher.DispatcherComposeInterceptor {
+  return (dispatch) => (opts, handler) => {
+    const to = new URL(opts.path, opts.origin);
+    if (to.protocol === base.protocol) return dispatch(opts, handler);
+    const e = new CosaError('COSA_STORE_REDIRECT_REFUSED', `refusing redirect from ${redactUrl(base)} to another scheme (${to.protocol}//${to.host})`);
+    handler.onResponseError?.(null as unknown as Dispatcher.DispatchController, e);
+    return true;
+  };
+}
+
+/** Marks the exchange delivered as the answer's headers go to the caller (the outermost interceptor). */
+const markDelivered: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
+  const x = (opts as ExchangeOpts)[kExchange];
+  if (!x) return dispatch(opts, handler);
+  return dispatch(opts, {
+    onRequestStart: (c, ctx) => handler.onRequestStart?.(c, ctx),
+    onRequestUpgrade: (c, status, headers, socket) => handler.onRequestUpgrade?.(c, status, headers, socket),
+    onResponseStart: (c, status, headers, message) => {
+      x.delivered = true;
+      handler.onResponseStart?.(c, status, headers, message);
+    },
+    onResponseData: (c, chunk) => handler.onResponseData?.(c, chunk),
+    onResponseEnd: (c, trailers) => handler.onResponseEnd?.(c, trailers),
+    onResponseError: (c, e) => handler.onResponseError?.(c, e),
+  });
+};
 
 /**
  * A read-only build store over HTTP(S) with undici: streamed GETs with byte ranges for
@@ -38,7 +99,8 @@ export class HttpStore implements BuildStore {
   private readonly auth: string | undefined;
   private readonly attempts: number;
   private readonly maxRedirects: number;
-  private dispatcherValue: Dispatcher | undefined;
+  private readonly given: Dispatcher | undefined;
+  private composed: Promise<Dispatcher> | undefined;
   private readonly timeouts: StoreTimeouts;
   private readonly onProgress: OnProgress | undefined;
 
@@ -56,19 +118,47 @@ export class HttpStore implements BuildStore {
     this.url = redactUrl(u).replace(/\/$/, '');
     this.attempts = options.attempts ?? 5;
     this.maxRedirects = options.maxRedirects ?? 5;
-    this.dispatcherValue = options.dispatcher;
+    this.given = options.dispatcher;
     this.timeouts = storeTimeouts(options.timeouts);
     this.onProgress = options.onProgress;
   }
 
   /**
    * The dispatcher in use, on first use: the one given, else an Agent with this store's connect,
-   * headers and idle deadlines (undici's own defaults wait 300 s for each).
+   * headers and idle deadlines (undici's own defaults wait 300 s for each), composed with undici's
+   * redirect and retry interceptors (and a guard that refuses another scheme).
    */
-  async dispatcher(): Promise<Dispatcher> {
+  dispatcher(): Promise<Dispatcher> {
+    return (this.composed ??= this.compose());
+  }
+
+  private async compose(): Promise<Dispatcher> {
+    const { Agent, interceptors } = await undici();
     const t = this.timeouts;
-    this.dispatcherValue ??= new (await undici()).Agent({ connect: { timeout: t.connectMs }, headersTimeout: t.headersMs, bodyTimeout: t.idleMs });
-    return this.dispatcherValue;
+    const base = this.given ?? new Agent({ connect: { timeout: t.connectMs }, headersTimeout: t.headersMs, bodyTimeout: t.idleMs });
+    // compose(a, b, c) wraps outward: a retry starts the redirect chain again from the store's URL.
+    return base.compose(
+      sameSchemeOnly(this.base),
+      interceptors.redirect({ maxRedirections: this.maxRedirects }),
+      interceptors.retry({ throwOnError: false, retry: (err, ctx, cb) => this.decide(err, ctx.opts, cb) }),
+      markDelivered,
+    );
+  }
+
+  /**
+   * The retry policy, for undici's retry interceptor: connection errors, deadlines, 5xx and 429
+   * are tried again (up to `attempts`, the shared backoff, every retry a warning); other answers go
+   * to the caller as they are, and so does a body that breaks after its headers were handed over.
+   */
+  private decide(err: Error, opts: RetryHandler.RetryContext['opts'], cb: RetryHandler.OnRetryCallback): void {
+    const x = (opts as ExchangeOpts)[kExchange];
+    if (!x || x.delivered || x.signal?.aborted) return cb(err);
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status !== undefined && status < 500 && status !== 429) return cb(err);
+    const e = status !== undefined ? new HttpStatusError(hopUrl(opts), status) : transportError(err, hopUrl(opts), x.signal);
+    const wait = nextRetryDelay(e, ++x.failures, transferRetry(x.what, { attempts: this.attempts, signal: x.signal, onProgress: this.onProgress }));
+    if (wait === undefined) return cb(e);
+    sleep(wait, x.signal).then(() => cb(null), cb);
   }
 
   private target(key: string): URL {
@@ -81,51 +171,35 @@ export class HttpStore implements BuildStore {
     return redactUrl(this.target(key));
   }
 
-  /** One request with redirects (same scheme) and retries; the caller owns the returned body. */
+  /** One request through the composed dispatcher (redirects, retries); the caller owns the returned body. */
   private async send(method: 'GET' | 'HEAD', key: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Resp> {
-    const first = this.target(key);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        let url = first;
-        for (let hop = 0; ; hop++) {
-          const sameOrigin = url.origin === first.origin;
-          const res = await (await undici()).request(url, {
-            method,
-            dispatcher: await this.dispatcher(),
-            headers: { ...headers, ...(this.auth && sameOrigin ? { authorization: this.auth } : {}) },
-            // Per request too, so an injected dispatcher cannot wait undici's 300 s either.
-            headersTimeout: this.timeouts.headersMs,
-            bodyTimeout: this.timeouts.idleMs,
-            ...(signal ? { signal } : {}),
-          }).catch((e: unknown) => {
-            if (signal?.aborted) throw abortError(signal, e);
-            const code = (e as { code?: string }).code ?? '';
-            if (/TIMEOUT/.test(code)) throw new CosaError('COSA_STORE_TIMEOUT', `${redactUrl(url)}: ${code === 'UND_ERR_CONNECT_TIMEOUT' ? 'no connection' : 'no answer'} within the deadline (${code})`, { cause: e });
-            throw new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${redactUrl(url)}: ${code || (e as Error).message}`, { cause: e });
-          });
-          if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && res.headers.location) {
-            await res.body.dump();
-            const next = new URL(String(res.headers.location), url);
-            if (next.protocol !== url.protocol) {
-              throw new CosaError('COSA_STORE_REDIRECT_REFUSED', `refusing redirect from ${redactUrl(url)} to another scheme (${next.protocol}//${next.host})`);
-            }
-            if (hop >= this.maxRedirects) throw new HttpStatusError(redactUrl(url), res.statusCode, { cause: new Error('too many redirects') });
-            url = next;
-            continue;
-          }
-          if (res.statusCode >= 500 || res.statusCode === 429) {
-            await res.body.dump();
-            throw new HttpStatusError(redactUrl(url), res.statusCode);
-          }
-          return res;
-        }
-      } catch (e) {
+    const url = this.target(key);
+    const exchange: Exchange = { what: `${method} ${redactUrl(url)}`, signal, failures: 0, delivered: false };
+    const res = await (await undici())
+      .request(url, {
+        method,
+        dispatcher: await this.dispatcher(),
+        // undici's redirect drops the authorization header when a hop leaves this origin.
+        headers: { ...headers, ...(this.auth ? { authorization: this.auth } : {}) },
+        // Per request too, so an injected dispatcher cannot wait undici's 300 s either.
+        headersTimeout: this.timeouts.headersMs,
+        bodyTimeout: this.timeouts.idleMs,
+        ...(signal ? { signal } : {}),
+        [kExchange]: exchange,
+      } as Parameters<typeof import('undici').request>[1])
+      .catch((e: unknown) => {
         if (signal?.aborted) throw abortError(signal, e);
-        if (attempt >= this.attempts || !isTransient(e)) throw e;
-        logRetry(this.onProgress, `${method} ${redactUrl(first)}`, attempt, this.attempts, e);
-        await sleep(backoffMs(attempt), signal);
-      }
+        throw transportError(e, redactUrl(url), signal);
+      });
+    if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && res.headers.location) {
+      await res.body.dump();
+      throw new HttpStatusError(redactUrl(url), res.statusCode, { cause: new Error(`more than ${this.maxRedirects} redirects`) });
     }
+    if (res.statusCode >= 500 || res.statusCode === 429) {
+      await res.body.dump();
+      throw new HttpStatusError(redactUrl(url), res.statusCode);
+    }
+    return res;
   }
 
   private info(res: Resp): ObjectInfo {

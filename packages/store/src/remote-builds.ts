@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { CosaError, HttpStatusError, parseBuildsJson, serializeBuildsJson, type BuildEntry, type BuildsJson, type BuildTag, type OnProgress } from '@cosa/schema';
 import type { BuildStore } from './store.js';
 import { isCosaConflict, readObjectText } from './_io.js';
-import { backoffMs, rfc3339, sleep } from './_util.js';
+import { backoffDelay, retry } from '@cosa/schema/internal';
+import { abortError, rfc3339 } from './_util.js';
 
 /**
  * Merges two builds.json documents without losing anything: builds and their arches are a
@@ -155,49 +156,55 @@ export async function updateRemoteJson<T>(
   }
   const url = store.urlOf(key);
   const maxAttempts = options.maxAttempts ?? 30;
-  let torn = 0;
-  for (let attempt = 1; ; attempt++) {
-    const cur = await readObjectText(store, key, signal);
-    let current: T | undefined;
-    try {
-      current = cur ? codec.parse(cur.text, url) : undefined;
-    } catch (e) {
-      // Some S3-compatible servers (s3rver) answer a PUT before the object is on disk, so a read
-      // right then can be torn: read again a few times before calling the document invalid.
-      if (torn++ >= 3) throw e;
-      attempt--;
-      await sleep(backoffMs(torn), signal);
-      continue;
-    }
+  const aborted = { ...(signal ? { signal } : {}), abortError: (cause: unknown) => abortError(signal, cause) };
+  // Some S3-compatible servers (s3rver) answer a PUT before the object is on disk, so a read
+  // right then can be torn: read again a few times before calling the document invalid.
+  const torn = new WeakSet<object>();
+  const readCurrent = () =>
+    retry(async () => {
+      const cur = await readObjectText(store, key, signal);
+      try {
+        return { cur, current: cur ? codec.parse(cur.text, url) : undefined };
+      } catch (e) {
+        if (typeof e === 'object' && e !== null) torn.add(e);
+        throw e;
+      }
+    }, { attempts: 4, retryIf: (e) => typeof e === 'object' && e !== null && torn.has(e), ...aborted });
+  const once = async (attempt: number): Promise<UpdateRemoteJsonResult<T>> => {
+    const { cur, current } = await readCurrent();
     const next = await update(current);
     if (next === undefined) {
       if (cur === undefined || current === undefined) throw new CosaError('COSA_STORE_NOT_FOUND', `${url} does not exist`);
       return { doc: current, text: cur.text, attempts: attempt, conditional, written: false };
     }
     const text = codec.serialize(next);
-    try {
-      await store.put(key, Buffer.from(text), {
-        contentType: 'application/json',
-        cacheControl: options.cacheControl ?? 'max-age=300',
-        ...(options.acl ? { acl: options.acl } : {}),
-        ...(conditional ? (cur?.etag ? { ifMatch: cur.etag } : cur ? {} : { ifNoneMatch: '*' as const }) : {}),
-        ...(signal ? { signal } : {}),
-      });
-      if (!conditional) {
-        const back = await readObjectText(store, key, signal);
-        if (!back || !verify(codec.parse(back.text, url))) throw new CosaError('COSA_STORE_CONFLICT', `${url} changed while writing`);
-      }
-      return { doc: next, text, attempts: attempt, conditional, written: true };
-    } catch (e) {
-      if (!isCosaConflict(e) || attempt >= maxAttempts) {
-        if (isCosaConflict(e)) {
-          throw new CosaError('COSA_STORE_CONFLICT', `gave up updating ${url} after ${attempt} conflicting writes`, { cause: e });
-        }
-        throw e;
-      }
-      options.onProgress?.({ type: 'log', line: `${url} changed meanwhile; merging again (attempt ${attempt + 1})` });
-      await sleep(Math.min(backoffMs(attempt), 1_000) / 4, signal);
+    await store.put(key, Buffer.from(text), {
+      contentType: 'application/json',
+      cacheControl: options.cacheControl ?? 'max-age=300',
+      ...(options.acl ? { acl: options.acl } : {}),
+      ...(conditional ? (cur?.etag ? { ifMatch: cur.etag } : cur ? {} : { ifNoneMatch: '*' as const }) : {}),
+      ...(signal ? { signal } : {}),
+    });
+    if (!conditional) {
+      const back = await readObjectText(store, key, signal);
+      if (!back || !verify(codec.parse(back.text, url))) throw new CosaError('COSA_STORE_CONFLICT', `${url} changed while writing`);
     }
+    return { doc: next, text, attempts: attempt, conditional, written: true };
+  };
+  try {
+    // A conflict means another writer got there first: read, merge and write again, soon.
+    return await retry(once, {
+      attempts: maxAttempts,
+      retryIf: isCosaConflict,
+      delayMs: (n) => Math.min(backoffDelay(n), 1_000) / 4,
+      onRetry: ({ attempt }) => options.onProgress?.({ type: 'log', line: `${url} changed meanwhile; merging again (attempt ${attempt + 1})` }),
+      ...aborted,
+    });
+  } catch (e) {
+    if (isCosaConflict(e) && !signal?.aborted) {
+      throw new CosaError('COSA_STORE_CONFLICT', `gave up updating ${url} after ${maxAttempts} conflicting writes`, { cause: e });
+    }
+    throw e;
   }
 }
 

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CosaError, readRegularFile } from '@cosa/schema';
+import { CosaError } from '@cosa/schema';
+import { readRegularFile } from '@cosa/schema/internal';
 
 /**
  * Top-level meta.json keys a platform owns besides `images.<platform>`: what its publishing step

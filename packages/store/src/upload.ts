@@ -5,9 +5,7 @@ import type { Readable } from 'node:stream';
 import {
   CosaError,
   hashFile,
-  noProgress,
   parseMetaJson,
-  safeSegment,
   stableStringify,
   validateMetaJson,
   withPhase,
@@ -15,6 +13,7 @@ import {
   type BuildsJson,
   type OnProgress,
 } from '@cosa/schema';
+import { noProgress, safeSegment, retry } from '@cosa/schema/internal';
 import pLimit from 'p-limit';
 import { openBuildStore, type OpenStoreOptions } from './location.js';
 import { mergeBuildsJson, updateRemoteBuildsJson, updateRemoteJson, type RemoteJsonCodec, type UpdateRemoteBuildsResult } from './remote-builds.js';
@@ -22,7 +21,7 @@ import { mergeMetaForUpload, readLocalMeta } from './remote-meta.js';
 import type { BuildStore, ObjectInfo } from './store.js';
 import { TransferMeter } from './_transfer.js';
 import { readObjectText } from './_io.js';
-import { backoffMs, isTransient, logRetry, sleep, throwIfAborted } from './_util.js';
+import { throwIfAborted, transferRetry } from './_util.js';
 
 /** Options of {@link uploadBuildObjects}. */
 export interface UploadObjectsOptions extends OpenStoreOptions {
@@ -253,34 +252,33 @@ async function sendItem(ctx: Ctx, meter: TransferMeter, item: Item): Promise<voi
   let sent = 0;
   // A streamed body cannot be replayed by the SDK: a throttled or dropped PUT is repeated here
   // with a fresh stream, every retry logged.
-  for (let attempt = 1; ; attempt++) {
-    // Large reads: fewer syscalls and buffers to collect than the default 64 KiB.
-    const body = item.body ?? createReadStream(item.path, { highWaterMark: READ_CHUNK });
-    try {
-      await store.put(item.key, body, {
-        size: item.size,
-        contentType: contentTypeOf(item.key),
-        cacheControl: item.cacheControl,
-        ...(item.sha256 ? { metadata: { sha256: item.sha256 }, sha256: item.sha256 } : {}),
-        ...(item.contentEncoding ? { contentEncoding: item.contentEncoding } : {}),
-        ...(item.contentDisposition ? { contentDisposition: item.contentDisposition } : {}),
-        ...(options.acl ? { acl: options.acl } : {}),
-        ...(signal ? { signal } : {}),
-        onBytes: (n) => {
-          sent = n;
-          meter.update(item.name, n);
-        },
-      });
-      break;
-    } catch (e) {
-      if (typeof (body as { destroy?: unknown }).destroy === 'function') (body as Readable).destroy();
-      if (signal?.aborted || attempt >= PUT_ATTEMPTS || !isTransient(e)) {
-        meter.drop(item.name);
+  try {
+    await retry(async () => {
+      // Large reads: fewer syscalls and buffers to collect than the default 64 KiB.
+      const body = item.body ?? createReadStream(item.path, { highWaterMark: READ_CHUNK });
+      try {
+        await store.put(item.key, body, {
+          size: item.size,
+          contentType: contentTypeOf(item.key),
+          cacheControl: item.cacheControl,
+          ...(item.sha256 ? { metadata: { sha256: item.sha256 }, sha256: item.sha256 } : {}),
+          ...(item.contentEncoding ? { contentEncoding: item.contentEncoding } : {}),
+          ...(item.contentDisposition ? { contentDisposition: item.contentDisposition } : {}),
+          ...(options.acl ? { acl: options.acl } : {}),
+          ...(signal ? { signal } : {}),
+          onBytes: (n) => {
+            sent = n;
+            meter.update(item.name, n);
+          },
+        });
+      } catch (e) {
+        if (typeof (body as { destroy?: unknown }).destroy === 'function') (body as Readable).destroy();
         throw e;
       }
-      logRetry(onProgress, `uploading ${store.urlOf(item.key)}`, attempt, PUT_ATTEMPTS, e);
-      await sleep(backoffMs(attempt), signal);
-    }
+    }, transferRetry(`uploading ${store.urlOf(item.key)}`, { attempts: PUT_ATTEMPTS, signal, onProgress }));
+  } catch (e) {
+    meter.drop(item.name);
+    throw e;
   }
   meter.update(item.name, item.size);
   meter.finish(item.name);

@@ -2,8 +2,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { diskKernelArgs, imageSectorSize, probeAccelerator, type Accelerator, type Firmware } from '@cosa/image';
-import { CosaError, loadImageConfig, type MetaJson } from '@cosa/schema';
+import { probeAccelerator, type Accelerator, type Firmware } from '@cosa/image';
+import { diskKernelArgs, imageSectorSize } from '@cosa/image/internal';
+import { CosaError, type MetaJson } from '@cosa/schema';
+import { loadImageConfig } from '@cosa/schema/internal';
 import { hostArch } from '../arch.js';
 import { Workdir } from '../workdir.js';
 
