@@ -98,8 +98,8 @@ describe('the packed SDK installed with npm outside the workspace', () => {
     const cjs = await sh(['node', '-e', `const c = require('@cosa/core'); for (const n of ${JSON.stringify(names)}) require(n); console.log(typeof c.buildImage)`], { cwd: app });
     expect(cjs).toMatchObject({ code: 0, stdout: 'function\n', stderr: '' });
     // The subpaths cosa's own packages share (image and core import run and readGpt from them).
-    const internal = await sh(['node', '--input-type=module', '-e', `const o = await import('@cosa/ostree/internal'); const i = await import('@cosa/image/internal'); console.log(typeof o.run, typeof i.readGpt)`], { cwd: app });
-    expect(internal).toMatchObject({ code: 0, stdout: 'function function\n', stderr: '' });
+    const internal = await sh(['node', '--input-type=module', '-e', `const o = await import('@cosa/ostree/internal'); const i = await import('@cosa/image/internal'); const s = await import('@cosa/schema/internal'); console.log(typeof o.run, typeof i.readGpt, typeof s.retry)`], { cwd: app });
+    expect(internal).toMatchObject({ code: 0, stdout: 'function function function\n', stderr: '' });
   });
 
   it('answers cosa --version and stops quietly when its reader goes away', async () => {
