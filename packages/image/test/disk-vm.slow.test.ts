@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { run } from '@cosa/ostree/internal';
@@ -7,6 +8,24 @@ import { rootXfsSectorSize } from './_xfs.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
 let commit: TestCommit;
+
+/** Runs `fn` with the root file system (partition 4) of the raw image mounted read-only. */
+async function withRootMounted<T>(raw: string, sectorSize: number, fn: (dir: string) => Promise<T>): Promise<T> {
+  const loop = (await run(['losetup', '--find', '--show', '--read-only', '--partscan', '--sector-size', String(sectorSize), raw])).stdout.trim();
+  const dir = `${raw}.mnt`;
+  try {
+    for (let i = 0; i < 100 && !existsSync(`${loop}p4`); i++) await new Promise((r) => setTimeout(r, 100));
+    await run(['mkdir', '-p', dir]);
+    await run(['mount', '-o', 'ro,nouuid,norecovery', `${loop}p4`, dir]);
+    try {
+      return await fn(dir);
+    } finally {
+      await run(['umount', dir]);
+    }
+  } finally {
+    await run(['losetup', '-d', loop]);
+  }
+}
 beforeAll(async () => {
   commit = await debianTestCommit();
 }, 30 * 60_000);
@@ -24,6 +43,8 @@ describe('the VM executor writing a disk', () => {
       },
     });
     expect(phases).toContain('disk-vm');
+    // The sysroot was staged on the host (fakeroot) and only unpacked in the guest.
+    expect(phases).toContain('stage-sysroot');
     expect((await run(['qemu-img', 'info', '--output=json', output])).stdout).toContain('"format": "qcow2"');
     expect(img.sha256).toBe((await run(['sha256sum', output])).stdout.split(' ')[0]);
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
@@ -44,6 +65,17 @@ describe('the VM executor writing a disk', () => {
     expect(await imageSectorSize(output)).toBe(4096);
     // mkfs.xfs takes the sector size from the device: 4096 only if the guest saw a 4Kn disk.
     expect(await rootXfsSectorSize(output)).toBe(4096);
+    // The staged sysroot kept what fakeroot recorded: owners, setuid/setgid, the deployment's
+    // files as hardlinks of the repo's objects, and the deployment directory immutable.
+    const seen = await withRootMounted(output, 4096, async (root) => {
+      const deploy = (await run(['sh', '-c', `ls -d ${root}/ostree/deploy/${commit.osname}/deploy/*.0`])).stdout.trim();
+      const st = async (p: string) => (await run(['stat', '-c', '%a %u %g %h', join(deploy, p)])).stdout.trim();
+      return { chage: await st('usr/bin/chage'), passwd: await st('usr/bin/passwd'), shadow: await st('etc/shadow'), attrs: (await run(['lsattr', '-d', deploy])).stdout };
+    });
+    expect(seen.chage).toMatch(/^2755 0 42 [2-9]/);
+    expect(seen.passwd).toMatch(/^4755 0 0 [2-9]/);
+    expect(seen.shadow).toMatch(/^640 0 42 /);
+    expect(seen.attrs.split(' ')[0]).toContain('i');
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
   }, 30 * 60_000);
 });
