@@ -107,10 +107,9 @@ try {
   }
   for (const [name, r] of results) {
     // The host's sysroot stage (host-* steps) and the guest each count from their own start.
-    const steps = r.marks.filter(([k]) => k === 'cosa-disk');
-    const parts = steps.slice(0, -1).filter(([, , s]) => !/done$/.test(s)).map(([, ms, s]) => {
-      const next = steps[steps.findIndex((m) => m[1] === ms && m[2] === s) + 1];
-      return `${s} ${((next[1] - ms) / 1000).toFixed(1)}`;
+    const parts = [true, false].flatMap((host) => {
+      const steps = r.marks.filter(([k, , s]) => k === 'cosa-disk' && s.startsWith('host-') === host);
+      return steps.slice(0, -1).map(([, ms, s], j) => `${s} ${((steps[j + 1][1] - ms) / 1000).toFixed(1)}`);
     });
     const boot = r.marks.find(([k, , s]) => k === 'cosa-appliance' && s === 'init');
     const ph = Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');

@@ -293,7 +293,8 @@ if [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
   rm -rf "$STAGE/lost+found"
   umount "$MNT/boot"
   read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
-  BOOT_IMG=$COSA_WORK/.boot.ext4
+  # COSA_SCRATCH: a local scratch directory when COSA_WORK is slow to write (9p in the VM: /tmp, a tmpfs).
+  BOOT_IMG=${COSA_SCRATCH:-$COSA_WORK}/.boot.ext4
   truncate -s "$(blockdev --getsize64 "$P3")" "$BOOT_IMG"
   mkfs_ext4_from_dir "$BOOT_IMG" "$STAGE" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "hash_seed=${BOOT_HASH_SEED:?}"
   copy_fs_image "$BOOT_IMG" "$P3"

@@ -291,6 +291,8 @@ export function vmExecutor(options: VmExecutorOptions): Executor {
         ...inputEnv(o.inputs, (n) => `/cosa/in/${n}`),
         ...inputEnv(o.blockInputs, (_n, _p, i) => vmReadOnlyDevice(i, o.disk !== undefined), 'COSA_BLK_'),
         COSA_WORK: '/cosa/work',
+        // The work dir is 9p: images the script makes and copies (the ext4 /boot) go to the guest's tmpfs.
+        COSA_SCRATCH: '/tmp',
         COSA_MNT: '/tmp/cosa-mnt',
         COSA_DISK: o.disk ? '/dev/vdb' : '',
         COSA_PART_PREFIX: '',
