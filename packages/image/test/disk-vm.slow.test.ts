@@ -14,9 +14,14 @@ async function withRootMounted<T>(raw: string, sectorSize: number, fn: (dir: str
   const loop = (await run(['losetup', '--find', '--show', '--read-only', '--partscan', '--sector-size', String(sectorSize), raw])).stdout.trim();
   const dir = `${raw}.mnt`;
   try {
-    for (let i = 0; i < 100 && !existsSync(`${loop}p4`); i++) await new Promise((r) => setTimeout(r, 100));
     await run(['mkdir', '-p', dir]);
-    await run(['mount', '-o', 'ro,nouuid,norecovery', `${loop}p4`, dir]);
+    // The partition's node appears (and becomes usable) asynchronously after the scan.
+    for (let i = 0; ; i++) {
+      const ok = existsSync(`${loop}p4`) && (await run(['mount', '-t', 'xfs', '-o', 'ro,nouuid,norecovery', `${loop}p4`, dir]).then(() => true, () => false));
+      if (ok) break;
+      if (i >= 100) throw new Error(`${loop}p4 of ${raw} could not be mounted within 20 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
     try {
       return await fn(dir);
     } finally {
