@@ -253,8 +253,10 @@ export function vmReadOnlyDevice(index: number, hasDisk: boolean): string {
 /**
  * The appliance's kernel command line. mitigations=off: the guest runs only our script, and
  * under TCG every mitigation (page-table isolation, flushes on entry) is emulated work.
+ * no_timer_check: on a loaded host the emulated timer can miss the kernel's IO-APIC timer check,
+ * which then panics ("IO-APIC + timer doesn't work!", seen here at load 20).
  */
-export const APPLIANCE_KARGS = 'console=ttyS0 root=/dev/vda panic=-1 quiet mitigations=off';
+export const APPLIANCE_KARGS = 'console=ttyS0 root=/dev/vda panic=-1 quiet mitigations=off no_timer_check';
 
 /**
  * The guest CPU model. Under TCG `max` exposes what qemu emulates beyond qemu64, notably SSE4.2's

@@ -1,27 +1,23 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { run } from '@cosa/ostree/internal';
 import { bootCheck, buildImage, createDisk, imageSectorSize, vmExecutor } from '../src/index.ts';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { rootXfsSectorSize } from './_xfs.ts';
+import { readGpt } from '../src/_gpt.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
 let commit: TestCommit;
 
-/** Runs `fn` with the root file system (partition 4) of the raw image mounted read-only. */
+/** Runs `fn` with the root file system (partition 4) of the raw image mounted read-only (a loop device on the partition alone). */
 async function withRootMounted<T>(raw: string, sectorSize: number, fn: (dir: string) => Promise<T>): Promise<T> {
-  const loop = (await run(['losetup', '--find', '--show', '--read-only', '--partscan', '--sector-size', String(sectorSize), raw])).stdout.trim();
+  const root = (await readGpt(raw)).partitions.find((p) => p.index === 4);
+  if (!root) throw new Error(`${raw}: no partition 4`);
+  const loop = (await run(['losetup', '--find', '--show', '--read-only', '--offset', String(root.start), '--sizelimit', String(root.size), '--sector-size', String(sectorSize), raw])).stdout.trim();
   const dir = `${raw}.mnt`;
   try {
     await run(['mkdir', '-p', dir]);
-    // The partition's node appears (and becomes usable) asynchronously after the scan.
-    for (let i = 0; ; i++) {
-      const ok = existsSync(`${loop}p4`) && (await run(['mount', '-t', 'xfs', '-o', 'ro,nouuid,norecovery', `${loop}p4`, dir]).then(() => true, () => false));
-      if (ok) break;
-      if (i >= 100) throw new Error(`${loop}p4 of ${raw} could not be mounted within 20 s`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await run(['mount', '-t', 'xfs', '-o', 'ro,nouuid,norecovery', loop, dir]);
     try {
       return await fn(dir);
     } finally {
