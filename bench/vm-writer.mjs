@@ -47,10 +47,18 @@ async function exampleCommit() {
   return { repo, ref, commit: r.commit, osname: 'cosa-debian' };
 }
 
-/** Runs createDisk and returns its wall time and the disk script's step marks. */
+/** CPU seconds (user + system) of this process's waited-for children: qemu, ostree, tar, ... */
+function childrenCpu() {
+  const f = readFileSync('/proc/self/stat', 'utf8').slice(readFileSync('/proc/self/stat', 'utf8').lastIndexOf(')') + 2).split(' ');
+  // Fields 16 and 17 of stat(5) (cutime, cstime), counted from field 3 (state) here.
+  return (Number(f[13]) + Number(f[14])) / 100;
+}
+
+/** Runs createDisk and returns its wall time, its children's CPU time and the disk script's step marks. */
 async function write(executor, commit, tmp, label, writeDisk = createDisk) {
   const marks = [];
   const phases = {};
+  const cpu0 = childrenCpu();
   const t0 = performance.now();
   await writeDisk({
     repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu', buildId: 'bench.1',
@@ -59,12 +67,15 @@ async function write(executor, commit, tmp, label, writeDisk = createDisk) {
       if (e.type === 'log') {
         const m = /(cosa-disk|cosa-appliance): (\d+(?:\.\d+)?) (\S+)/.exec(e.line);
         if (m) marks.push([m[1], Number(m[2]), m[3]]);
+        const u = /cosa-appliance: (init|command exited with \d+) at uptime (\S+)/.exec(e.line);
+        if (u) marks.push(['cosa-appliance', Number(u[2]), u[1].startsWith('init') ? 'init' : 'exit']);
       }
       if (e.type === 'phase' && e.status === 'end') phases[e.phase] = e.elapsedMs / 1000;
     },
   });
+  const wall = (performance.now() - t0) / 1000;
   rmSync(join(tmp, `${label}.raw`), { force: true });
-  return { wall: (performance.now() - t0) / 1000, phases, marks };
+  return { wall, cpu: childrenCpu() - cpu0, phases, marks };
 }
 
 const commit = await exampleCommit();
@@ -86,19 +97,23 @@ try {
   const direct = median(by('direct').map((r) => r.phases['disk-direct'] ?? r.wall));
   console.log(`\n${new Date().toISOString().slice(0, 16)} UTC, accel ${accel}, ${RUNS} run(s) each, median`);
   console.log(`load before: ${loadBefore}\nload after:  ${loadAfter}\n`);
-  console.log('| writer | createDisk wall (s) | disk step (s) | disk step / direct |');
-  console.log('|---|---:|---:|---:|');
+  console.log('| writer | createDisk wall (s) | disk step (s) | disk step / direct | CPU of children (s) |');
+  console.log('|---|---:|---:|---:|---:|');
   for (const name of ['direct', 'vm, baseline', 'vm']) {
     const rs = by(name);
     if (rs.length === 0) continue;
     const step = median(rs.map((r) => r.phases[name === 'direct' ? 'disk-direct' : 'disk-vm'] ?? r.wall));
-    console.log(`| ${name} | ${median(rs.map((r) => r.wall)).toFixed(1)} | ${step.toFixed(1)} | ${(step / direct).toFixed(2)}× |`);
+    console.log(`| ${name} | ${median(rs.map((r) => r.wall)).toFixed(1)} | ${step.toFixed(1)} | ${(step / direct).toFixed(2)}× | ${median(rs.map((r) => r.cpu)).toFixed(1)} |`);
   }
   for (const [name, r] of results) {
-    const steps = r.marks.filter(([k]) => k === 'cosa-disk');
-    const parts = steps.slice(0, -1).map(([, ms, s], j) => `${s} ${((steps[j + 1][1] - ms) / 1000).toFixed(1)}`);
+    // The host's sysroot stage (host-* steps) and the guest each count from their own start.
+    const parts = [true, false].flatMap((host) => {
+      const steps = r.marks.filter(([k, , s]) => k === 'cosa-disk' && s.startsWith('host-') === host);
+      return steps.slice(0, -1).map(([, ms, s], j) => `${s} ${((steps[j + 1][1] - ms) / 1000).toFixed(1)}`);
+    });
+    const boot = r.marks.find(([k, , s]) => k === 'cosa-appliance' && s === 'init');
     const ph = Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
-    console.log(`\n${name}: phases: ${ph}\n  script steps (s): ${parts.join(', ')}`);
+    console.log(`\n${name}: phases: ${ph}; CPU of children ${r.cpu.toFixed(1)} s${boot ? `; guest uptime at /init ${boot[1]} s` : ''}\n  script steps (s): ${parts.join(', ')}`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });

@@ -17,6 +17,7 @@ APT_PACKAGES=(
   git ca-certificates curl openssl
   ostree ostree-boot
   supermin qemu-system-x86 qemu-utils linux-image-amd64 ovmf
+  fakeroot  # the VM writer stages the deployed sysroot on the host under it (optional)
   mmdebstrap dpkg-dev
   eatmydata  # the Debian composer runs dpkg under its libeatmydata inside mmdebstrap (optional)
   rpm dnf createrepo-c

@@ -8,6 +8,13 @@
 #   COSA_WORK         a read-write directory with the prepared inputs (grub-bios/)
 #   COSA_MNT          an empty directory to mount the new root on
 #   COSA_IN_REPO      the input OSTree repo (read-only)
+#   COSA_STAGE        disk (default): the whole job; sysroot: on the host, under fakeroot, without a
+#                     disk: deploy into the directory COSA_MNT and write it as a tar into the file
+#                     COSA_SYSROOT_TAR (of COSA_SYSROOT_CAPACITY bytes): "COSA-SYSROOT-READY <bytes>"
+#                     at offset 0 once complete, the tar at 1 MiB
+#   COSA_SYSROOT_TAR  with COSA_STAGE=disk (or as the block input COSA_BLK_SYSROOT): unpack this tar
+#                     (made by the sysroot stage) instead of pulling and deploying here (the VM
+#                     writer: no checksums and no ostree run in the guest)
 # Set by createDisk:
 #   OSTREE_COMMIT OSTREE_REF OSNAME KARGS (space separated) ALEPH_BUILD ALEPH_IMGID
 #   COSA_BIOS_BOOT    1 (default) installs the BIOS bootloader too; 0 for 4Kn disks (UEFI only)
@@ -27,17 +34,23 @@ set -euo pipefail
 # The supermin appliance carries mawk but not the /usr/bin/awk alternatives link.
 command -v awk >/dev/null 2>&1 || awk() { mawk "$@"; }
 export LC_ALL=C
-: "${COSA_DISK:?}" "${COSA_WORK:?}" "${COSA_MNT:?}" "${COSA_IN_REPO:?}" "${OSTREE_COMMIT:?}" "${OSNAME:?}"
+: "${COSA_WORK:?}" "${COSA_MNT:?}" "${OSTREE_COMMIT:?}" "${OSNAME:?}"
+STAGE=${COSA_STAGE:-disk}
+[ "$STAGE" = sysroot ] || COSA_SYSROOT_TAR=${COSA_SYSROOT_TAR:-${COSA_BLK_SYSROOT:-}}
+[ "$STAGE" = sysroot ] || : "${COSA_DISK:?}"
+[ -n "${COSA_SYSROOT_TAR:-}" ] || : "${COSA_IN_REPO:?}"
 PP=${COSA_PART_PREFIX:-}
-P1=${COSA_DISK}${PP}1 P2=${COSA_DISK}${PP}2 P3=${COSA_DISK}${PP}3 P4=${COSA_DISK}${PP}4
+P1=${COSA_DISK:-}${PP}1 P2=${COSA_DISK:-}${PP}2 P3=${COSA_DISK:-}${PP}3 P4=${COSA_DISK:-}${PP}4
 MNT=$COSA_MNT
 
 T0=$(date +%s%N)
 # Progress lines with the elapsed milliseconds, parsed by benchmarks: "cosa-disk: <ms> <step>".
-step() { echo "cosa-disk: $(( ($(date +%s%N) - T0) / 1000000 )) $*"; }
+# The sysroot stage (on the host) names its steps host-<step>.
+step() { echo "cosa-disk: $(( ($(date +%s%N) - T0) / 1000000 )) ${STEP_PREFIX:-}$*"; }
+[ "$STAGE" = sysroot ] && STEP_PREFIX=host-
 cleanup() {
   local rc=$?
-  sync || true
+  [ "$STAGE" = sysroot ] || sync || true
   for d in "${BIND_MOUNTS[@]}"; do umount -l "$d" 2>/dev/null || true; done
   for m in "$MNT/boot" "$MNT"; do if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; fi; done
   exit $rc
@@ -77,6 +90,83 @@ copy_fs_image() {
 }
 trap 'exit 143' TERM INT
 
+# deploy_sysroot: the ostree part, into the (mounted or staged) sysroot $MNT: init-fs, pull-local,
+# deploy, then the deployment's fixes and the aleph file. Sets DEPLOY.
+deploy_sysroot() {
+  step "init-fs"
+  ostree admin init-fs "$MNT"
+  REPO=$MNT/ostree/repo
+  # No bootloader integration: ostree writes BLS entries only; the GRUB config is written below.
+  ostree config --repo="$REPO" set sysroot.bootloader none
+  # The disk is synced and unmounted at the end: per-object fsyncs while pulling and deploying are
+  # wasted work (emulated, in the VM). Unset again after the deploy: the image's repo keeps the default.
+  ostree config --repo="$REPO" set core.fsync false
+  if [ "${COMPOSEFS:-0}" = 1 ]; then ostree config --repo="$REPO" set ex-integrity.composefs true
+  elif [ "${ROOTFS:-xfs}" = ext4verity ]; then ostree config --repo="$REPO" set ex-fsverity.required true; fi
+  ostree admin --sysroot="$MNT" os-init "$OSNAME"
+  step "pull-local"
+  if [ -n "${COSA_SYSROOT_LISTING:-}" ]; then
+    # Under fakeroot, which hides the source's user.ostreemeta: copy the objects with the metadata
+    # of the commit's listing instead (no checksums; see import-bare.pl).
+    perl "${COSA_IMPORT_BARE:?}" "$COSA_IN_REPO" "$REPO" "$OSTREE_COMMIT" "$COSA_SYSROOT_LISTING"
+  else
+    ostree --repo="$REPO" pull-local "$COSA_IN_REPO" "$OSTREE_COMMIT"
+  fi
+  DEPLOY_REF=$OSTREE_COMMIT
+  if [ -n "${OSTREE_REF:-}" ]; then
+    # With a remote the ref is <remote>:<ref>: the origin's refspec, what an upgrade pulls.
+    DEPLOY_REF=${OSTREE_REMOTE:+$OSTREE_REMOTE:}$OSTREE_REF
+    ostree --repo="$REPO" refs --create="$DEPLOY_REF" "$OSTREE_COMMIT"
+  fi
+  if [ -n "${OSTREE_REMOTE_URL:-}" ]; then
+    GPG_OPT=--no-gpg-verify
+    [ "${OSTREE_REMOTE_GPG_VERIFY:-0}" = 1 ] && GPG_OPT=--set=gpg-verify=true
+    ostree remote add --repo="$REPO" "$GPG_OPT" "${OSTREE_REMOTE:?}" "$OSTREE_REMOTE_URL"
+  fi
+  KARG_ARGS=()
+  for k in ${KARGS:-}; do KARG_ARGS+=("--karg-append=$k"); done
+  step "deploy"
+  ostree admin --sysroot="$MNT" deploy --os="$OSNAME" "${KARG_ARGS[@]}" "$DEPLOY_REF"
+  ostree config --repo="$REPO" unset core.fsync
+  DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
+  if [ "${COMPOSEFS:-0}" = 1 ] && [ ! -e "$DEPLOY/.ostree.cfs" ]; then
+    echo "composefs: ostree wrote no composefs image (.ostree.cfs) for the deployment" >&2; exit 1
+  fi
+  # A tree whose fstab mounts /boot as ext4 gets the file system this disk has (a new file: the
+  # deployment's /etc is a copy, but never write through a possible hardlink).
+  if [ "${BOOTFS:-ext4}" != ext4 ] && [ -f "$DEPLOY/etc/fstab" ]; then
+    sed -E "s@^([^#[:space:]]+[[:space:]]+/boot[[:space:]]+)ext4([[:space:]])@\\1$BOOTFS\\2@" "$DEPLOY/etc/fstab" > "$DEPLOY/etc/.fstab.cosa"
+    mv "$DEPLOY/etc/.fstab.cosa" "$DEPLOY/etc/fstab"
+  fi
+
+  # The aleph file: which build, ref and commit this disk was made from.
+  printf '{"build":"%s","imgid":"%s","ostree-commit":"%s","ref":"%s"}\n' \
+    "${ALEPH_BUILD:-}" "${ALEPH_IMGID:-}" "$OSTREE_COMMIT" "${OSTREE_REF:-}" > "$MNT/.coreos-aleph-version.json"
+}
+
+if [ "$STAGE" = sysroot ]; then
+  # On the host (under fakeroot, which records the owners and modes ostree sets): the deployed
+  # sysroot as one tar, /boot's files included. ostree hardlinks the kernel into /boot when both
+  # are on one file system (they are here, not on the disk): copy them apart, or the tar would
+  # link across the two file systems it is unpacked onto.
+  mkdir -p "$MNT/boot"
+  deploy_sysroot
+  find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp -p "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+  # The block input: the tar at 1 MiB, then (last) its header at 0, which the guest waits for.
+  step "tar"
+  TOTALS=$COSA_SYSROOT_TAR.totals
+  tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' --totals -cf - . 2>"$TOTALS" |
+    dd of="${COSA_SYSROOT_TAR:?}" bs=1M oflag=seek_bytes seek=1048576 conv=notrunc status=none || { cat "$TOTALS" >&2; exit 1; }
+  BYTES=$(sed -n 's/^Total bytes written: \([0-9]*\).*/\1/p' "$TOTALS")
+  rm -f "$TOTALS"
+  if [ -z "$BYTES" ] || [ $(( 1048576 + BYTES )) -gt "${COSA_SYSROOT_CAPACITY:?}" ]; then
+    echo "the sysroot tar (${BYTES:-?} bytes) does not fit its block input (${COSA_SYSROOT_CAPACITY} bytes)" >&2; exit 1
+  fi
+  printf 'COSA-SYSROOT-READY %s\n' "$BYTES" | dd of="$COSA_SYSROOT_TAR" conv=notrunc status=none
+  step "done"
+  exit 0
+fi
+
 step "attach"
 # The host laid the disk out (GPT, ESP, empty ext4 /boot: see layoutDisk). Partition
 # nodes appear asynchronously and there may be no udev to wait for: re-read, then poll.
@@ -110,49 +200,32 @@ mount "${ROOT_MOUNT_OPTS[@]}" "$P4" "$MNT"
 mkdir -p "$MNT/boot"
 mount "${BOOT_MOUNT_OPTS[@]}" "$P3" "$MNT/boot"
 
-step "init-fs"
-ostree admin init-fs "$MNT"
-REPO=$MNT/ostree/repo
-# No bootloader integration: ostree writes BLS entries only; the GRUB config is written below.
-ostree config --repo="$REPO" set sysroot.bootloader none
-# The disk is synced and unmounted at the end: per-object fsyncs while pulling and deploying are
-# wasted work (emulated, in the VM). Unset again after the deploy: the image's repo keeps the default.
-ostree config --repo="$REPO" set core.fsync false
-if [ "${COMPOSEFS:-0}" = 1 ]; then ostree config --repo="$REPO" set ex-integrity.composefs true
-elif [ "${ROOTFS:-xfs}" = ext4verity ]; then ostree config --repo="$REPO" set ex-fsverity.required true; fi
-ostree admin --sysroot="$MNT" os-init "$OSNAME"
-step "pull-local"
-ostree --repo="$REPO" pull-local "$COSA_IN_REPO" "$OSTREE_COMMIT"
-DEPLOY_REF=$OSTREE_COMMIT
-if [ -n "${OSTREE_REF:-}" ]; then
-  # With a remote the ref is <remote>:<ref>: the origin's refspec, what an upgrade pulls.
-  DEPLOY_REF=${OSTREE_REMOTE:+$OSTREE_REMOTE:}$OSTREE_REF
-  ostree --repo="$REPO" refs --create="$DEPLOY_REF" "$OSTREE_COMMIT"
+if [ -n "${COSA_SYSROOT_TAR:-}" ]; then
+  # The host stages the sysroot while this VM boots: wait for its header (read past the page
+  # cache: the kernel read the device's first sectors at boot, before the host wrote them).
+  step "wait-sysroot"
+  DIRECT=; [ -b "$COSA_SYSROOT_TAR" ] && DIRECT=,direct
+  HEAD=
+  for _ in $(seq 12000); do
+    HEAD=$(dd if="$COSA_SYSROOT_TAR" bs=512 count=1 iflag=fullblock$DIRECT status=none | tr -d '\0' | sed -n 1p)
+    case $HEAD in COSA-SYSROOT-*) break ;; esac
+    sleep 0.1
+  done
+  case $HEAD in
+    COSA-SYSROOT-READY\ *) BYTES=${HEAD#COSA-SYSROOT-READY } ;;
+    COSA-SYSROOT-FAILED*) echo "the host failed to stage the sysroot" >&2; exit 1 ;;
+    *) echo "the staged sysroot did not arrive within 20 minutes" >&2; exit 1 ;;
+  esac
+  step "unpack"
+  # -i: read the archive to its end (past the end-of-archive blocks), so dd never writes into a closed pipe.
+  dd if="$COSA_SYSROOT_TAR" bs=1M iflag=skip_bytes,count_bytes$DIRECT skip=1048576 count="$BYTES" status=none |
+    tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' -i -xpf -
+  DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
+  # What ostree does to a new deployment and fakeroot cannot: make its directory immutable.
+  chattr +i "$DEPLOY" 2>/dev/null || true
+else
+  deploy_sysroot
 fi
-if [ -n "${OSTREE_REMOTE_URL:-}" ]; then
-  GPG_OPT=--no-gpg-verify
-  [ "${OSTREE_REMOTE_GPG_VERIFY:-0}" = 1 ] && GPG_OPT=--set=gpg-verify=true
-  ostree remote add --repo="$REPO" "$GPG_OPT" "${OSTREE_REMOTE:?}" "$OSTREE_REMOTE_URL"
-fi
-KARG_ARGS=()
-for k in ${KARGS:-}; do KARG_ARGS+=("--karg-append=$k"); done
-step "deploy"
-ostree admin --sysroot="$MNT" deploy --os="$OSNAME" "${KARG_ARGS[@]}" "$DEPLOY_REF"
-ostree config --repo="$REPO" unset core.fsync
-DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
-if [ "${COMPOSEFS:-0}" = 1 ] && [ ! -e "$DEPLOY/.ostree.cfs" ]; then
-  echo "composefs: ostree wrote no composefs image (.ostree.cfs) for the deployment" >&2; exit 1
-fi
-# A tree whose fstab mounts /boot as ext4 gets the file system this disk has (a new file: the
-# deployment's /etc is a copy, but never write through a possible hardlink).
-if [ "${BOOTFS:-ext4}" != ext4 ] && [ -f "$DEPLOY/etc/fstab" ]; then
-  sed -E "s@^([^#[:space:]]+[[:space:]]+/boot[[:space:]]+)ext4([[:space:]])@\\1$BOOTFS\\2@" "$DEPLOY/etc/fstab" > "$DEPLOY/etc/.fstab.cosa"
-  mv "$DEPLOY/etc/.fstab.cosa" "$DEPLOY/etc/fstab"
-fi
-
-# The aleph file: which build, ref and commit this disk was made from.
-printf '{"build":"%s","imgid":"%s","ostree-commit":"%s","ref":"%s"}\n' \
-  "${ALEPH_BUILD:-}" "${ALEPH_IMGID:-}" "$OSTREE_COMMIT" "${OSTREE_REF:-}" > "$MNT/.coreos-aleph-version.json"
 
 # Bootloader. RPM trees that ship bootupd or grub2 (with Fedora's blscfg) install their own;
 # Debian's GRUB has no blscfg, so a static grub.cfg is written from the BLS entry ostree made.
@@ -220,7 +293,8 @@ if [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
   rm -rf "$STAGE/lost+found"
   umount "$MNT/boot"
   read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
-  BOOT_IMG=$COSA_WORK/.boot.ext4
+  # COSA_SCRATCH: a local scratch directory when COSA_WORK is slow to write (9p in the VM: /tmp, a tmpfs).
+  BOOT_IMG=${COSA_SCRATCH:-$COSA_WORK}/.boot.ext4
   truncate -s "$(blockdev --getsize64 "$P3")" "$BOOT_IMG"
   mkfs_ext4_from_dir "$BOOT_IMG" "$STAGE" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "hash_seed=${BOOT_HASH_SEED:?}"
   copy_fs_image "$BOOT_IMG" "$P3"

@@ -33,6 +33,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   supermin: 'supermin',
   cpio: 'cpio',
   '/bin/busybox': 'busybox-static',
+  fakeroot: 'fakeroot',
 };
 
 /** Tools the disk script needs wherever it runs, plus what the host prepares (ESP, GRUB images). */
@@ -56,6 +57,7 @@ export const APPLIANCE_PACKAGES = [
   'bash', 'coreutils', 'util-linux', 'mount', 'kmod', 'procps', 'grep', 'sed', 'mawk', 'findutils',
   'ostree', 'gdisk', 'parted', 'xfsprogs', 'e2fsprogs', 'dosfstools', 'mtools',
   'grub-pc-bin', 'grub-efi-amd64-bin', 'grub2-common', 'grub-common',
+  'tar',
 ] as const;
 
 async function present(tool: string): Promise<boolean> {

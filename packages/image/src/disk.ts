@@ -11,8 +11,9 @@ import { CosaError, hashFile, withPhase, type ImageConfig, type OnProgress } fro
 import { assetPath } from './_assets.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
 import { firstbootNetworkKargs, firstbootStamp, grubConfig, IGNITION_FIRSTBOOT_KARG, rootfsArgs, rootMkfs } from './_firstboot.js';
+import { sysrootListing, withStagedSysroot } from './_sysroot.js';
 import { BOOT_UUID, bootExt4Args, commitUuid, layoutDisk, prepareBootInputs, type SectorSize } from './_prepare.js';
-import type { Executor } from './executor.js';
+import type { Executor, ExecutorRunOptions } from './executor.js';
 
 const MiB = 1024 * 1024;
 /** BIOS boot + ESP + /boot + GPT headers and alignment, in MiB. */
@@ -267,12 +268,19 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
       ...configEnv,
       ...(await offlineFsEnv(options, commit, sectorSize)),
     };
-    await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
+    const runScript = (inputs: Pick<ExecutorRunOptions, 'inputs' | 'blockInputs'>) =>
       options.executor.run({
-        script: assetPath('disk.sh'), env, workDir, inputs: { repo }, disk: partial, diskSectorSize: sectorSize, tmpDir: tmp,
+        script: assetPath('disk.sh'), env, workDir, ...inputs, disk: partial, diskSectorSize: sectorSize, tmpDir: tmp,
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
         ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
-      }),
+      });
+    // The VM writer gets the deployed sysroot staged on the host (_sysroot.ts) when it can.
+    const listing = options.executor.kind === 'vm' ? await sysrootListing({ env: configEnv, repo, commit, dir: tmp, signal }) : undefined;
+    await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
+      listing
+        ? withStagedSysroot({ script: assetPath('disk.sh'), env, repo, listing, workDir, dir: tmp, capacityBytes: diskMiB * MiB, signal, onProgress }, (file) =>
+          runScript({ blockInputs: { sysroot: file } }))
+        : runScript({ inputs: { repo } }),
     );
     const { sha256, size } = options.hash === false ? { sha256: '', size: 0 } : await withPhase(onProgress, 'hash', () => hashFile(partial, { signal }));
     await rename(partial, options.output);

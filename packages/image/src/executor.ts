@@ -1,9 +1,10 @@
 /**
  * Executors: where the privileged disk work runs. Both run the same shell script with the same
- * variables (COSA_DISK, COSA_PART_PREFIX, COSA_WORK, COSA_MNT, COSA_IN_<NAME> and the caller's
- * env), so the two cannot drift apart:
+ * variables (COSA_DISK, COSA_PART_PREFIX, COSA_WORK, COSA_MNT, COSA_IN_<NAME>, COSA_BLK_<NAME> and
+ * the caller's env), so the two cannot drift apart:
  * - direct: on the host, the disk attached as a loop device (root with working loop devices);
- * - vm: inside the supermin appliance under qemu, the disk as /dev/vdb, directories over 9p.
+ * - vm: inside the supermin appliance under qemu, the disk as /dev/vdb, directories over 9p,
+ *   block inputs as read-only virtio disks.
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -27,6 +28,11 @@ export interface ExecutorRunOptions {
   workDir: string;
   /** Read-only host directories, seen by the script as `$COSA_IN_<NAME>` (name upper-cased). */
   inputs?: Record<string, string>;
+  /**
+   * Read-only files the script reads whole (a tar), seen as `$COSA_BLK_<NAME>`: the file itself on
+   * the host, a read-only virtio disk in the VM (/dev/vdc, ... after the target disk).
+   */
+  blockInputs?: Record<string, string>;
   /** A raw disk image file; the script sees it as the block device `$COSA_DISK`. */
   disk?: string;
   /** The disk's logical (and physical) sector size, as the script's kernel sees it (default 512). */
@@ -51,11 +57,11 @@ export interface Executor {
 
 const DEFAULT_TIMEOUT = 30 * 60_000;
 
-function inputEnv(inputs: Record<string, string> | undefined, map: (name: string, path: string) => string): Record<string, string> {
+function inputEnv(inputs: Record<string, string> | undefined, map: (name: string, path: string, index: number) => string, prefix = 'COSA_IN_'): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [name, path] of Object.entries(inputs ?? {})) {
+  for (const [i, [name, path]] of Object.entries(inputs ?? {}).entries()) {
     if (!/^[a-z][a-z0-9_]*$/i.test(name)) throw new CosaError('COSA_INTERNAL', `bad executor input name: ${name}`);
-    env[`COSA_IN_${name.toUpperCase()}`] = map(name, path);
+    env[`${prefix}${name.toUpperCase()}`] = map(name, path, i);
   }
   return env;
 }
@@ -185,6 +191,7 @@ export function directExecutor(): Executor {
       const env = {
         ...o.env,
         ...inputEnv(o.inputs, (_n, p) => p),
+        ...inputEnv(o.blockInputs, (_n, p) => p, 'COSA_BLK_'),
         COSA_WORK: o.workDir,
         COSA_MNT: mnt,
         COSA_DISK: '', // set by loop-exec.pl when there is a disk
@@ -228,20 +235,28 @@ export interface VmExecutorOptions {
  * `-drive if=virtio` qemu creates its device after the explicit ones, so a 4Kn target (which
  * needs `-device` for its block sizes) would become /dev/vda.
  */
-export function vmDiskArgs(root: string, disk: string | undefined, sectorSize: 512 | 4096 = 512): string[] {
+export function vmDiskArgs(root: string, disk: string | undefined, sectorSize: 512 | 4096 = 512, readOnly: string[] = []): string[] {
   const args = ['-drive', `file=${root},format=raw,if=none,id=approot,snapshot=on`, '-device', 'virtio-blk-pci,drive=approot'];
   if (disk) {
     const blocks = sectorSize === 512 ? '' : `,logical_block_size=${sectorSize},physical_block_size=${sectorSize}`;
     args.push('-drive', `file=${disk},format=raw,if=none,id=target,cache=unsafe,discard=unmap`, '-device', `virtio-blk-pci,drive=target${blocks}`);
   }
+  readOnly.forEach((file, i) => args.push('-drive', `file=${file},format=raw,if=none,id=ro${i},readonly=on`, '-device', `virtio-blk-pci,drive=ro${i}`));
   return args;
+}
+
+/** The guest's name of the `index`-th read-only disk of {@link vmDiskArgs} (after the root and the target). */
+export function vmReadOnlyDevice(index: number, hasDisk: boolean): string {
+  return `/dev/vd${String.fromCharCode('a'.charCodeAt(0) + 1 + (hasDisk ? 1 : 0) + index)}`;
 }
 
 /**
  * The appliance's kernel command line. mitigations=off: the guest runs only our script, and
  * under TCG every mitigation (page-table isolation, flushes on entry) is emulated work.
+ * no_timer_check: on a loaded host the emulated timer can miss the kernel's IO-APIC timer check,
+ * which then panics ("IO-APIC + timer doesn't work!", seen here at load 20).
  */
-export const APPLIANCE_KARGS = 'console=ttyS0 root=/dev/vda panic=-1 quiet mitigations=off';
+export const APPLIANCE_KARGS = 'console=ttyS0 root=/dev/vda panic=-1 quiet mitigations=off no_timer_check';
 
 /**
  * The guest CPU model. Under TCG `max` exposes what qemu emulates beyond qemu64, notably SSE4.2's
@@ -276,7 +291,10 @@ export function vmExecutor(options: VmExecutorOptions): Executor {
       const env: Record<string, string> = {
         ...o.env,
         ...inputEnv(o.inputs, (n) => `/cosa/in/${n}`),
+        ...inputEnv(o.blockInputs, (_n, _p, i) => vmReadOnlyDevice(i, o.disk !== undefined), 'COSA_BLK_'),
         COSA_WORK: '/cosa/work',
+        // The work dir is 9p: images the script makes and copies (the ext4 /boot) go to the guest's tmpfs.
+        COSA_SCRATCH: '/tmp',
         COSA_MNT: '/tmp/cosa-mnt',
         COSA_DISK: o.disk ? '/dev/vdb' : '',
         COSA_PART_PREFIX: '',
@@ -295,7 +313,7 @@ export function vmExecutor(options: VmExecutorOptions): Executor {
         '-kernel', app.vmlinux ?? app.kernel, '-initrd', app.initrd,
         '-append', `${APPLIANCE_KARGS}${names.length ? ` cosa.in=${names.join(',')}` : ''}`,
         '-serial', `file:${consoleLog}`,
-        ...vmDiskArgs(app.root, o.disk, o.diskSectorSize ?? 512),
+        ...vmDiskArgs(app.root, o.disk, o.diskSectorSize ?? 512, Object.values(o.blockInputs ?? {})),
         '-virtfs', `local,path=${o.workDir},mount_tag=work,security_model=none,id=work`,
         ...Object.entries(o.inputs ?? {}).flatMap(([n, p]) => ['-virtfs', `local,path=${p},mount_tag=in_${n},security_model=none,id=in_${n},readonly=on`]),
       ];

@@ -5,9 +5,29 @@ import { bootCheck, buildImage, createDisk, vmExecutor } from '../src/index.ts';
 import { imageSectorSize } from '@cosa/image/internal';
 import { debianTestCommit, type TestCommit } from './_commit.ts';
 import { rootXfsSectorSize } from './_xfs.ts';
+import { readGpt } from '../src/_gpt.ts';
 import { CACHE_DIR, leftovers, tempDir } from './_env.ts';
 
 let commit: TestCommit;
+
+/** Runs `fn` with the root file system (partition 4) of the raw image mounted read-only (a loop device on the partition alone). */
+async function withRootMounted<T>(raw: string, sectorSize: number, fn: (dir: string) => Promise<T>): Promise<T> {
+  const root = (await readGpt(raw)).partitions.find((p) => p.index === 4);
+  if (!root) throw new Error(`${raw}: no partition 4`);
+  const loop = (await run(['losetup', '--find', '--show', '--read-only', '--offset', String(root.start), '--sizelimit', String(root.size), '--sector-size', String(sectorSize), raw])).stdout.trim();
+  const dir = `${raw}.mnt`;
+  try {
+    await run(['mkdir', '-p', dir]);
+    await run(['mount', '-t', 'xfs', '-o', 'ro,nouuid,norecovery', loop, dir]);
+    try {
+      return await fn(dir);
+    } finally {
+      await run(['umount', dir]);
+    }
+  } finally {
+    await run(['losetup', '-d', loop]);
+  }
+}
 beforeAll(async () => {
   commit = await debianTestCommit();
 }, 30 * 60_000);
@@ -25,6 +45,8 @@ describe('the VM executor writing a disk', () => {
       },
     });
     expect(phases).toContain('disk-vm');
+    // The sysroot was staged on the host (fakeroot) and only unpacked in the guest.
+    expect(phases).toContain('stage-sysroot');
     expect((await run(['qemu-img', 'info', '--output=json', output])).stdout).toContain('"format": "qcow2"');
     expect(img.sha256).toBe((await run(['sha256sum', output])).stdout.split(' ')[0]);
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
@@ -45,6 +67,17 @@ describe('the VM executor writing a disk', () => {
     expect(await imageSectorSize(output)).toBe(4096);
     // mkfs.xfs takes the sector size from the device: 4096 only if the guest saw a 4Kn disk.
     expect(await rootXfsSectorSize(output)).toBe(4096);
+    // The staged sysroot kept what fakeroot recorded: owners, setuid/setgid, the deployment's
+    // files as hardlinks of the repo's objects, and the deployment directory immutable.
+    const seen = await withRootMounted(output, 4096, async (root) => {
+      const deploy = (await run(['sh', '-c', `ls -d ${root}/ostree/deploy/${commit.osname}/deploy/*.0`])).stdout.trim();
+      const st = async (p: string) => (await run(['stat', '-c', '%a %u %g %h', join(deploy, p)])).stdout.trim();
+      return { chage: await st('usr/bin/chage'), passwd: await st('usr/bin/passwd'), shadow: await st('etc/shadow'), attrs: (await run(['lsattr', '-d', deploy])).stdout };
+    });
+    expect(seen.chage).toMatch(/^2755 0 42 [2-9]/);
+    expect(seen.passwd).toMatch(/^4755 0 0 [2-9]/);
+    expect(seen.shadow).toMatch(/^640 0 42 /);
+    expect(seen.attrs.split(' ')[0]).toContain('i');
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
   }, 30 * 60_000);
 });

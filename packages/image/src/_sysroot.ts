@@ -1,0 +1,125 @@
+/**
+ * The VM writer's host half: the deployed sysroot (the sysroot repo in bare mode, the deployment,
+ * /boot's kernel, initramfs and BLS entry) is made on the host by the disk script's `sysroot`
+ * stage, under fakeroot, and handed to the guest as one tar on a read-only virtio disk. The guest
+ * only unpacks it onto the new file systems: no checksumming and no ostree run in the emulated
+ * VM. The stage runs while the appliance boots; the guest waits for the tar's header, written
+ * last. Rootless: fakeroot records the owners and modes ostree sets (setuid, group shadow, ...)
+ * and tar stores the recorded ones.
+ */
+import { open, rm, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { hasTool, run } from '@cosa/ostree/internal';
+import { readRepoMode } from '@cosa/ostree';
+import { assetPath } from './_assets.js';
+import { CommandFailedError, CosaError, isCosaError, withPhase, type OnProgress } from '@cosa/schema';
+
+/** Where the tar starts in the block input (its header, at 0, says when it is complete). */
+const TAR_OFFSET = 1024 * 1024;
+
+/**
+ * The commit's listing (`ostree ls -R -C -X`, written into `dir`) when the disk described by the
+ * script's environment can take the staged sysroot, else undefined (the guest pulls and deploys
+ * itself): fakeroot is on the host, the repo is bare-user or bare, no file carries extended
+ * attributes, and nothing of the deploy needs the target's kernel (fs-verity on the objects for
+ * ext4verity, ostree's composefs image). `COSA_VM_STAGE_SYSROOT=0` turns it off (benchmarks
+ * compare both).
+ */
+export async function sysrootListing(o: { env: Record<string, string>; repo: string; commit: string; dir: string; signal?: AbortSignal }): Promise<string | undefined> {
+  const { env } = o;
+  if (process.env.COSA_VM_STAGE_SYSROOT === '0') return undefined;
+  if (env.COMPOSEFS === '1' || env.ROOTFS === 'ext4verity' || env.ROOTFS === 'btrfs') return undefined;
+  if (!(await hasTool('fakeroot'))) return undefined;
+  const mode = await readRepoMode(o.repo);
+  if (mode !== 'bare-user' && mode !== 'bare') return undefined;
+  // fakeroot hides the source's user.ostreemeta: the objects' metadata comes from this listing.
+  const listing = (await run(['ostree', `--repo=${o.repo}`, 'ls', '-R', '-C', '-X', o.commit], { signal: o.signal })).stdout;
+  // Extended attributes (SELinux labels) are not carried through fakeroot: those trees deploy in the guest.
+  if (listing.split('\n').some((l) => l && !l.includes(' { @a(ayay) [] } '))) return undefined;
+  const file = join(o.dir, 'sysroot.listing');
+  await writeFile(file, listing);
+  return file;
+}
+
+/** Options of {@link withStagedSysroot}. */
+export interface StageSysrootOptions {
+  /** The disk script (assets/disk.sh). */
+  script: string;
+  /** The disk script's environment (commit, osname, kargs, image.yaml choices). */
+  env: Record<string, string>;
+  /** The OSTree repo holding the commit (bare-user or bare). */
+  repo: string;
+  /** The commit's listing, from {@link sysrootListing}. */
+  listing: string;
+  /** The disk script's work directory. */
+  workDir: string;
+  /** A scratch directory for the staged tree (removed) and the block input. */
+  dir: string;
+  /** Bytes the tar may take (the disk's size is an upper bound). */
+  capacityBytes: number;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+/**
+ * Runs the disk script's `sysroot` stage on the host into the block input `file`. As root, the
+ * stage runs without capabilities: ostree's freeze of /boot's file system and its immutable
+ * deployment directory must not reach the host's file system (ostree skips both on EPERM).
+ */
+async function stage(o: StageSysrootOptions, file: string, signal: AbortSignal): Promise<void> {
+  const tree = join(o.dir, 'sysroot');
+  await mkdir(tree, { recursive: true });
+  const noCaps = process.getuid?.() === 0 ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--'] : [];
+  try {
+    await run([...noCaps, 'fakeroot', '--', 'bash', o.script], {
+      env: {
+        ...o.env, COSA_STAGE: 'sysroot', COSA_MNT: tree, COSA_WORK: o.workDir, COSA_IN_REPO: o.repo,
+        COSA_SYSROOT_TAR: file, COSA_SYSROOT_CAPACITY: String(TAR_OFFSET + o.capacityBytes),
+        COSA_SYSROOT_LISTING: o.listing, COSA_IMPORT_BARE: assetPath('import-bare.pl'),
+      },
+      cwd: o.workDir, signal, onProgress: o.onProgress, phase: 'stage-sysroot',
+    });
+  } catch (e) {
+    if (e instanceof CommandFailedError && e.code === 'COSA_EXEC_FAILED') {
+      throw new CosaError('COSA_IMAGE_FAILED', `staging the sysroot on the host failed:\n${e.stderr.split('\n').slice(-30).join('\n')}`, { cause: e });
+    }
+    throw e;
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Stages the sysroot on the host into a block input while `fn` (the VM run, given the block
+ * input's path) already runs. A failed stage marks the block input so the guest stops waiting, and
+ * its error is the one thrown; a failed `fn` stops the stage.
+ */
+export async function withStagedSysroot<T>(o: StageSysrootOptions, fn: (file: string) => Promise<T>): Promise<T> {
+  const file = join(o.dir, 'sysroot.blk');
+  await writeFile(file, '');
+  const fh = await open(file, 'r+');
+  try {
+    await fh.truncate(TAR_OFFSET + o.capacityBytes);
+  } finally {
+    await fh.close();
+  }
+  const ac = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, ac.signal]) : ac.signal;
+  const staged = withPhase(o.onProgress, 'stage-sysroot', () => stage(o, file, signal)).catch(async (e: unknown) => {
+    const mark = await open(file, 'r+');
+    await mark.write(Buffer.from('COSA-SYSROOT-FAILED\n'), 0, undefined, 0).finally(() => mark.close());
+    throw e;
+  });
+  staged.catch(() => {}); // awaited below on every path
+  try {
+    const result = await fn(file);
+    await staged;
+    return result;
+  } catch (e) {
+    ac.abort();
+    const stageError = await staged.then(() => undefined, (x: unknown) => x);
+    throw stageError && !isCosaError(stageError, 'COSA_EXEC_ABORTED') ? stageError : e;
+  } finally {
+    await rm(file, { force: true });
+  }
+}
