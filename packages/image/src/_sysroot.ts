@@ -69,9 +69,14 @@ export interface StageSysrootOptions {
 async function stage(o: StageSysrootOptions, file: string, signal: AbortSignal): Promise<void> {
   const tree = join(o.dir, 'sysroot');
   await mkdir(tree, { recursive: true });
-  const noCaps = process.getuid?.() === 0 ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', '--'] : [];
+  // Tied to this process: a SIGKILLed cosa takes the stage along. As root, in a PID namespace
+  // whose processes (faked, ostree, tar) all die with it; rootless, the direct child at least.
+  const confine = process.getuid?.() === 0
+    ? ['setpriv', '--pdeathsig', 'KILL', '--', 'unshare', '--pid', '--fork', '--kill-child', '--',
+      'setpriv', '--bounding-set=-all', '--inh-caps=-all', '--']
+    : ['setpriv', '--pdeathsig', 'KILL', '--'];
   try {
-    await run([...noCaps, 'fakeroot', '--', 'bash', o.script], {
+    await run([...confine, 'fakeroot', '--', 'bash', o.script], {
       env: {
         ...o.env, COSA_STAGE: 'sysroot', COSA_MNT: tree, COSA_WORK: o.workDir, COSA_IN_REPO: o.repo,
         COSA_SYSROOT_TAR: file, COSA_SYSROOT_CAPACITY: String(TAR_OFFSET + o.capacityBytes),
