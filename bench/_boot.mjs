@@ -64,7 +64,8 @@ export function qemuCpuS(pid) {
 const strip = (s) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
 
 /**
- * Boots `image` once. Returns { ok, loginS, split: { firmware, kernel, initrd, userspace },
+ * Boots `image` once. Returns { ok, loginS, cpuS, split: { firmware, kernel, initrd, userspace },
+ * marks: { grub, grubBoot, kernel, init, systemd, login: [host s, qemu CPU s] } (see MARKS),
  * analyze (text from the guest), console (text) }. `password` answers a `Password:` prompt
  * (the debos image has root:root; cosa's example has none). Never throws for a failed boot.
  */
@@ -85,6 +86,8 @@ export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeou
   qemu.stderr.on('data', (b) => (qemuErr += b));
   qemu.on('exit', () => (exited = true));
   let text = '';
+  /** [offset in text, host seconds since qemu started, qemu CPU seconds] of every console chunk. */
+  const stamps = [];
   let cursor = 0;
   let socket;
   const deadline = Date.now() + timeoutS * 1000;
@@ -104,6 +107,7 @@ export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeou
     }
     let wake;
     socket.on('data', (b) => {
+      stamps.push([text.length, now(), qemuCpuS(qemu.pid)]);
       text += b.toString('utf8');
       wake?.();
     });
@@ -177,10 +181,42 @@ export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeou
     if (!exited) qemu.kill('SIGKILL');
     await new Promise((resolve) => (exited ? resolve() : qemu.once('exit', resolve)));
     result.console = strip(text);
+    result.marks = consoleMarks(text, stamps);
     if (keepLog) copyFileSync(join(dir, 'console.log'), keepLog);
     rmSync(dir, { recursive: true, force: true });
   }
   return result;
+}
+
+/** Console lines whose host time tells where the boot went before the kernel's clock starts. */
+const MARKS = {
+  firmware: /SeaBIOS|BdsDxe|UEFI Interactive Shell|Booting from Hard Disk/,
+  grub: /Welcome to GRUB|GNU GRUB/,
+  grubBoot: /Booting `|Loading Linux/,
+  kernel: /Linux version/,
+  init: /Run \/init|as init process/,
+  systemd: /systemd\[1\]: systemd \d+|Welcome to (?!GRUB).*!/,
+  // The first prompt (the name typed after it lands on the same line).
+  login: / login: /,
+};
+
+/**
+ * Host time and qemu CPU time (s since qemu started) when the console chunk holding the first
+ * match of each of MARKS arrived: { name: [wall, cpu] }.
+ */
+function consoleMarks(text, stamps) {
+  const out = {};
+  for (const [k, re] of Object.entries(MARKS)) {
+    const m = re.exec(text);
+    if (!m) continue;
+    let at = [NaN, NaN];
+    for (const [off, s, c] of stamps) {
+      if (off > m.index) break;
+      at = [s, c];
+    }
+    out[k] = at;
+  }
+  return out;
 }
 
 /** Reads a file if it exists, else ''. */
