@@ -114,7 +114,10 @@ export async function prepareDebianTree(o: { tree: string }): Promise<string> {
   for (const l of ['vmlinuz', 'vmlinuz.old', 'initrd.img', 'initrd.img.old']) await rm(join(t, l), { force: true });
   // A fresh file, never written in place: the tree may share inodes with a cached copy.
   await rm(join(t, 'etc/fstab'), { force: true });
-  await writeFile(join(t, 'etc/fstab'), '# cosa: /boot holds the BLS entries ostree writes\nLABEL=boot /boot ext4 defaults 0 2\n');
+  // /boot as an automount: mounted (and checked) at its first access, off the path to the login
+  // prompt (on TCG the mount waited for udev's handling of the disk: ~5 s of guest CPU); every
+  // access, ostree's included, waits for the mount, so a deploy right after login is safe.
+  await writeFile(join(t, 'etc/fstab'), '# cosa: /boot holds the BLS entries ostree writes\nLABEL=boot /boot ext4 defaults,x-systemd.automount 0 2\n');
   await mkdir(join(t, 'usr/lib/tmpfiles.d'), { recursive: true });
   await writeFile(join(t, 'usr/lib/tmpfiles.d/cosa-debian-var.conf'), await varTmpfiles(t));
   return kver;

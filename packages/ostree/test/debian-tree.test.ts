@@ -72,7 +72,7 @@ describe('prepareDebianTree', () => {
     expect(await readFile(join(t, 'usr/lib/modules', kver, 'vmlinuz'), 'utf8')).toBe('kernel');
     for (const d of ['boot', 'dev', 'tmp', 'run', 'var/log', 'var/cache/apt', 'var/lib/apt/lists']) expect(await readdir(join(t, d))).toEqual([]);
     expect(await lstat(join(t, 'vmlinuz')).catch(() => undefined)).toBeUndefined();
-    expect(await readFile(join(t, 'etc/fstab'), 'utf8')).toContain('LABEL=boot /boot ext4 defaults 0 2');
+    expect(await readFile(join(t, 'etc/fstab'), 'utf8')).toContain('LABEL=boot /boot ext4 defaults,x-systemd.automount 0 2');
     const tmpfiles = await readFile(join(t, 'usr/lib/tmpfiles.d/cosa-debian-var.conf'), 'utf8');
     expect(tmpfiles).toContain('C /var/lib/dpkg - - - - /usr/share/factory/var/lib/dpkg');
     expect(tmpfiles).toContain('C /var/cache/debconf - - - - /usr/share/factory/var/cache/debconf');
