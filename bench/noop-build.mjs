@@ -4,6 +4,8 @@
 // (`cosa build ostree`). Baseline in the same run: the CLI start alone (`cosa --help`).
 // Scenarios, each the median of N runs: no overrides; overrides/rootfs with FILES files (warm
 // file-hash cache); the same with the cache deleted before each run (every file hashed again).
+// Also the start of `node` alone, and with COSA_BASELINE=/path/to/other/bin/cosa.js (e.g. main's
+// checkout, built) that CLI's `--help` and no-op in the same workdir, in the same run.
 // usage: node bench/noop-build.mjs [--runs N] [--files N] [--cache DIR] [--keep]
 //        (root; after `pnpm -r run build`; --cache: a warm workdir cache/ to link, e.g.
 //        $COSA_TEST_CACHE/workdir-cache, so the one compose reuses the Debian base tree)
@@ -23,7 +25,9 @@ const cache = opt('--cache', undefined);
 const base = mkdtempSync(join(tmpdir(), 'cosa-bench-noop-'));
 const config = join(base, 'config');
 const wd = join(base, 'wd');
-const cosa = (...a) => execFileSync(process.execPath, [cli, ...a], { cwd: wd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const baseline = process.env.COSA_BASELINE;
+const run = (bin, a) => execFileSync(process.execPath, [bin, ...a], { cwd: wd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const cosa = (...a) => run(cli, a);
 const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 
 function median(label, fn, before = () => {}) {
@@ -33,7 +37,7 @@ function median(label, fn, before = () => {}) {
     const t0 = performance.now();
     const out = fn();
     t.push(performance.now() - t0);
-    if (label !== 'cli start' && !/up to date/.test(out)) throw new Error(`${label}: not a no-op:\n${out}`);
+    if (!/start/.test(label) && !/up to date/.test(out)) throw new Error(`${label}: not a no-op:\n${out}`);
   }
   t.sort((a, b) => a - b);
   return t[Math.floor(t.length / 2)] / 1000;
@@ -50,6 +54,11 @@ try {
   console.log(`load average at start: ${load()} (2 cores)`);
   cosa('build', 'ostree');
   const rows = [];
+  rows.push(['`node -e 0` (process start alone)', median('node start', () => execFileSync(process.execPath, ['-e', '0'], { encoding: 'utf8' }))]);
+  if (baseline) {
+    rows.push([`baseline CLI start (\`${baseline} --help\`)`, median('baseline cli start', () => run(baseline, ['--help']))]);
+    rows.push(['baseline CLI no-op, no overrides', median('baseline no overrides', () => run(baseline, ['build', 'ostree']))]);
+  }
   rows.push(['CLI start only (`cosa --help`, baseline)', median('cli start', () => cosa('--help'))]);
   rows.push(['no-op, no overrides', median('no overrides', () => cosa('build', 'ostree'))]);
   // Override trees: FILES small files in 20 directories, plus a few larger ones.

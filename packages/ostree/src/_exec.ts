@@ -3,8 +3,15 @@
  * (never shell strings), an AbortSignal, the command reported to progress, output lines streamed,
  * failures turned into CommandFailedError with stderr attached.
  */
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { CommandFailedError, type OnProgress } from '@cosa/schema';
+
+/**
+ * execa loaded on the first command: it is ~100 modules, and a CLI call that runs no tool (the
+ * no-op `cosa build`, `cosa list`) should not pay for loading them.
+ */
+let execaModule: Promise<typeof import('execa')> | undefined;
+const loadExeca = (): Promise<typeof import('execa')> => (execaModule ??= import('execa'));
 
 /** Options of {@link run}. */
 export interface RunOptions {
@@ -44,6 +51,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
   const [file, ...args] = argv;
   if (file === undefined) throw new TypeError('run(): empty argv');
   const shown = argv.map((a) => (options.redact?.includes(a) ? '***' : a));
+  const { execa } = await loadExeca();
   options.onProgress?.({ type: 'command', argv: shown });
   const t0 = performance.now();
   const child: ResultPromise = execa(file, args, {
@@ -105,6 +113,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
 
 /** True when `tool` is found on PATH. */
 export async function hasTool(tool: string): Promise<boolean> {
+  const { execa } = await loadExeca();
   const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', tool], { reject: false });
   return r.exitCode === 0;
 }

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { CommandFailedError, CosaError, stableStringify, withPhase } from '@cosa/schema';
 import { type DebianSource } from '@cosa/schema/internal';
 import { run } from './_exec.js';
+import { defaultDpkgAdminDir, dpkgInstalledVersions } from './_dpkg-status.js';
 import { aptDownload, aptEnv, aptResolve, aptUpdate, allCached, dpkgArch, metadataDigest, minbaseNames, sourceLine, type AptEnv, type ResolvedDeb } from './_apt.js';
 import type { ComposeOptions, ComposeResult, Composer, PackageInfo } from './composer.js';
 import { commitTree } from './repo.js';
@@ -189,9 +190,13 @@ export function createDebianComposer(opts: DebianComposerOptions = {}): Composer
 
   const version = (): Promise<string> => {
     versionMemo ??= (async () => {
-      // One dpkg-query instead of starting perl (mmdebstrap) and ostree: the no-op check is timed.
-      const r = await run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'mmdebstrap', 'ostree'], { okExitCodes: [0, 1] });
-      return `cosa-debian/${REVISION} ${r.stdout.trim().split('\n').sort().join(' ')}`;
+      // dpkg's status file, else one dpkg-query, instead of starting perl (mmdebstrap) and ostree:
+      // the no-op check is timed, and starting a process costs more than reading the file.
+      const tools = ['mmdebstrap', 'ostree'];
+      const admin = defaultDpkgAdminDir();
+      const lines = (admin ? await dpkgInstalledVersions(tools, admin) : undefined)
+        ?? (await run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', ...tools], { okExitCodes: [0, 1] })).stdout.trim().split('\n');
+      return `cosa-debian/${REVISION} ${lines.sort().join(' ')}`;
     })();
     return versionMemo;
   };
