@@ -198,6 +198,10 @@ export class S3Store implements BuildStore {
       return new HttpStatusError(this.urlOf(key), status, { cause: e, ...(conflict ? { code: 'COSA_STORE_CONFLICT' as const } : {}) });
     }
     const what = (e as { code?: string }).code ?? (e as SdkError).name ?? 'error';
+    if ((e as SdkError).name === 'TimeoutError' || what === 'ETIMEDOUT') {
+      // The client's connect, idle or whole-request deadline passed (see `client()`).
+      return new CosaError('COSA_STORE_TIMEOUT', `${this.urlOf(key)}: no answer within the deadline (${(e as Error).message?.split('\n')[0] ?? what})`, { cause: e });
+    }
     return new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${this.urlOf(key)}: ${what}`, { cause: e });
   }
 
