@@ -59,7 +59,7 @@ const cleanup = async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
   await rm(scratch, { recursive: true, force: true });
 };
-process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => void cleanup().then(() => process.exit(130)));
 // Also on a failure (a rejected top-level await ends the process): no server, no scratch left.
 process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
