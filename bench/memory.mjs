@@ -16,11 +16,11 @@
 //   SIZE_MIB=512 STEPS=upload,fetch node bench/memory.mjs
 //   S3_SERVER=s3rver node bench/memory.mjs     # upload to s3rver (test-utils' S3 server) instead of moto_server
 //
-// moto_server completes a multipart upload in memory: it joins the parts into one buffer, copies
-// it, and writes it through an in-memory file before it spills to disk, so completing a 3 GiB
-// object needs ~9-12 GiB of RAM in moto (not in cosa). On a machine without that much free memory
-// moto answers 500 to CompleteMultipartUpload; the script then prints moto's log tail and
-// `free -m` and says so. S3_SERVER=s3rver streams the parts to disk instead (slower, small).
+// moto_server 5.2.1 answered 500 to CompleteMultipartUpload of the 3 GiB image (384 parts of
+// 8 MiB) on every attempt here, with "ValueError: seek of closed file" in its log: one part's
+// temp file was already closed when it joined them (a 512 MiB upload completes). On a failed
+// upload the script prints the server's log tail (successful requests left out) and `free -m`.
+// S3_SERVER=s3rver uses test-utils' s3rver instead (streams parts to disk; slower).
 //
 // Needs: built packages (`pnpm -r run build`), moto_server, awscli (`aws`, to make the bucket), zstd;
 // with S3_SERVER=s3rver, `pnpm install` (s3rver is test-utils' dependency).
@@ -57,6 +57,7 @@ function cosa(args, env = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const c = spawn(process.execPath, [join(repo, 'packages/cli/bin/cosa.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(c);
     let err = '';
     let hwmKiB = 0;
     c.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
