@@ -14,8 +14,16 @@
 //
 //   node bench/memory.mjs                      # SIZE_MIB=3072
 //   SIZE_MIB=512 STEPS=upload,fetch node bench/memory.mjs
+//   S3_SERVER=s3rver node bench/memory.mjs     # upload to s3rver (test-utils' S3 server) instead of moto_server
 //
-// Needs: built packages (`pnpm -r run build`), moto_server, awscli (`aws`, to make the bucket), zstd.
+// moto_server 5.2.1 answered 500 to CompleteMultipartUpload of the 3 GiB image (384 parts of
+// 8 MiB) on every attempt here, with "ValueError: seek of closed file" in its log: one part's
+// temp file was already closed when it joined them (a 512 MiB upload completes). On a failed
+// upload the script prints the server's log tail (successful requests left out) and `free -m`.
+// S3_SERVER=s3rver uses test-utils' s3rver instead (streams parts to disk; slower).
+//
+// Needs: built packages (`pnpm -r run build`), moto_server, awscli (`aws`, to make the bucket), zstd;
+// with S3_SERVER=s3rver, `pnpm install` (s3rver is test-utils' dependency).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -32,6 +40,7 @@ const STEPS = (process.env.STEPS ?? 'upload,fetch,compress,hash').split(',');
 const ID = '99.20261127.0';
 const ARCH = 'x86_64';
 const BUDGET_MB = 300;
+const S3_SERVER = process.env.S3_SERVER ?? 'moto';
 const uptime = () => execFileSync('uptime').toString().trim().replace(/^.*load average/, 'load average');
 const loadBefore = uptime();
 
@@ -41,13 +50,14 @@ process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   rmSync(scratch, { recursive: true, force: true });
 });
-process.on('SIGINT', () => process.exit(130));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
 /** Runs the cosa CLI; resolves to wall seconds and the process's peak RSS (MiB) from VmHWM. */
 function cosa(args, env = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const c = spawn(process.execPath, [join(repo, 'packages/cli/bin/cosa.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(c);
     let err = '';
     let hwmKiB = 0;
     c.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
@@ -125,22 +135,46 @@ await symlink(ID, join(workdir, 'builds', 'latest'));
 const rows = [];
 // --- moto_server ----------------------------------------------------------------------------
 let s3env;
+let s3log = '';
 if (STEPS.includes('upload')) {
-  const log = join(scratch, 'moto.log');
-  const moto = spawn('moto_server', ['-H', '127.0.0.1', '-p', '0'], { stdio: ['ignore', openSync(log, 'w'), openSync(log, 'a')] });
-  children.push(moto);
+  const log = join(scratch, `${S3_SERVER}.log`);
+  s3log = log;
   let port;
-  for (let i = 0; i < 600 && !port; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    port = Number(/Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(log, 'utf8'))?.[1]) || undefined;
+  if (S3_SERVER === 's3rver') {
+    const dir = join(scratch, 's3rver');
+    await mkdir(dir);
+    const child = spawn(process.execPath, [join(repo, 'packages/test-utils/src/_s3-child.mjs'), dir, '1', 'bench'], {
+      env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' }, stdio: ['ignore', 'pipe', openSync(log, 'w')],
+    });
+    children.push(child);
+    port = await new Promise((resolve, reject) => {
+      child.stdout.once('data', (d) => {
+        child.stdout.resume();
+        resolve(JSON.parse(String(d).split('\n')[0]).port);
+      });
+      child.once('exit', (c) => reject(new Error(`s3rver exited (${c}): ${readFileSync(log, 'utf8')}`)));
+    });
+    s3env = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1', AWS_ENDPOINT_URL: `http://127.0.0.1:${port}` };
+  } else {
+    const moto = spawn('moto_server', ['-H', '127.0.0.1', '-p', '0'], { stdio: ['ignore', openSync(log, 'w'), openSync(log, 'a')] });
+    children.push(moto);
+    for (let i = 0; i < 600 && !port; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      port = Number(/Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(log, 'utf8'))?.[1]) || undefined;
+    }
+    if (!port) throw new Error('moto_server did not start');
+    s3env = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1', AWS_ENDPOINT_URL: `http://127.0.0.1:${port}` };
+    execFileSync('sh', ['-c', 'env -u AWS_CA_BUNDLE aws s3 mb s3://bench'], { env: { ...process.env, ...s3env }, stdio: 'ignore' });
   }
-  if (!port) throw new Error('moto_server did not start');
-  s3env = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1', AWS_ENDPOINT_URL: `http://127.0.0.1:${port}` };
-  execFileSync('sh', ['-c', 'env -u AWS_CA_BUNDLE aws s3 mb s3://bench'], { env: { ...process.env, ...s3env }, stdio: 'ignore' });
 }
 if (STEPS.includes('upload')) {
-  const r = await cosa(['--workdir', workdir, 'buildupload', 's3', 'bench/m'], s3env);
-  rows.push(['buildupload s3 (moto_server), raw image', r]);
+  const r = await cosa(['--workdir', workdir, 'buildupload', 's3', 'bench/m'], s3env).catch((e) => {
+    // Say why: the server's last words and the machine's memory (moto needs RAM to complete).
+    const tail = readFileSync(s3log, 'utf8').split('\n').filter((l) => !/ HTTP\/1\.1" 20\d /.test(l)).slice(-25).join('\n');
+    process.stderr.write(`\n${S3_SERVER} log (tail, successful requests left out):\n${tail}\n\nfree -m:\n${execFileSync('free', ['-m']).toString()}\n`);
+    throw e;
+  });
+  rows.push([`buildupload s3 (${S3_SERVER === 's3rver' ? 's3rver' : 'moto_server'}), raw image`, r]);
 }
 if (STEPS.includes('fetch')) {
   // Over HTTP from a static server in this process (byte ranges cost it nothing; moto_server

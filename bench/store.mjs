@@ -10,6 +10,12 @@
 //   RUNS=1 SIZE_MIB=256 node bench/store.mjs
 //   COSA_BASELINE=/work/main/packages/cli/bin/cosa.js node bench/store.mjs   # adds rows for another cosa (A/B)
 //   ONLY=upload node bench/store.mjs   # the upload rows only (and the unchanged re-upload); prints, leaves docs/ alone
+//   ONLY=download node bench/store.mjs # the S3 download rows only: the build is uploaded once (by cosa), then
+//                                      # cosa, awscli, rclone (and COSA_BASELINE) fetch it RUNS times; prints, leaves docs/ alone
+//
+// rclone runs with its defaults (1.60: --transfers 4, --multi-thread-streams 4 above --multi-thread-cutoff
+// 250M, so each large artifact comes in 4 ranged streams; it checks no hash of a multipart object);
+// awscli with its defaults (10 threads, 8 MB ranges).
 //
 // Needs: built packages (`pnpm -r run build`; schema, store and cli are built here when dist/ is
 // missing), moto_server, aws (awscli, first on PATH), rclone, curl, nginx, /usr/bin/time.
@@ -30,6 +36,7 @@ const MiB = 1024 * 1024;
 const AWS = execFileSync('sh', ['-c', 'command -v aws']).toString().trim();
 const BASELINE = process.env.COSA_BASELINE;
 const ONLY_UPLOAD = process.env.ONLY === 'upload';
+const ONLY_DOWNLOAD = process.env.ONLY === 'download';
 const uptime = () => execFileSync('uptime').toString().trim().replace(/^.*load average/, 'load average');
 const loadBefore = uptime();
 const versions = {
@@ -52,7 +59,7 @@ const cleanup = async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
   await rm(scratch, { recursive: true, force: true });
 };
-process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => void cleanup().then(() => process.exit(130)));
 // Also on a failure (a rejected top-level await ends the process): no server, no scratch left.
 process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
@@ -165,47 +172,51 @@ const add = (name, v) => (results[name] ??= []).push(v);
 
 const fetchInto = (cli, dst, prefix) => timed([...cli, '--workdir', dst, 'buildfetch', '--url', `s3://bench/${prefix}`, '--arch', ARCH, '--artifact', 'all'], s3env);
 
+if (ONLY_DOWNLOAD) await timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', 'bench/cosa-dl'], s3env);
 for (let run = 0; run < RUNS; run++) {
   process.stderr.write(`run ${run + 1}/${RUNS} (${uptime()})\n`);
-  // Upload: each tool to its own prefix; the order rotates so no tool always goes first.
-  const uploads = {
-    cosa: () => timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], s3env),
-    awscli: () => timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]),
-    rclone: () => timed([...env(rcloneEnv), 'rclone', 'copy', join(workdir, 'builds', ID), `bench:bench/rclone-${run}/${ID}`]),
-    ...(baseline ? { baseline: () => timed([...baseline, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/base-${run}`], s3env) } : {}),
-  };
-  const order = Object.keys(uploads);
-  for (let i = 0; i < order.length; i++) {
-    const k = order[(i + run) % order.length];
-    const r = await uploads[k]();
-    add(`upload ${k}`, r.secs);
-    if (k === 'cosa' || k === 'baseline') add(`rss upload ${k}`, r.rssMiB);
-  }
+  const src = ONLY_DOWNLOAD ? 'cosa-dl' : `cosa-${run}`;
+  if (!ONLY_DOWNLOAD) {
+    // Upload: each tool to its own prefix; the order rotates so no tool always goes first.
+    const uploads = {
+      cosa: () => timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], s3env),
+      awscli: () => timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]),
+      rclone: () => timed([...env(rcloneEnv), 'rclone', 'copy', join(workdir, 'builds', ID), `bench:bench/rclone-${run}/${ID}`]),
+      ...(baseline ? { baseline: () => timed([...baseline, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/base-${run}`], s3env) } : {}),
+    };
+    const order = Object.keys(uploads);
+    for (let i = 0; i < order.length; i++) {
+      const k = order[(i + run) % order.length];
+      const r = await uploads[k]();
+      add(`upload ${k}`, r.secs);
+      if (k === 'cosa' || k === 'baseline') add(`rss upload ${k}`, r.rssMiB);
+    }
 
-  // Re-upload of the unchanged build, through the counting proxy: bytes really sent.
-  wireBytes = 0;
-  const again = await timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], { ...s3env, AWS_ENDPOINT_URL: proxyEndpoint });
-  add('re-upload cosa wire bytes', wireBytes);
-  const doc = again.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((e) => e.event === 'result');
-  add('re-upload cosa', again.secs);
-  add('re-upload cosa bytes sent', doc.bytesSent);
-  wireBytes = 0;
-  const syncA = await timed([...env({ ...s3env, AWS_ENDPOINT_URL: proxyEndpoint }), AWS, '--endpoint-url', proxyEndpoint, 's3', 'sync', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]);
-  add('re-upload awscli sync', syncA.secs);
-  add('re-upload awscli wire bytes', wireBytes);
+    // Re-upload of the unchanged build, through the counting proxy: bytes really sent.
+    wireBytes = 0;
+    const again = await timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', `bench/cosa-${run}`], { ...s3env, AWS_ENDPOINT_URL: proxyEndpoint });
+    add('re-upload cosa wire bytes', wireBytes);
+    const doc = again.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((e) => e.event === 'result');
+    add('re-upload cosa', again.secs);
+    add('re-upload cosa bytes sent', doc.bytesSent);
+    wireBytes = 0;
+    const syncA = await timed([...env({ ...s3env, AWS_ENDPOINT_URL: proxyEndpoint }), AWS, '--endpoint-url', proxyEndpoint, 's3', 'sync', '--only-show-errors', join(workdir, 'builds', ID), `s3://bench/aws-${run}/${ID}`]);
+    add('re-upload awscli sync', syncA.secs);
+    add('re-upload awscli wire bytes', wireBytes);
 
-  if (baseline) await dropPrefix(`base-${run}`);
-  if (ONLY_UPLOAD) {
-    for (const p of [`cosa-${run}`, `aws-${run}`, `rclone-${run}`]) await dropPrefix(p);
-    process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
-    continue;
+    if (baseline) await dropPrefix(`base-${run}`);
+    if (ONLY_UPLOAD) {
+      for (const p of [`cosa-${run}`, `aws-${run}`, `rclone-${run}`]) await dropPrefix(p);
+      process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
+      continue;
+    }
   }
   // Download of the same objects (the cosa upload) by each tool, order rotating.
   const downloads = {
     cosa: async () => {
       const dst = join(scratch, `dl-cosa-${run}`);
       await mkdir(dst);
-      const r = await fetchInto(cosa, dst, `cosa-${run}`);
+      const r = await fetchInto(cosa, dst, src);
       if (!existsSync(join(dst, 'builds', ID, ARCH, images.metal.path))) throw new Error('cosa buildfetch fetched nothing');
       add('rss download cosa', r.rssMiB);
       await rm(dst, { recursive: true, force: true });
@@ -213,13 +224,13 @@ for (let run = 0; run < RUNS; run++) {
     },
     awscli: async () => {
       const dst = join(scratch, `dl-aws-${run}`);
-      const r = await timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', `s3://bench/cosa-${run}/${ID}`, dst]);
+      const r = await timed([...env(s3env), AWS, '--endpoint-url', endpoint, 's3', 'cp', '--recursive', '--only-show-errors', `s3://bench/${src}/${ID}`, dst]);
       await rm(dst, { recursive: true, force: true });
       return r;
     },
     rclone: async () => {
       const dst = join(scratch, `dl-rclone-${run}`);
-      const r = await timed([...env(rcloneEnv), 'rclone', 'copy', `bench:bench/cosa-${run}/${ID}`, dst]);
+      const r = await timed([...env(rcloneEnv), 'rclone', 'copy', `bench:bench/${src}/${ID}`, dst]);
       await rm(dst, { recursive: true, force: true });
       return r;
     },
@@ -228,7 +239,7 @@ for (let run = 0; run < RUNS; run++) {
           baseline: async () => {
             const dst = join(scratch, `dl-base-${run}`);
             await mkdir(dst);
-            const r = await fetchInto(baseline, dst, `cosa-${run}`);
+            const r = await fetchInto(baseline, dst, src);
             await rm(dst, { recursive: true, force: true });
             return r;
           },
@@ -236,12 +247,12 @@ for (let run = 0; run < RUNS; run++) {
       : {}),
   };
   // One large artifact alone (`--artifact metal`): cosa splits it into parallel ranges.
-  const metalKey = `cosa-${run}/${ID}/${ARCH}/${images.metal.path}`;
+  const metalKey = `${src}/${ID}/${ARCH}/${images.metal.path}`;
   Object.assign(downloads, {
     'one cosa': async () => {
       const dst = join(scratch, `one-cosa-${run}`);
       await mkdir(dst);
-      const r = await timed([...cosa, '--workdir', dst, 'buildfetch', '--url', `s3://bench/cosa-${run}`, '--arch', ARCH, '--artifact', 'metal'], s3env);
+      const r = await timed([...cosa, '--workdir', dst, 'buildfetch', '--url', `s3://bench/${src}`, '--arch', ARCH, '--artifact', 'metal'], s3env);
       if (!existsSync(join(dst, 'builds', ID, ARCH, images.metal.path))) throw new Error('cosa buildfetch fetched nothing');
       add('rss download one cosa', r.rssMiB);
       await rm(dst, { recursive: true, force: true });
@@ -262,7 +273,7 @@ for (let run = 0; run < RUNS; run++) {
           'one baseline': async () => {
             const dst = join(scratch, `one-base-${run}`);
             await mkdir(dst);
-            const r = await timed([...baseline, '--workdir', dst, 'buildfetch', '--url', `s3://bench/cosa-${run}`, '--arch', ARCH, '--artifact', 'metal'], s3env);
+            const r = await timed([...baseline, '--workdir', dst, 'buildfetch', '--url', `s3://bench/${src}`, '--arch', ARCH, '--artifact', 'metal'], s3env);
             await rm(dst, { recursive: true, force: true });
             return r;
           },
@@ -274,10 +285,36 @@ for (let run = 0; run < RUNS; run++) {
     const k = dorder[(i + run) % dorder.length];
     add(`download ${k}`, (await downloads[k]()).secs);
   }
-  for (const p of [`cosa-${run}`, `aws-${run}`, `rclone-${run}`]) await dropPrefix(p);
+  if (!ONLY_DOWNLOAD) for (const p of [`cosa-${run}`, `aws-${run}`, `rclone-${run}`]) await dropPrefix(p);
   process.stderr.write(`so far: ${JSON.stringify(results)}\n`);
 }
 const loadAfterS3 = uptime();
+if (ONLY_DOWNLOAD) {
+  // Download rows only (ONLY=download): printed, docs/benchmarks.md left alone.
+  const mm = (k) => median(results[k]);
+  const raw = (k) => results[k].map((x) => x.toFixed(1)).join(', ');
+  const row = (what, k, ref, size) => `| ${what} | ${mm(k).toFixed(1)} s [${raw(k)}] | ${(size / MiB / mm(k)).toFixed(0)} MiB/s | ${(mm(k) / mm(ref)).toFixed(2)}× |`;
+  const one = images.metal.size;
+  const out = [
+    `${RUNS} run(s), ${(totalBytes / MiB).toFixed(0)} MiB build, ${versions.moto}, ${versions.aws}, ${versions.rclone}; load before: ${loadBefore}; after: ${loadAfterS3}`,
+    '',
+    '| download (S3, moto_server) | median [runs] | throughput | time of this row / cosa |',
+    '|---|---|---|---|',
+    row('build: cosa buildfetch --artifact all (sha256 checked)', 'download cosa', 'download cosa', totalBytes),
+    ...(baseline ? [row(`build: baseline cosa (${BASELINE})`, 'download baseline', 'download cosa', totalBytes)] : []),
+    row('build: aws s3 cp --recursive', 'download awscli', 'download cosa', totalBytes),
+    row('build: rclone copy', 'download rclone', 'download cosa', totalBytes),
+    row('one artifact (metal): cosa buildfetch --artifact metal', 'download one cosa', 'download one cosa', one),
+    ...(baseline ? [row('one artifact: baseline cosa', 'download one baseline', 'download one cosa', one)] : []),
+    row('one artifact: aws s3 cp', 'download one awscli', 'download one cosa', one),
+    row('one artifact: rclone copyto', 'download one rclone', 'download one cosa', one),
+    '',
+    `Peak RSS of cosa (median): build ${mm('rss download cosa').toFixed(0)} MiB, one artifact ${mm('rss download one cosa').toFixed(0)} MiB.`,
+  ];
+  process.stdout.write(`${out.join('\n')}\n\nraw: ${JSON.stringify(results)}\n`);
+  await cleanup();
+  process.exit(0);
+}
 if (ONLY_UPLOAD) {
   // Upload rows only (ONLY=upload): printed, docs/benchmarks.md left alone.
   const mm = (k) => median(results[k]);

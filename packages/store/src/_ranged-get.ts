@@ -1,26 +1,29 @@
 /**
- * Parallel ranged download of one large object: parts of `partSize` bytes are fetched by up to
- * `concurrency` requests at once (S3 GetObject with Range, or HTTP Range over undici: whatever
- * the store's `get` does), written at their offsets into a temp file, and hashed in order as the
- * bytes arrive, so the sha256 is known when the last part lands and the file is never read back.
- * Memory is bounded: a part may only start while it is fewer than `window` parts ahead of the
- * hashed prefix, and only bytes ahead of that prefix are held (at most `window - 1` parts).
+ * Parallel ranged download of one large object: parts are fetched by up to `concurrency`
+ * requests at once (S3 GetObject with Range, or HTTP Range over undici: whatever the store's
+ * `get` does) and written at their offsets into a temp file as they arrive. The file is the
+ * buffer: nothing is held in memory beyond one write batch per stream, whatever the part size,
+ * and a worker thread hashes the file's complete prefix behind the writers ({@link TrailingHash}),
+ * so the sha256 is known moments after the last byte lands and costs the network thread nothing.
+ * A `window` (parts in flight or done ahead of the complete prefix) can bound how far the
+ * writers run ahead of the hash.
  */
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CosaError, fsyncDir } from '@cosa/schema';
-import type { BuildStore } from './store.js';
+import type { BuildStore, StoreObject } from './store.js';
+import { TrailingHash } from './_verify.js';
 import { downloadToFile, type DownloadOptions } from './_io.js';
 import { abortError, backoffMs, bareEtag, isTransient, logRetry, sleep, stallGuard, storeTimeouts, type StoreTimeouts } from './_util.js';
 
 /** Options of {@link downloadRanged} and {@link downloadObject}. */
 export interface RangedDownloadOptions extends DownloadOptions {
-  /** Bytes per ranged request (default 16 MiB, at least 1 MiB). */
+  /** Bytes per ranged request (default: the object split evenly over `concurrency`, at least 16 MiB; at least 1 MiB). */
   partSize?: number;
   /** Ranged requests in flight (default 4). */
   concurrency?: number;
-  /** Parts in flight or held ahead of the hashed prefix (default concurrency + 1). */
+  /** Parts in flight or done ahead of the complete prefix (default: no limit). */
   window?: number;
 }
 
@@ -29,19 +32,30 @@ const MiB = 1024 * 1024;
 const WRITE_BATCH = MiB;
 
 /**
- * Downloads an object into `dest` (temp file, sha256 checked, atomic rename): in parallel byte
- * ranges when its size is declared and at least two parts long, else as one stream (resumed on a
- * dropped connection) with {@link downloadToFile}. `undefined` when the object does not exist.
+ * Downloads an object into `dest` (temp file, sha256 checked, atomic rename). An object of a
+ * declared size of at least two {@link DEFAULT_PART}s goes through {@link downloadRanged} (in
+ * `concurrency` parallel ranges; with one stream, one GET hashed by a worker thread behind the
+ * writes); a smaller or unsized one is one stream hashed as it comes ({@link downloadToFile}).
+ * `undefined` when the object does not exist.
  */
 export async function downloadObject(store: BuildStore, key: string, dest: string, options: RangedDownloadOptions): Promise<{ bytes: number; sha256: string } | undefined> {
-  const partSize = partSizeOf(options);
-  if (options.size === undefined || options.size < 2 * partSize || (options.concurrency ?? 4) < 2) return downloadToFile(store, key, dest, options);
+  if (options.size === undefined || options.size < 2 * DEFAULT_PART) return downloadToFile(store, key, dest, options);
   return downloadRanged(store, key, dest, { ...options, size: options.size });
 }
 
-const partSizeOf = (o: RangedDownloadOptions): number => Math.max(MiB, o.partSize ?? DEFAULT_PART);
+/**
+ * Bytes per part: as given, else the object split evenly over the streams (rounded up to a MiB),
+ * never below {@link DEFAULT_PART}. One part per stream, as rclone does: each ranged request
+ * costs a server that reads the whole object per range (moto) one read, and costs nothing to
+ * hold, since the parts go straight to the file.
+ */
+const partSizeOf = (o: RangedDownloadOptions): number => {
+  if (o.partSize !== undefined) return Math.max(MiB, o.partSize);
+  const streams = Math.max(1, o.concurrency ?? 4);
+  return Math.max(DEFAULT_PART, Math.ceil((o.size ?? 0) / streams / MiB) * MiB);
+};
 
-/** Default bytes per ranged request. */
+/** The smallest part of a ranged download by default (and the size from which an object is split). */
 export const DEFAULT_PART = 16 * MiB;
 
 /**
@@ -66,21 +80,21 @@ interface Part {
   end: number;
   /** Bytes received (written or queued for writing). */
   got: number;
-  /** Received bytes not yet hashed (the head part hashes as they come). */
-  held: Buffer[];
   done: boolean;
 }
 
 /** The state of one ranged download. */
 class Ranged {
   readonly parts: Part[] = [];
-  private hash: Hash = createHash('sha256');
-  /** Index of the first part not completely hashed. */
+  /** Index of the first part not completely written. */
   private head = 0;
   private next = 0;
   private waiters: Array<() => void> = [];
   private etag: string | undefined;
   private received = 0;
+  /** Resolves once part 0's answer showed the store honours ranges (the others start then). */
+  private probed!: () => void;
+  readonly probe = new Promise<void>((resolve) => (this.probed = resolve));
   readonly timeouts: StoreTimeouts;
   readonly ac = new AbortController();
   readonly signal: AbortSignal;
@@ -89,11 +103,12 @@ class Ranged {
     readonly store: BuildStore,
     readonly key: string,
     readonly fh: FileHandle,
+    readonly hash: TrailingHash,
     readonly o: RangedDownloadOptions & { size: number },
     readonly window: number,
   ) {
     const partSize = partSizeOf(o);
-    for (let s = 0; s < o.size; s += partSize) this.parts.push({ start: s, end: Math.min(o.size, s + partSize) - 1, got: 0, held: [], done: false });
+    for (let s = 0; s < o.size; s += partSize) this.parts.push({ start: s, end: Math.min(o.size, s + partSize) - 1, got: 0, done: false });
     this.timeouts = storeTimeouts(o.timeouts);
     this.signal = o.signal ? AbortSignal.any([o.signal, this.ac.signal]) : this.ac.signal;
   }
@@ -102,23 +117,15 @@ class Ranged {
     return this.store.urlOf(this.key);
   }
 
-  /** The sha256 once every part is hashed. */
-  digest(): string {
-    if (this.head !== this.parts.length) throw new Error('ranged download: not every part was hashed');
-    return this.hash.digest('hex');
-  }
-
-  /** Hashes what the head parts hold, in order, and lets waiting workers start further parts. */
-  private drain(): void {
+  /** Moves the complete prefix on (hashed behind) and lets waiting workers start further parts. */
+  private advance(): void {
     let moved = false;
-    while (this.head < this.parts.length) {
-      const p = this.parts[this.head]!;
-      for (const b of p.held) this.hash.update(b);
-      p.held = [];
-      if (!p.done) break;
+    while (this.head < this.parts.length && this.parts[this.head]!.done) {
       this.head++;
       moved = true;
     }
+    const p = this.parts[this.head];
+    this.hash.advance(p ? p.start + p.got : this.o.size);
     if (moved) for (const w of this.waiters.splice(0)) w();
   }
 
@@ -140,14 +147,14 @@ class Ranged {
     return this.parts[i];
   }
 
-  /** Fetches part 0 alone: it shows whether the object exists and the store honours ranges. */
-  async probe(): Promise<void> {
-    this.next = 1;
-    await this.fetchPart(this.parts[0]!);
-  }
-
-  /** One worker: fetches parts until none is left. */
-  async work(): Promise<void> {
+  /** One worker: the first also fetches part 0 (the probe); the others wait for its answer. */
+  async work(first: boolean): Promise<void> {
+    if (first) {
+      this.next = Math.max(this.next, 1);
+      await this.fetchPart(this.parts[0]!);
+    } else {
+      await Promise.race([this.probe, new Promise((_, reject) => this.signal.addEventListener('abort', () => reject(abortError(this.signal)), { once: true }))]);
+    }
     for (let p = await this.claim(); p; p = await this.claim()) await this.fetchPart(p);
   }
 
@@ -158,7 +165,7 @@ class Ranged {
       try {
         await this.readRange(p);
         p.done = true;
-        this.drain();
+        this.advance();
         return;
       } catch (e) {
         if (this.signal.aborted) throw abortError(this.signal, e);
@@ -169,31 +176,39 @@ class Ranged {
     }
   }
 
-  /** One ranged GET for what `p` still lacks; writes at the offsets and holds the bytes for the hash. */
-  private async readRange(p: Part): Promise<void> {
-    const from = p.start + p.got;
+  /** Opens the ranged GET for what `p` still lacks and checks that the answer is that range. */
+  private async open(p: Part, from: number): Promise<StoreObject> {
     const want = p.end - from + 1;
-    const obj = await this.store.get(this.key, { start: from, end: p.end, signal: this.signal });
+    // The whole object in one part: a plain GET (a server may copy a ranged answer once more).
+    const whole = from === 0 && p.end === this.o.size - 1;
+    const obj = await this.store.get(this.key, { start: from, ...(whole ? {} : { end: p.end }), signal: this.signal });
     if (!obj) {
       if (this.received === 0) throw new Missing();
       throw new CosaError('COSA_STORE_NOT_FOUND', `${this.url} disappeared during the download`);
     }
+    let bad: Error | undefined;
     if (obj.offset !== from || (obj.length !== undefined && obj.length !== want)) {
-      obj.body.destroy();
-      throw new RangeIgnored(`${this.url}: asked for bytes ${from}-${p.end}, got ${obj.length ?? '?'} bytes at ${obj.offset}`);
-    }
-    if (obj.size !== undefined && obj.size !== this.o.size) {
-      obj.body.destroy();
-      throw this.mismatch(`the store says ${obj.size} bytes, meta.json ${this.o.size}`);
-    }
-    const tag = bareEtag(obj.etag);
-    if (tag !== undefined) {
+      bad = new RangeIgnored(`${this.url}: asked for bytes ${from}-${p.end}, got ${obj.length ?? '?'} bytes at ${obj.offset}`);
+    } else if (obj.size !== undefined && obj.size !== this.o.size) {
+      bad = this.mismatch(`the store says ${obj.size} bytes, meta.json ${this.o.size}`);
+    } else {
+      const tag = bareEtag(obj.etag);
       this.etag ??= tag;
-      if (tag !== this.etag) {
-        obj.body.destroy();
-        throw this.mismatch('the object changed during the download (its ETag changed)');
-      }
+      if (tag !== undefined && tag !== this.etag) bad = this.mismatch('the object changed during the download (its ETag changed)');
     }
+    if (bad) {
+      obj.body.destroy();
+      throw bad;
+    }
+    this.probed();
+    return obj;
+  }
+
+  /** One ranged GET for what `p` still lacks, written at its offsets as it comes. */
+  private async readRange(p: Part): Promise<void> {
+    const from = p.start + p.got;
+    const want = p.end - from + 1;
+    const obj = await this.open(p, from);
     const guarded = obj.body.pipe(stallGuard(this.url, this.timeouts));
     obj.body.once('error', (e) => guarded.destroy(e));
     let batch: Buffer[] = [];
@@ -207,10 +222,9 @@ class Ranged {
       const { bytesWritten } = await this.fh.writev(bufs, p.start + p.got);
       if (bytesWritten !== len) throw new Error('short write');
       p.got += len;
-      p.held.push(...bufs);
       this.received += len;
       this.o.meter?.update(this.o.name, this.received);
-      this.drain();
+      this.advance();
     };
     try {
       for await (const c of guarded) {
@@ -248,18 +262,19 @@ class Ranged {
  */
 export async function downloadRanged(store: BuildStore, key: string, dest: string, options: RangedDownloadOptions & { size: number }): Promise<{ bytes: number; sha256: string } | undefined> {
   const concurrency = Math.max(1, options.concurrency ?? 4);
-  const window = Math.max(concurrency, options.window ?? concurrency + 1);
+  const window = Math.max(concurrency, options.window ?? Number.POSITIVE_INFINITY);
   const tmp = join(dirname(dest), `.${basename(dest)}.partial-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'w+', options.mode ?? 0o644);
-  const r = new Ranged(store, key, fh, options, window);
+  const hash = new TrailingHash(tmp);
+  const r = new Ranged(store, key, fh, hash, options, window);
   const { meter, name } = options;
   meter?.start(name, options.size);
   let outcome: 'ok' | 'missing' | 'fallback' | 'failed' = 'ok';
   try {
-    await r.probe();
     await runWorkers(r, concurrency);
     return await finish(r, tmp, dest);
   } catch (e) {
+    hash.close();
     if (e instanceof Missing) outcome = 'missing';
     else if (e instanceof RangeIgnored) outcome = 'fallback';
     else {
@@ -279,8 +294,8 @@ export async function downloadRanged(store: BuildStore, key: string, dest: strin
 /** Runs the workers; the first failure aborts the others and is thrown once all have stopped. */
 async function runWorkers(r: Ranged, concurrency: number): Promise<void> {
   const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(concurrency, r.parts.length) }, () =>
-      r.work().catch((e: unknown) => {
+    Array.from({ length: Math.min(concurrency, r.parts.length) }, (_, i) =>
+      r.work(i === 0).catch((e: unknown) => {
         if (!r.ac.signal.aborted) r.ac.abort(e);
         throw e;
       }),
@@ -296,12 +311,12 @@ async function finish(r: Ranged, tmp: string, dest: string): Promise<{ bytes: nu
   const { o } = r;
   try {
     const bytes = r.parts.reduce((n, p) => n + p.got, 0);
-    const sha256 = r.digest();
-    if (bytes !== o.size || (o.sha256 !== undefined && sha256 !== o.sha256)) {
+    await r.fh.truncate(bytes);
+    // The sync and the rest of the hash (read back from the page cache) overlap.
+    const [{ sha256, bytes: hashed }] = await Promise.all([r.hash.digest(bytes), r.fh.sync()]);
+    if (bytes !== o.size || hashed !== bytes || (o.sha256 !== undefined && sha256 !== o.sha256)) {
       throw r.mismatch(`downloaded ${bytes} bytes with sha256 ${sha256}, expected ${o.size} bytes with sha256 ${o.sha256 ?? '?'}`);
     }
-    await r.fh.truncate(bytes);
-    await r.fh.sync();
     await rename(tmp, dest);
     await fsyncDir(dirname(dest));
     o.meter?.finish(o.name);

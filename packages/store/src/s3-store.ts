@@ -8,6 +8,7 @@ import { CosaError, HttpStatusError } from '@cosa/schema';
 import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, RequestOptions, StoreObject } from './store.js';
 import { abortError, checkKey, countingStream, joinKey, storeTimeouts, type StoreTimeouts } from './_util.js';
 import { checksumMismatch, Sha256Check } from './_verify.js';
+import { rawGet, RawUnsupported, type SignedRequest } from './s3-raw-get.js';
 
 /** Options of {@link S3Store}. */
 export interface S3StoreOptions {
@@ -102,6 +103,9 @@ async function readSmall(body: Readable, max: number, url: string): Promise<Buff
   return Buffer.concat(chunks);
 }
 
+/** Thrown by the capture middleware: the signed request is taken, nothing is sent. */
+class CapturedRequest extends Error {}
+
 interface SdkError {
   name?: string;
   $metadata?: { httpStatusCode?: number };
@@ -120,6 +124,8 @@ export class S3Store implements BuildStore {
   readonly partSize: number;
   readonly queueSize: number;
   private clientValue: S3Client | undefined;
+  /** Set when the endpoint answered something the raw reader leaves to the SDK. */
+  private rawOff = false;
   private readonly options: S3StoreOptions;
 
   constructor(options: S3StoreOptions) {
@@ -198,6 +204,10 @@ export class S3Store implements BuildStore {
       return new HttpStatusError(this.urlOf(key), status, { cause: e, ...(conflict ? { code: 'COSA_STORE_CONFLICT' as const } : {}) });
     }
     const what = (e as { code?: string }).code ?? (e as SdkError).name ?? 'error';
+    if ((e as SdkError).name === 'TimeoutError' || what === 'ETIMEDOUT') {
+      // The client's connect, idle or whole-request deadline passed (see `client()`).
+      return new CosaError('COSA_STORE_TIMEOUT', `${this.urlOf(key)}: no answer within the deadline (${(e as Error).message?.split('\n')[0] ?? what})`, { cause: e });
+    }
     return new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${this.urlOf(key)}: ${what}`, { cause: e });
   }
 
@@ -218,6 +228,14 @@ export class S3Store implements BuildStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<StoreObject | undefined> {
+    if (this.plainHttp()) {
+      try {
+        return await this.getRaw(key, options);
+      } catch (e) {
+        if (!(e instanceof RawUnsupported)) throw e;
+        this.rawOff = true;
+      }
+    }
     const start = options.start ?? 0;
     try {
       const { GetObjectCommand } = await sdk();
@@ -240,6 +258,54 @@ export class S3Store implements BuildStore {
       if ((e as SdkError).$metadata?.httpStatusCode === 416) return { size: start, etag: undefined, metadata: {}, body: Readable.from([]), offset: start };
       throw this.fail(e, key, options.signal);
     }
+  }
+
+  /** Whether object bodies are read with {@link rawGet}: a plain-HTTP endpoint, not turned off. */
+  private plainHttp(): boolean {
+    if (this.rawOff || this.options.client) return false;
+    const endpoint = this.options.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    return endpoint?.startsWith('http:') === true;
+  }
+
+  /** Signs a GetObject exactly as the client would send it, without sending it. */
+  private async signedGet(key: string, range: string | undefined, signal: AbortSignal | undefined): Promise<SignedRequest> {
+    const { GetObjectCommand } = await sdk();
+    const cmd = new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), ...(range ? { Range: range } : {}) });
+    let signed: SignedRequest | undefined;
+    const capture = () => async (args: { request: unknown }) => {
+      signed = args.request as SignedRequest;
+      throw new CapturedRequest();
+    };
+    cmd.middlewareStack.addRelativeTo(
+      capture as unknown as Parameters<typeof cmd.middlewareStack.addRelativeTo>[0],
+      { relation: 'after', toMiddleware: 'httpSigningMiddleware', name: 'cosaCaptureSignedRequest' },
+    );
+    try {
+      await (await this.client()).send(cmd, signal ? { abortSignal: signal } : {});
+    } catch (e) {
+      if (!(e instanceof CapturedRequest) || !signed) throw this.fail(e, key, signal);
+    }
+    return signed!;
+  }
+
+  /** `get` over a lean socket reader (see s3-raw-get.ts); the same answers as the SDK path. */
+  private async getRaw(key: string, options: GetOptions): Promise<StoreObject | undefined> {
+    const start = options.start ?? 0;
+    const range = start > 0 || options.end !== undefined ? `bytes=${start}-${options.end ?? ''}` : undefined;
+    const req = await this.signedGet(key, range, options.signal);
+    const a = await rawGet(req, storeTimeouts(this.options.timeouts), options.signal);
+    if (a.status === 200 || a.status === 206) {
+      const cr = a.headers['content-range'];
+      const total = /\/(\d+)$/.exec(cr ?? '');
+      const length = Number(a.headers['content-length']);
+      const metadata: Record<string, string> = {};
+      for (const [k, v] of Object.entries(a.headers)) if (k.startsWith('x-amz-meta-')) metadata[k.slice(11)] = v;
+      return { size: total ? Number(total[1]) : length, etag: a.headers.etag, metadata, body: a.body, offset: cr ? Number(/bytes (\d+)-/.exec(cr)?.[1] ?? 0) : 0, length };
+    }
+    a.body.resume();
+    if (a.status === 404) return undefined;
+    if (a.status === 416) return { size: start, etag: undefined, metadata: {}, body: Readable.from([]), offset: start };
+    throw new HttpStatusError(this.urlOf(key), a.status);
   }
 
   async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
