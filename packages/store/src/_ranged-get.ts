@@ -15,7 +15,8 @@ import { CosaError, fsyncDir } from '@cosa/schema';
 import type { BuildStore, StoreObject } from './store.js';
 import { TrailingHash } from './_verify.js';
 import { downloadToFile, type DownloadOptions } from './_io.js';
-import { abortError, backoffMs, bareEtag, isTransient, logRetry, sleep, stallGuard, storeTimeouts, type StoreTimeouts } from './_util.js';
+import { retry, retryWarning } from '@cosa/schema/internal';
+import { abortError, bareEtag, isTransient, stallGuard, storeTimeouts, transferRetry, type StoreTimeouts } from './_util.js';
 
 /** Options of {@link downloadRanged} and {@link downloadObject}. */
 export interface RangedDownloadOptions extends DownloadOptions {
@@ -160,20 +161,14 @@ class Ranged {
 
   /** Fetches one part, resuming a broken or short answer a bounded number of times. */
   async fetchPart(p: Part): Promise<void> {
-    const attempts = this.o.attempts ?? 5;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.readRange(p);
-        p.done = true;
-        this.advance();
-        return;
-      } catch (e) {
-        if (this.signal.aborted) throw abortError(this.signal, e);
-        if (e instanceof RangeIgnored || e instanceof Missing || attempt >= attempts || !isTransient(e)) throw e;
-        logRetry(this.o.onProgress, `downloading ${this.url} (bytes ${p.start + p.got}-${p.end})`, attempt, attempts, e);
-        await sleep(backoffMs(attempt), this.signal);
-      }
-    }
+    await retry(() => this.readRange(p), {
+      ...transferRetry('', { attempts: this.o.attempts ?? 5, signal: this.signal, onProgress: this.o.onProgress }),
+      retryIf: (e) => !(e instanceof RangeIgnored || e instanceof Missing) && isTransient(e),
+      // The range still missing changes between tries: the warning names the one retried.
+      onRetry: (info) => retryWarning(this.o.onProgress, `downloading ${this.url} (bytes ${p.start + p.got}-${p.end})`)(info),
+    });
+    p.done = true;
+    this.advance();
   }
 
   /** Opens the ranged GET for what `p` still lacks and checks that the answer is that range. */

@@ -70,11 +70,6 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Backoff before attempt `n` (1-based): 200 ms doubling, capped at 5 s, with jitter. */
-export function backoffMs(n: number): number {
-  return backoffDelay(n);
-}
-
 /** True when a failed request is worth repeating: connection errors, timeouts, 5xx and 429. */
 export function isTransient(e: unknown): boolean {
   if (e instanceof CosaError) {
@@ -177,11 +172,6 @@ export function stallGuard(url: string, t: StoreTimeouts): Transform {
   }, tick);
   timer.unref();
   return guard;
-}
-
-/** Reports a retry: every repeated request is visible in the log. */
-export function logRetry(onProgress: OnProgress | undefined, what: string, attempt: number, attempts: number, e: unknown): void {
-  retryWarning(onProgress, what)({ error: e, attempt, attempts, delayMs: 0 });
 }
 
 /**
