@@ -11,7 +11,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { CosaError, type OnProgress } from '@cosa/schema';
-import { initRepo, listRefs, pullLocal, revParse, setRef, showCommit, type RepoMode } from './repo.js';
+import { initRepo, listRefs, pullLocal, revParse, setRef, setRepoConfig, showCommit, type RepoMode } from './repo.js';
 
 /** Options of {@link writeRepoTar}. */
 export interface WriteRepoTarOptions {
@@ -31,6 +31,12 @@ export interface WriteRepoTarOptions {
    * Rebuilds of unchanged or slightly changed trees skip nearly all zlib work.
    */
   archiveCache?: string;
+  /**
+   * zlib level (1–9) of the objects compressed for this tar (default {@link ARCHIVE_ZLIB_LEVEL}),
+   * set as `archive.zlib-level` on the repo that compresses them (the cache, never the shipped
+   * repo). Any level gives a valid archive repo; objects already in the cache keep theirs.
+   */
+  zlibLevel?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -42,6 +48,13 @@ export interface RepoTarResult {
   sha256: string;
 }
 
+/**
+ * The zlib level cosa compresses archive objects with. ostree's default is 6 (what the original's
+ * tars hold); level 1 costs a fraction of the CPU for a slightly bigger tar, and every ostree
+ * reads either (docs/benchmarks.md, "Cold build CPU").
+ */
+export const ARCHIVE_ZLIB_LEVEL = 1;
+
 /** Files up to this size are read whole; bigger ones are streamed into the tar. */
 const SMALL_FILE = 1024 * 1024;
 
@@ -51,29 +64,38 @@ const SMALL_FILE = 1024 * 1024;
  * gives the same bytes.
  */
 export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResult> {
-  const sig = o.signal ? { signal: o.signal } : {};
+  const call = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   await mkdir(o.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(o.tmpDir, 'repo-tar-'));
   try {
-    const commit = await revParse({ repo: o.repo, ref: o.rev, ...sig });
+    const commit = await revParse({ repo: o.repo, ref: o.rev, ...call });
     if (!commit) throw new CosaError('COSA_OSTREE_FAILED', `no commit ${o.rev} in ${o.repo}`);
+    // Objects are compressed into the cache (a scratch one without archiveCache), then hardlinked
+    // into the shipped repo: its config stays the one `ostree init --mode=archive` writes.
+    const cache = o.archiveCache ?? path.join(work, 'cache');
+    await initRepo({ path: cache, mode: 'archive', ...call });
+    await setZlibLevel(cache, o.zlibLevel ?? ARCHIVE_ZLIB_LEVEL, call);
+    await pullLocal({ repo: cache, srcRepo: o.repo, revs: [commit], trusted: true, ...call });
     const repo = path.join(work, 'repo');
-    await initRepo({ path: repo, mode: 'archive', ...sig });
-    let src = o.repo;
-    if (o.archiveCache) {
-      await initRepo({ path: o.archiveCache, mode: 'archive', ...sig });
-      await pullLocal({ repo: o.archiveCache, srcRepo: o.repo, revs: [commit], trusted: true, ...sig });
-      src = o.archiveCache;
-    }
-    await pullLocal({ repo, srcRepo: src, revs: [commit], ...(o.archiveCache ? { trusted: true } : {}), ...sig });
-    await setRef({ repo, ref: o.ref, rev: commit, ...sig });
+    await initRepo({ path: repo, mode: 'archive', ...call });
+    await pullLocal({ repo, srcRepo: cache, revs: [commit], trusted: true, ...call });
+    await setRef({ repo, ref: o.ref, rev: commit, ...call });
     // Every entry gets the commit's timestamp: the same commit always gives the same tar bytes.
-    const mtime = (await showCommit({ repo, rev: commit, ...sig })).timestamp;
+    const mtime = (await showCommit({ repo, rev: commit, ...call })).timestamp;
 
-    return await tarDirectory({ dir: repo, output: o.output, mtime, ...sig, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+    return await tarDirectory({ dir: repo, output: o.output, mtime, ...call });
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Sets `archive.zlib-level` of an archive repo (only when it differs: no ostree call otherwise). */
+async function setZlibLevel(repo: string, level: number, call: { signal?: AbortSignal; onProgress?: OnProgress }): Promise<void> {
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new CosaError('COSA_USAGE', `zlib level ${level} is not an integer from 1 to 9`);
+  const config = await readFile(path.join(repo, 'config'), 'utf8');
+  const current = /^\[archive\][^[]*^zlib-level\s*=\s*(\d+)/m.exec(config)?.[1];
+  if (current === String(level)) return;
+  await setRepoConfig({ repo, key: 'archive.zlib-level', value: String(level), ...call });
 }
 
 /** Options of {@link tarDirectory}. */
