@@ -5,7 +5,7 @@
  */
 import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CosaError, type MetaJson, withPhase } from '@cosa/schema';
+import { CosaError, type MetaJson, type OnProgress, withPhase } from '@cosa/schema';
 import { osName } from '@cosa/schema/internal';
 import { type PackageInfo, importRepoTar, INPUTHASH_KEY, recommit, revParse, showCommit, writeRepoTar, setRef } from '@cosa/ostree';
 import { writeImage, selectExecutor } from '@cosa/image';
@@ -90,6 +90,11 @@ export async function makeCommit(ctx: BuildContext): Promise<CommitMade> {
   return composeCommit(ctx);
 }
 
+/** The ostree calls' command events (what `--verbose` and bench/build.mjs read), without the tar's transfer events (the image step reports its own). */
+function commandEvents(onProgress: OnProgress | undefined): { onProgress?: OnProgress } {
+  return onProgress ? { onProgress: (e) => { if (e.type !== 'transfer') onProgress(e); } } : {};
+}
+
 /** The ostree tar: linked from the previous build when the commit and ref are the same (the tar is deterministic). */
 async function exportTar(ctx: BuildContext, commit: string, stage: string, tarName: string): Promise<{ sha256: string; size: number }> {
   const { wd, plan } = ctx;
@@ -101,7 +106,7 @@ async function exportTar(ctx: BuildContext, commit: string, stage: string, tarNa
     if (ok && prevTar.size !== undefined) return { sha256: prevTar.sha256, size: prevTar.size };
   }
   const archiveCache = join(wd.tmpDir, 'repo-archive');
-  const r = await writeRepoTar({ repo: wd.repo, rev: commit, ref: plan.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, archiveCache, ...sig(ctx.options) });
+  const r = await writeRepoTar({ repo: wd.repo, rev: commit, ref: plan.ref, output: join(stage, tarName), tmpDir: wd.tmpDir, archiveCache, ...sig(ctx.options), ...commandEvents(ctx.options.onProgress) });
   await setRef({ repo: archiveCache, ref: plan.buildId, rev: commit });
   return r;
 }

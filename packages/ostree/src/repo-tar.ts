@@ -3,15 +3,14 @@
  * uncompressed tar of an **archive-mode** repo holding the commit and its ref (what
  * `ostree init --mode=archive; ostree pull-local; tar -C repo -cf x.tar .` gives).
  */
-import { createHash } from 'node:crypto';
-import { constants as fsConstants, createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, utimes } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream } from 'node:fs';
+import { lstat, mkdir, mkdtemp, open, readFile, rename, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { CosaError, type OnProgress } from '@cosa/schema';
-import { initRepo, listRefs, pullLocal, revParse, setRef, showCommit, type RepoMode } from './repo.js';
+import { CosaError, hashFile, type OnProgress } from '@cosa/schema';
+import { run } from './_exec.js';
+import { initRepo, listRefs, pullLocal, revParse, setRef, setRepoConfig, showCommit, type RepoMode } from './repo.js';
 
 /** Options of {@link writeRepoTar}. */
 export interface WriteRepoTarOptions {
@@ -31,6 +30,12 @@ export interface WriteRepoTarOptions {
    * Rebuilds of unchanged or slightly changed trees skip nearly all zlib work.
    */
   archiveCache?: string;
+  /**
+   * zlib level (1–9) of the objects compressed for this tar (default {@link ARCHIVE_ZLIB_LEVEL}),
+   * set as `archive.zlib-level` on the repo that compresses them (the cache, never the shipped
+   * repo). Any level gives a valid archive repo; objects already in the cache keep theirs.
+   */
+  zlibLevel?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -42,38 +47,51 @@ export interface RepoTarResult {
   sha256: string;
 }
 
-/** Files up to this size are read whole; bigger ones are streamed into the tar. */
-const SMALL_FILE = 1024 * 1024;
+/**
+ * The zlib level cosa compresses archive objects with. ostree's default is 6 (what the original's
+ * tars hold); level 1 costs a fraction of the CPU for a slightly bigger tar, and every ostree
+ * reads either (docs/benchmarks.md, "Cold build CPU").
+ */
+export const ARCHIVE_ZLIB_LEVEL = 1;
 
 /**
- * Writes the commit `rev` as a tar of an archive-mode repo with `ref` pointing at it. The tar is
- * streamed and hashed while it is written; entries are sorted and owned by 0:0 so the same repo
- * gives the same bytes.
+ * Writes the commit `rev` as a tar of an archive-mode repo with `ref` pointing at it
+ * ({@link tarDirectory}: entries sorted, owned by 0:0, every mtime the commit's, so the same
+ * commit gives the same bytes).
  */
 export async function writeRepoTar(o: WriteRepoTarOptions): Promise<RepoTarResult> {
-  const sig = o.signal ? { signal: o.signal } : {};
+  const call = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   await mkdir(o.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(o.tmpDir, 'repo-tar-'));
   try {
-    const commit = await revParse({ repo: o.repo, ref: o.rev, ...sig });
+    const commit = await revParse({ repo: o.repo, ref: o.rev, ...call });
     if (!commit) throw new CosaError('COSA_OSTREE_FAILED', `no commit ${o.rev} in ${o.repo}`);
+    // Objects are compressed into the cache (a scratch one without archiveCache), then hardlinked
+    // into the shipped repo: its config stays the one `ostree init --mode=archive` writes.
+    const cache = o.archiveCache ?? path.join(work, 'cache');
+    await initRepo({ path: cache, mode: 'archive', ...call });
+    await setZlibLevel(cache, o.zlibLevel ?? ARCHIVE_ZLIB_LEVEL, call);
+    await pullLocal({ repo: cache, srcRepo: o.repo, revs: [commit], trusted: true, ...call });
     const repo = path.join(work, 'repo');
-    await initRepo({ path: repo, mode: 'archive', ...sig });
-    let src = o.repo;
-    if (o.archiveCache) {
-      await initRepo({ path: o.archiveCache, mode: 'archive', ...sig });
-      await pullLocal({ repo: o.archiveCache, srcRepo: o.repo, revs: [commit], trusted: true, ...sig });
-      src = o.archiveCache;
-    }
-    await pullLocal({ repo, srcRepo: src, revs: [commit], ...(o.archiveCache ? { trusted: true } : {}), ...sig });
-    await setRef({ repo, ref: o.ref, rev: commit, ...sig });
+    await initRepo({ path: repo, mode: 'archive', ...call });
+    await pullLocal({ repo, srcRepo: cache, revs: [commit], trusted: true, ...call });
+    await setRef({ repo, ref: o.ref, rev: commit, ...call });
     // Every entry gets the commit's timestamp: the same commit always gives the same tar bytes.
-    const mtime = (await showCommit({ repo, rev: commit, ...sig })).timestamp;
+    const mtime = (await showCommit({ repo, rev: commit, ...call })).timestamp;
 
-    return await tarDirectory({ dir: repo, output: o.output, mtime, ...sig, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+    return await tarDirectory({ dir: repo, output: o.output, mtime, ...call });
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Sets `archive.zlib-level` of an archive repo (only when it differs: no ostree call otherwise). */
+async function setZlibLevel(repo: string, level: number, call: { signal?: AbortSignal; onProgress?: OnProgress }): Promise<void> {
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new CosaError('COSA_USAGE', `zlib level ${level} is not an integer from 1 to 9`);
+  const config = await readFile(path.join(repo, 'config'), 'utf8');
+  const current = /^\[archive\][^[]*^zlib-level\s*=\s*(\d+)/m.exec(config)?.[1];
+  if (current === String(level)) return;
+  await setRepoConfig({ repo, key: 'archive.zlib-level', value: String(level), ...call });
 }
 
 /** Options of {@link tarDirectory}. */
@@ -89,137 +107,29 @@ export interface TarDirectoryOptions {
 }
 
 /**
- * Writes an uncompressed tar of `dir`: entries sorted, owned by 0:0, streamed to a temp file and
- * hashed while written, then renamed into place.
+ * Writes an uncompressed tar of `dir` with GNU tar (the format the original's `tar -cf` writes):
+ * entries sorted by name, owned by 0:0 without user or group names, no xattrs or ACLs, hard links
+ * stored as files; written to a temp file, hashed (from the page cache it was just written to),
+ * then renamed into place. GNU tar packs a 300 MB repo with a tenth of the CPU a JavaScript tar
+ * writer needs (docs/benchmarks.md, "Cold build CPU").
  */
 export async function tarDirectory(o: TarDirectoryOptions): Promise<RepoTarResult> {
-  const sig = o.signal ? { signal: o.signal } : {};
   await mkdir(path.dirname(o.output), { recursive: true });
   const partial = `${o.output}.partial-${process.pid}`;
   try {
-    const pack = tar.pack();
-    const hash = createHash('sha256');
-    let size = 0;
-    // tar-stream emits header, body and padding as separate small chunks; coalescing them into
-    // 1 MiB writes saves a syscall (and a thread-pool round trip) per chunk.
-    let batch: Buffer[] = [];
-    let batched = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        batch.push(chunk);
-        batched += chunk.length;
-        if (batched >= 1024 * 1024) {
-          const out = Buffer.concat(batch, batched);
-          batch = [];
-          batched = 0;
-          cb(null, out);
-        } else cb();
-      },
-      flush(cb) {
-        cb(null, batched ? Buffer.concat(batch, batched) : undefined);
-      },
-    });
-    const name = path.basename(o.output);
-    let lastReport = 0;
-    const feed = async () => {
-      try {
-        await packDir(pack, o.dir, o.mtime, o.signal, () => {
-          if (o.onProgress && size - lastReport > 8 * 1024 * 1024) {
-            lastReport = size;
-            o.onProgress({ type: 'transfer', name, bytes: size });
-          }
-        });
-        pack.finalize();
-      } catch (e) {
-        pack.destroy(e as Error);
-        throw e;
-      }
-    };
-    await Promise.all([pipeline(pack, counter, createWriteStream(partial), sig), feed()]);
+    const argv = [
+      'tar', '--create', `--file=${partial}`, `--directory=${o.dir}`, '--format=gnu', '--sort=name',
+      '--owner=0', '--group=0', '--numeric-owner', '--hard-dereference', '--no-acls', '--no-xattrs', '--no-selinux',
+      ...(o.mtime ? [`--mtime=@${Math.floor(o.mtime.getTime() / 1000)}`] : []),
+      '.',
+    ];
+    await run(argv, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}), streamLines: false });
+    const h = await hashFile(partial, { signal: o.signal, onProgress: o.onProgress, name: path.basename(o.output) });
     await rename(partial, o.output);
-    o.onProgress?.({ type: 'transfer', name, bytes: size, total: size, done: true });
-    return { path: o.output, size, sha256: hash.digest('hex') };
+    return { path: o.output, ...h };
   } finally {
     await rm(partial, { force: true });
   }
-}
-
-function addEntry(pack: tar.Pack, header: Partial<tar.Headers> & { name: string }, body?: Buffer | string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    pack.entry(header, body ?? '', (err) => (err ? reject(err) : resolve()));
-  });
-}
-
-interface WalkItem {
-  abs: string;
-  rel: string;
-  st: Stats;
-}
-
-/** Lists `abs` depth-first, sorted by name, directories before their content. */
-async function walk(abs: string, rel: string, out: WalkItem[]): Promise<void> {
-  const names = (await readdir(abs)).sort();
-  const stats = await Promise.all(names.map((n) => lstat(path.join(abs, n))));
-  for (let i = 0; i < names.length; i++) {
-    const item = { abs: path.join(abs, names[i]!), rel: `${rel}/${names[i]!}`, st: stats[i]! };
-    out.push(item);
-    if (item.st.isDirectory()) await walk(item.abs, item.rel, out);
-  }
-}
-
-/** Files read ahead of the packer (small ones only), to overlap reads with packing. */
-const READ_AHEAD = 32;
-
-async function packDir(pack: tar.Pack, dir: string, mtime: Date | undefined, signal: AbortSignal | undefined, tick: () => void): Promise<void> {
-  const root: WalkItem = { abs: dir, rel: '.', st: await stat(dir) };
-  const items: WalkItem[] = [root];
-  await walk(dir, '.', items);
-  const reads = new Map<number, Promise<Buffer>>();
-  const small = (it: WalkItem) => it.st.isFile() && it.st.size <= SMALL_FILE;
-  let next = 0;
-  const readAhead = (from: number) => {
-    for (next = Math.max(next, from); next < items.length && next < from + READ_AHEAD; next++) {
-      const it = items[next]!;
-      if (small(it)) reads.set(next, readFile(it.abs));
-    }
-  };
-  // Buffer entries are queued synchronously by tar-stream; only a streamed entry must be awaited
-  // before the next one. Pending callbacks are collected and awaited in batches.
-  let pending: Promise<void>[] = [];
-  for (let i = 0; i < items.length; i++) {
-    signal?.throwIfAborted();
-    readAhead(i);
-    const it = items[i]!;
-    const s = it.st;
-    const base = { uid: 0, gid: 0, uname: '', gname: '', mtime: mtime ?? s.mtime };
-    if (s.isDirectory()) {
-      pending.push(addEntry(pack, { ...base, name: it.rel === '.' ? './' : `${it.rel}/`, type: 'directory', mode: s.mode & 0o7777 }));
-    } else if (s.isSymbolicLink()) {
-      pending.push(addEntry(pack, { ...base, name: it.rel, type: 'symlink', linkname: await readlink(it.abs), mode: 0o777 }));
-    } else if (s.isFile()) {
-      const header: Partial<tar.Headers> & { name: string } = { ...base, name: it.rel, type: 'file', mode: s.mode & 0o7777, size: s.size };
-      if (small(it)) {
-        const body = await reads.get(i)!;
-        reads.delete(i);
-        pending.push(addEntry(pack, header, body));
-      } else {
-        await Promise.all(pending);
-        pending = [];
-        await new Promise<void>((resolve, reject) => {
-          const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-          pipeline(createReadStream(it.abs), entry).catch(reject);
-        });
-      }
-      tick();
-    }
-    if (pending.length >= 256) {
-      await Promise.all(pending);
-      pending = [];
-    }
-  }
-  await Promise.all(pending);
 }
 
 /** Options of {@link importRepoTar}. */

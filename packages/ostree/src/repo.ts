@@ -68,6 +68,11 @@ export async function initRepo(o: { path: string; mode: RepoMode } & RepoCallOpt
   await ostree(o.path, ['init', `--mode=${o.mode}`], { ...o, what: `cannot create the OSTree repo ${o.path}` });
 }
 
+/** Sets one key of a repo's config (`ostree config set`), e.g. `archive.zlib-level`. */
+export async function setRepoConfig(o: { repo: string; key: string; value: string } & RepoCallOptions): Promise<void> {
+  await ostree(o.repo, ['config', 'set', '--', o.key, o.value], { ...o, what: `cannot set ${o.key} in ${o.repo}` });
+}
+
 /** Options of {@link commit}. */
 export interface CommitOptions extends RepoCallOptions {
   repo: string;

@@ -75,3 +75,11 @@ describe('debianSources', () => {
     await expect(debianSources({ suite: 'bookworm' }, {})).rejects.toMatchObject({ code: 'COSA_COMPOSE_FAILED' });
   });
 });
+
+describe('systemFirstPath (the PATH mmdebstrap runs with)', () => {
+  it('puts the distribution directories before version-manager shims, once each', async () => {
+    const { systemFirstPath } = await import('../src/debian.js');
+    expect(systemFirstPath('/root/.pyenv/shims:/usr/local/bin:/usr/bin:/bin')).toBe('/usr/sbin:/usr/bin:/sbin:/bin:/root/.pyenv/shims:/usr/local/bin');
+    expect(systemFirstPath('')).toBe('/usr/sbin:/usr/bin:/sbin:/bin');
+  });
+});

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { commit, importRepoTar, initRepo, listRefs, readRepoMode, revParse, showCommit, writeRepoTar } from '@cosa/ostree';
 import { run } from '@cosa/ostree/internal';
 import { tempDir, writeTree } from './_tmp.js';
-import { extractTar } from '../src/repo-tar.js';
+import { ARCHIVE_ZLIB_LEVEL, extractTar } from '../src/repo-tar.js';
 
 async function built() {
   const d = await tempDir();
@@ -168,6 +168,34 @@ describe('repo tar', () => {
     await walk(target);
     expect(modes.size).toBeGreaterThan(0);
     for (const m of modes) expect(m & 0o7022).toBe(0);
+  });
+
+  it('compresses objects at the cache\'s zlib level (1 by default) and ships the plain archive config', async () => {
+    const d = await tempDir();
+    const repo = path.join(d, 'repo');
+    // Text that zlib 1 and 9 compress to different sizes (words from a small vocabulary).
+    let x = 12345;
+    const words = ['ostree', 'commit', 'archive', 'zlib', 'level', 'debian', 'kernel', 'initramfs'];
+    const text = Array.from({ length: 300_000 }, () => words[(x = (x * 1103515245 + 12345) % 2 ** 31) % words.length]).join(' ');
+    await writeTree(path.join(d, 'tree'), { 'usr/share/words.txt': text });
+    await initRepo({ path: repo, mode: 'bare-user' });
+    const c = (await commit({ repo, branch: 'b', tree: path.join(d, 'tree') })).commit;
+    const sizes: number[] = [];
+    for (const level of [undefined, 9] as const) {
+      const cache = path.join(d, `cache-${level ?? 'default'}`);
+      const out = path.join(d, `${level ?? 'default'}.tar`);
+      const r = await writeRepoTar({ repo, rev: c, ref: 'r', output: out, tmpDir: path.join(d, 'tmp'), archiveCache: cache, ...(level ? { zlibLevel: level } : {}) });
+      sizes.push(r.size);
+      expect(await readFile(path.join(cache, 'config'), 'utf8')).toMatch(new RegExp(`^\\[archive\\]\\nzlib-level=${level ?? ARCHIVE_ZLIB_LEVEL}$`, 'm'));
+      const x2 = path.join(d, `x-${level ?? 'default'}`);
+      await mkdir(x2);
+      await run(['tar', '-xf', out, '-C', x2]);
+      expect(await readFile(path.join(x2, 'config'), 'utf8')).not.toMatch(/zlib-level/);
+      await run(['ostree', `--repo=${x2}`, 'fsck']);
+    }
+    expect(ARCHIVE_ZLIB_LEVEL).toBe(1);
+    expect(sizes[1]).toBeLessThan(sizes[0]!);
+    await expect(writeRepoTar({ repo, rev: c, ref: 'r', output: path.join(d, 'bad.tar'), tmpDir: path.join(d, 'tmp'), zlibLevel: 0 })).rejects.toMatchObject({ code: 'COSA_USAGE' });
   });
 
   it('leaves no partial output when aborted', async () => {
