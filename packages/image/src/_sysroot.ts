@@ -10,7 +10,7 @@
 import { open, rm, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasTool, run } from '@cosa/ostree/internal';
-import { readRepoMode } from '@cosa/ostree';
+import { listCommitTree, readRepoMode } from '@cosa/ostree';
 import { assetPath } from './_assets.js';
 import { CommandFailedError, CosaError, isCosaError, withPhase, type OnProgress } from '@cosa/schema';
 
@@ -33,11 +33,11 @@ export async function sysrootListing(o: { env: Record<string, string>; repo: str
   const mode = await readRepoMode(o.repo);
   if (mode !== 'bare-user' && mode !== 'bare') return undefined;
   // fakeroot hides the source's user.ostreemeta: the objects' metadata comes from this listing.
-  const listing = (await run(['ostree', `--repo=${o.repo}`, 'ls', '-R', '-C', '-X', o.commit], { signal: o.signal })).stdout;
+  const lines = await listCommitTree({ repo: o.repo, rev: o.commit, checksums: true, xattrs: true, ...(o.signal ? { signal: o.signal } : {}) });
   // Extended attributes (SELinux labels) are not carried through fakeroot: those trees deploy in the guest.
-  if (listing.split('\n').some((l) => l && !l.includes(' { @a(ayay) [] } '))) return undefined;
+  if (lines.some((l) => !l.includes(' { @a(ayay) [] } '))) return undefined;
   const file = join(o.dir, 'sysroot.listing');
-  await writeFile(file, listing);
+  await writeFile(file, `${lines.join('\n')}\n`);
   return file;
 }
 

@@ -5,8 +5,8 @@
  */
 import { access, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { hasTool, run } from '@cosa/ostree/internal';
-import { initRepo, listCommitTree, ostreeVersionText, pullLocal, readRepoMode, revParse } from '@cosa/ostree';
+import { hasTool } from '@cosa/ostree/internal';
+import { initRepo, listCommitTree, ostreeVersionText, pullLocal, readRepoMode, revParse, showCommit } from '@cosa/ostree';
 import { CosaError, hashFile, withPhase, type ImageConfig, type OnProgress } from '@cosa/schema';
 import { assetPath } from './_assets.js';
 import { DISK_TOOLS, requireHostTools } from './_host-packages.js';
@@ -64,11 +64,8 @@ export async function estimateDiskSize(options: EstimateDiskSizeOptions): Promis
  * the same commit gives the same bytes (the build's SOURCE_DATE_EPOCH when cosa made the commit).
  */
 async function commitTime(repo: string, commit: string, signal?: AbortSignal): Promise<number> {
-  const r = await run(['ostree', `--repo=${repo}`, 'show', commit], { signal });
-  const m = /^Date:\s+(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)$/m.exec(r.stdout);
-  const t = m ? Date.parse(`${m[1]}T${m[2]}${m[3]}:${m[4]}`) : NaN;
-  if (!Number.isFinite(t)) throw new CosaError('COSA_IMAGE_FAILED', `commit ${commit.slice(0, 12)}: no Date in \`ostree show\``);
-  return Math.floor(t / 1000);
+  const info = await showCommit({ repo, rev: commit, ...(signal ? { signal } : {}) });
+  return Math.floor(info.timestamp.getTime() / 1000);
 }
 
 /**

@@ -388,9 +388,14 @@ export async function checkoutSubpath(o: { repo: string; rev: string; subpath: s
   throw new CosaError('COSA_OSTREE_FAILED', `cannot check out ${o.subpath} of ${o.rev} from ${o.repo}: ${r.stderr.trim()}`);
 }
 
-/** `ostree ls -R` of a commit: one line per entry (type+mode, uid, gid, size, path). */
-export async function listCommitTree(o: { repo: string; rev: string } & RepoCallOptions): Promise<string[]> {
-  const r = await ostree(o.repo, ['ls', '-R', '--', o.rev], { ...o, what: `cannot list ${o.rev}` });
+/**
+ * `ostree ls -R` of a commit: one line per entry (type+mode, uid, gid, size, path); with
+ * `checksums` each line also names the entry's object (`-C`), with `xattrs` its extended
+ * attributes (`-X`).
+ */
+export async function listCommitTree(o: { repo: string; rev: string; checksums?: boolean; xattrs?: boolean } & RepoCallOptions): Promise<string[]> {
+  const flags = [...(o.checksums ? ['-C'] : []), ...(o.xattrs ? ['-X'] : [])];
+  const r = await ostree(o.repo, ['ls', '-R', ...flags, '--', o.rev], { ...o, what: `cannot list ${o.rev}` });
   return r.stdout.split('\n').filter((l) => l.length > 0);
 }
 

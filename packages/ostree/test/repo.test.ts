@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  commit, commitSize, commitToArchive, commitTree, deleteRef, recommit, initRepo, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
+  commit, commitSize, commitToArchive, commitTree, deleteRef, recommit, initRepo, listCommitTree, listRefs, prune, pullLocal, readCommitMeta, readRepoMode,
   revParse, setRef, showCommit,
 } from '@cosa/ostree';
 import { run } from '@cosa/ostree/internal';
@@ -42,6 +42,18 @@ describe('repo operations', () => {
     expect(await readCommitMeta({ repo, rev: r.commit })).toEqual(info.metadata);
     const ls = await run(['ostree', `--repo=${repo}`, 'ls', r.commit, '/usr/bin/hello']);
     expect(ls.stdout).toMatch(/^-00644 0 0\s+18 \/usr\/bin\/hello/);
+  });
+
+  it('lists a commit tree, with object checksums and extended attributes on request', async () => {
+    const { repo, tree } = await fixture();
+    const r = await commit({ repo, branch: 'os/list', tree, fsync: false });
+    const plain = await listCommitTree({ repo, rev: r.commit });
+    const hello = plain.find((l) => l.endsWith(' /usr/bin/hello'));
+    expect(hello).toMatch(/^-00644 0 0\s+18 \/usr\/bin\/hello$/);
+    const full = await listCommitTree({ repo, rev: r.commit, checksums: true, xattrs: true });
+    expect(full).toHaveLength(plain.length);
+    // What the VM writer's host stage reads: the object of every file and its (empty) xattrs.
+    expect(full.find((l) => l.includes(' /usr/bin/hello'))).toMatch(/^-00644 0 0\s+18 [0-9a-f]{64} \{ @a\(ayay\) \[\] \} \/usr\/bin\/hello$/);
   });
 
   // Ref names here are never all-hex: ostree takes `b` as a checksum prefix when a commit's checksum starts with b.
