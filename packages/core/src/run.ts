@@ -2,10 +2,10 @@
  * `cosa run`: boot a build's qemu image. Interactive (serial console on the terminal) or, with
  * `check`, non-interactive: wait for the login prompt and report.
  */
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, type OnProgress } from '@cosa/schema';
+import { makeTempDir } from '@cosa/schema/internal';
 import { run } from '@cosa/ostree/internal';
 import { bootCheck, findOvmf, probeAccelerator, qemuArgs, type Firmware } from '@cosa/image';
 import { createBlankDisk, imageSectorSize } from '@cosa/image/internal';
@@ -77,7 +77,7 @@ export async function runImage(o: RunImageOptions): Promise<RunImageResult> {
     });
     return { image, ok: r.ok, elapsedMs: r.elapsedMs, consoleTail: r.consoleLog.split('\n').slice(-30).join('\n'), ...(r.reason ? { reason: r.reason } : {}) };
   }
-  const dir = await mkdtemp(join(tmpdir(), 'cosa-run-'));
+  const dir = await makeTempDir('cosa-run-');
   const sectorSize = await imageSectorSize(image);
   const firmware = o.firmware ?? (sectorSize === 4096 ? 'uefi' : 'bios');
   try {

@@ -3,12 +3,12 @@
  * kernel (e.g. a PVM host device): boot the host kernel once under KVM with a tiny busybox
  * initramfs, and remember the answer in the cache directory.
  */
-import { access, constants, chmod, copyFile, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, constants, chmod, copyFile, lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { homedir, tmpdir } from 'node:os';
+import { homedir } from 'node:os';
 import { run } from '@cosa/ostree/internal';
 import { isCosaError, writeFileAtomic, type OnProgress } from '@cosa/schema';
-import { readRegularFile } from '@cosa/schema/internal';
+import { makeTempDir, readRegularFile } from '@cosa/schema/internal';
 import { findHostKernel } from './_host-packages.js';
 
 /** A qemu accelerator. */
@@ -105,7 +105,7 @@ export async function readCachedAccelerator(file: string, key: string): Promise<
 }
 
 async function bootsUnderKvm(kernel: string, options: ProbeAcceleratorOptions): Promise<Accelerator> {
-  const dir = await mkdtemp(join(tmpdir(), 'cosa-kvm-probe-'));
+  const dir = await makeTempDir('cosa-kvm-probe-');
   try {
     const root = join(dir, 'root');
     await mkdir(join(root, 'bin'), { recursive: true });

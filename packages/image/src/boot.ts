@@ -3,11 +3,12 @@
  * OVMF) with `-snapshot`, capture the serial console, wait for a pattern.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { copyFile, readFile, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { run } from '@cosa/ostree/internal';
 import { CosaError, isCosaError, type OnProgress } from '@cosa/schema';
+import { makeTempDir } from '@cosa/schema/internal';
 import { followFile, lineSplitter } from './_console.js';
 import { readGpt } from './_gpt.js';
 import { QEMU_TOOLS, requireHostTools } from './_host-packages.js';
@@ -142,7 +143,7 @@ export async function bootCheck(options: BootCheckOptions): Promise<BootCheckRes
   const pattern = options.pattern ?? /login:/;
   const timeoutMs = options.timeoutMs ?? 5 * 60_000;
   const accel = options.accel ?? (options.cacheDir ? await probeAccelerator({ cacheDir: options.cacheDir, signal: options.signal }) : 'tcg');
-  const dir = await mkdtemp(join(tmpdir(), 'cosa-boot-'));
+  const dir = await makeTempDir('cosa-boot-');
   const log = join(dir, 'console.log');
   const stop = new AbortController();
   const onAbort = () => stop.abort();

@@ -7,11 +7,12 @@
  *   block inputs as read-only virtio disks.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { run } from '@cosa/ostree/internal';
 import { CommandFailedError, CosaError, isCosaError, type OnProgress } from '@cosa/schema';
+import { makeTempDir } from '@cosa/schema/internal';
 import { followFile, lineSplitter, tail } from './_console.js';
 import { DIRECT_TOOLS, requireHostTools, VM_TOOLS } from './_host-packages.js';
 import { probeAccelerator, type Accelerator } from './accel.js';
@@ -87,7 +88,7 @@ export async function directUnavailable(): Promise<CosaError | undefined> {
   if (!existsSync('/dev/loop-control')) {
     return new CosaError('COSA_IMAGE_NO_LOOP', 'no loop devices on this host (/dev/loop-control is missing)', { hint: 'use the VM executor (--vm)' });
   }
-  const dir = await mkdtemp(join(tmpdir(), 'cosa-loop-probe-'));
+  const dir = await makeTempDir('cosa-loop-probe-');
   try {
     const f = join(dir, 'probe.img');
     await writeFile(f, Buffer.alloc(1024 * 1024));

@@ -4,11 +4,11 @@
  * the GPT and edited in place with e2fsprogs' `debugfs` (`image?offset=N` opens the partition
  * inside the image file), then checked with `e2fsck -fy`.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { CosaError, type OnProgress } from '@cosa/schema';
+import { makeTempDir } from '@cosa/schema/internal';
 import { run } from '@cosa/ostree/internal';
 import { readGpt, type GptPartition } from './_gpt.js';
 import { platformSettings, type PlatformsConfig } from './platforms.js';
@@ -200,7 +200,7 @@ export async function setPlatform(options: SetPlatformOptions): Promise<SetPlatf
   if (!/^[A-Za-z0-9._-]+$/.test(options.platform)) throw new CosaError('COSA_PLATFORM_UNKNOWN', `invalid platform id "${options.platform}"`);
   const part = await findBootPartition(rawDisk);
   const dev = `${rawDisk}?offset=${part.start}`;
-  const work = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'cosa-setplatform-'));
+  const work = await makeTempDir('cosa-setplatform-', options.tmpDir);
   // Times written by debugfs and e2fsck: the root directory's ctime (the commit's time on a disk
   // cosa made), not the time of day, so the same disk edited the same way gives the same bytes.
   let timeEnv: Record<string, string> = {};

@@ -5,8 +5,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CosaError } from './errors.js';
@@ -39,6 +39,51 @@ export async function removeStaleTemps(path: string): Promise<string[]> {
     removed.push(n);
   }
   return removed;
+}
+
+/**
+ * The prefixes of the temp dirs cosa makes under `os.tmpdir()` (run, boot, probes; the test
+ * helpers' too). Each dir is named `<prefix><pid>-<random>` ({@link makeTempDir}), so
+ * {@link sweepStaleTempDirs} can tell the dirs of a killed process from those of a live one.
+ */
+export const TEMP_DIR_PREFIXES = ['cosa-run-', 'cosa-boot-', 'cosa-kvm-probe-', 'cosa-loop-probe-', 'cosa-setplatform-', 'cosa-kola-', 'cosa-wd-', 'cosa-test-'] as const;
+
+let swept: Promise<string[]> | undefined;
+
+/**
+ * Removes the temp dirs of {@link TEMP_DIR_PREFIXES} in `dir` (default `os.tmpdir()`) whose
+ * owning process is gone: the name must be `<prefix><pid>-<6 chars>`, the PID not this process
+ * and not alive on this host, and the dir a real directory owned by this user. What a killed
+ * run leaves (SIGKILL skips every `finally`); the same test as the workdir's `tmp/` sweep of
+ * buildfetch staging dirs. Dirs without a PID in their name (older cosa, other tools) are left
+ * alone. Returns the names removed.
+ */
+export async function sweepStaleTempDirs(dir: string = tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  const uid = process.getuid?.();
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    const prefix = TEMP_DIR_PREFIXES.find((p) => n.startsWith(p));
+    const pid = prefix ? Number(/^(\d+)-[A-Za-z0-9]{6}$/.exec(n.slice(prefix.length))?.[1]) : NaN;
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
+    const st = await lstat(join(dir, n)).catch(() => undefined);
+    if (!st?.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+    await rm(join(dir, n), { recursive: true, force: true }).then(
+      () => removed.push(n),
+      () => {},
+    );
+  }
+  return removed;
+}
+
+/**
+ * `mkdtemp` under `os.tmpdir()` (or `parent`) named `<prefix><pid>-<random>`; the first call of a
+ * process first sweeps the dirs killed runs left in `os.tmpdir()` ({@link sweepStaleTempDirs};
+ * only a prefix of {@link TEMP_DIR_PREFIXES} is ever swept).
+ */
+export async function makeTempDir(prefix: string, parent: string = tmpdir()): Promise<string> {
+  swept ??= sweepStaleTempDirs().catch(() => []);
+  await swept;
+  return mkdtemp(join(parent, `${prefix}${process.pid}-`));
 }
 
 /** Writes `data` to `path` through a temp file in the same directory: write, fsync, rename, fsync dir. */

@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stableStringify } from '@cosa/schema';
+import { makeTempDir } from '@cosa/schema/internal';
 
 /** A temporary workdir; `cleanup()` (or `await using`) removes it. */
 export interface TempWorkdir extends AsyncDisposable {
@@ -23,7 +23,7 @@ export const TINY_CONFIG: Record<string, string> = {
  * `cache/`, `tmp/`, `overrides/{rpm,rootfs}`) without going through `cosa init`.
  */
 export async function tempWorkdir(options: { prefix?: string } = {}): Promise<TempWorkdir> {
-  const dir = await mkdtemp(join(tmpdir(), options.prefix ?? 'cosa-wd-'));
+  const dir = await makeTempDir(options.prefix ?? 'cosa-wd-');
   const configDir = join(dir, 'src', 'config');
   await mkdir(configDir, { recursive: true });
   for (const [name, text] of Object.entries(TINY_CONFIG)) await writeFile(join(configDir, name), text);
@@ -34,7 +34,7 @@ export async function tempWorkdir(options: { prefix?: string } = {}): Promise<Te
 
 /** A temp directory that `cleanup()` (or `await using`) removes. */
 export async function tempDir(prefix = 'cosa-test-'): Promise<{ dir: string; cleanup(): Promise<void> } & AsyncDisposable> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const dir = await makeTempDir(prefix);
   const cleanup = () => rm(dir, { recursive: true, force: true });
   return { dir, cleanup, [Symbol.asyncDispose]: cleanup };
 }
