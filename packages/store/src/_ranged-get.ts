@@ -16,7 +16,7 @@ import type { BuildStore, StoreObject } from './store.js';
 import { TrailingHash } from './_verify.js';
 import { downloadToFile, type DownloadOptions } from './_io.js';
 import { retry, retryWarning } from '@cosa/schema/internal';
-import { abortError, bareEtag, isTransient, stallGuard, storeTimeouts, transferRetry, type StoreTimeouts } from './_util.js';
+import { abortError, bareEtag, isTransient, stallGuard, stallWatch, storeTimeouts, transferRetry, type StoreTimeouts } from './_util.js';
 
 /** Options of {@link downloadRanged} and {@link downloadObject}. */
 export interface RangedDownloadOptions extends DownloadOptions {
@@ -148,13 +148,17 @@ class Ranged {
     return this.parts[i];
   }
 
-  /** One worker: the first also fetches part 0 (the probe); the others wait for its answer. */
+  /** One worker: the first also fetches part 0 (the probe); the others wait for its answer (unless the store honours ranges). */
   async work(first: boolean): Promise<void> {
-    if (first) {
-      this.next = Math.max(this.next, 1);
-      await this.fetchPart(this.parts[0]!);
-    } else {
-      await Promise.race([this.probe, new Promise((_, reject) => this.signal.addEventListener('abort', () => reject(abortError(this.signal)), { once: true }))]);
+    // A store whose protocol honours ranges (S3) needs no probe: every stream starts at once (one
+    // that still sends a whole body fails its part with RangeIgnored, and one stream reads it).
+    if (!this.store.honoursRanges) {
+      if (first) {
+        this.next = Math.max(this.next, 1);
+        await this.fetchPart(this.parts[0]!);
+      } else {
+        await Promise.race([this.probe, new Promise((_, reject) => this.signal.addEventListener('abort', () => reject(abortError(this.signal)), { once: true }))]);
+      }
     }
     for (let p = await this.claim(); p; p = await this.claim()) await this.fetchPart(p);
   }
@@ -204,6 +208,53 @@ class Ranged {
     const from = p.start + p.got;
     const want = p.end - from + 1;
     const obj = await this.open(p, from);
+    if (obj.drain) await this.drainRange(obj, p, from);
+    else await this.streamRange(obj, p, from, want);
+    if (p.start + p.got <= p.end) throw new CosaError('COSA_STORE_UNREACHABLE', `${this.url}: range ${from}-${p.end} ended after ${p.start + p.got - from} of ${want} bytes`);
+  }
+
+  /** Bytes of `p` landed in the file: the part, the meter and the hash move on. */
+  private landed(p: Part, n: number): void {
+    p.got += n;
+    this.received += n;
+    this.o.meter?.update(this.o.name, this.received);
+    this.advance();
+  }
+
+  /**
+   * The body read straight from the store's read buffers into the file (no stream, no copy):
+   * each chunk written at its offset before the buffer is read into again.
+   */
+  private async drainRange(obj: StoreObject, p: Part, from: number): Promise<void> {
+    let stalled: CosaError | undefined;
+    const watch = stallWatch(this.url, this.timeouts, (e) => {
+      stalled = e;
+      obj.body.destroy();
+    });
+    try {
+      await obj.drain!(async (chunk) => {
+        const at = p.start + p.got;
+        const b = chunk.subarray(0, Math.max(0, Math.min(chunk.length, p.end + 1 - at)));
+        for (let off = 0; off < b.length; ) {
+          const { bytesWritten } = await this.fh.write(b, off, b.length - off, at + off);
+          if (bytesWritten <= 0) throw new Error('short write');
+          off += bytesWritten;
+        }
+        this.landed(p, b.length);
+      }, (n) => watch.moved(n));
+    } catch (e) {
+      // What was written before the break stays: the retry asks only for the rest.
+      if (stalled) throw stalled;
+      if (e instanceof CosaError || this.signal.aborted) throw e;
+      throw new CosaError('COSA_STORE_UNREACHABLE', `${this.url}: bytes ${from}-${p.end} broke off: ${(e as Error).message}`, { cause: e });
+    } finally {
+      watch.stop();
+      obj.body.destroy();
+    }
+  }
+
+  /** The body read as a stream, gathered into batches written at their offsets. */
+  private async streamRange(obj: StoreObject, p: Part, from: number, want: number): Promise<void> {
     const guarded = obj.body.pipe(stallGuard(this.url, this.timeouts));
     obj.body.once('error', (e) => guarded.destroy(e));
     let batch: Buffer[] = [];
@@ -216,10 +267,7 @@ class Ranged {
       batchBytes = 0;
       const { bytesWritten } = await this.fh.writev(bufs, p.start + p.got);
       if (bytesWritten !== len) throw new Error('short write');
-      p.got += len;
-      this.received += len;
-      this.o.meter?.update(this.o.name, this.received);
-      this.advance();
+      this.landed(p, len);
     };
     try {
       for await (const c of guarded) {
@@ -241,7 +289,6 @@ class Ranged {
       guarded.destroy();
       obj.body.destroy();
     }
-    if (p.start + p.got <= p.end) throw new CosaError('COSA_STORE_UNREACHABLE', `${this.url}: range ${from}-${p.end} ended after ${p.start + p.got - from} of ${want} bytes`);
   }
 
   mismatch(why: string): CosaError {

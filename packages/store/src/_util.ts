@@ -133,44 +133,61 @@ export function storeTimeouts(t: Partial<StoreTimeouts> | undefined): StoreTimeo
 }
 
 /**
- * A pass-through that fails with COSA_STORE_TIMEOUT when the stream it carries stays silent
- * for `idleMs`, or moves fewer than `minBytesPerSecond` over a `rateWindowMs` window (a server
- * trickling a byte every few seconds never trips an idle timeout).
+ * Watches a body that is read without a stream: call `moved(n)` for every chunk; `onStall` gets
+ * a COSA_STORE_TIMEOUT error when nothing moves for `idleMs`, or fewer than `minBytesPerSecond`
+ * move over a `rateWindowMs` window. `stop()` ends the watch.
  */
-export function stallGuard(url: string, t: StoreTimeouts): Transform {
+export function stallWatch(url: string, t: StoreTimeouts, onStall: (e: CosaError) => void): { moved(n: number): void; stop(): void } {
   let last = Date.now();
   let windowStart = last;
   let windowBytes = 0;
-  const guard: Transform = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      last = Date.now();
-      windowBytes += chunk.length;
-      cb(null, chunk);
-    },
-    flush(cb) {
-      clearInterval(timer);
-      cb();
-    },
-    destroy(err, cb) {
-      clearInterval(timer);
-      cb(err);
-    },
-  });
   const tick = Math.max(10, Math.min(1000, Math.floor(Math.min(t.idleMs, t.rateWindowMs) / 4)));
   const timer = setInterval(() => {
     const now = Date.now();
     if (now - last >= t.idleMs) {
-      guard.destroy(new CosaError('COSA_STORE_TIMEOUT', `${url}: no data for ${t.idleMs / 1000} s`));
+      clearInterval(timer);
+      onStall(new CosaError('COSA_STORE_TIMEOUT', `${url}: no data for ${t.idleMs / 1000} s`));
     } else if (now - windowStart >= t.rateWindowMs) {
       const rate = (windowBytes * 1000) / (now - windowStart);
       if (rate < t.minBytesPerSecond) {
-        guard.destroy(new CosaError('COSA_STORE_TIMEOUT', `${url}: ${Math.round(rate)} bytes/s over ${t.rateWindowMs / 1000} s, below the minimum of ${t.minBytesPerSecond}`));
+        clearInterval(timer);
+        onStall(new CosaError('COSA_STORE_TIMEOUT', `${url}: ${Math.round(rate)} bytes/s over ${t.rateWindowMs / 1000} s, below the minimum of ${t.minBytesPerSecond}`));
       }
       windowStart = now;
       windowBytes = 0;
     }
   }, tick);
   timer.unref();
+  return {
+    moved(n: number) {
+      last = Date.now();
+      windowBytes += n;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+/**
+ * A pass-through that fails with COSA_STORE_TIMEOUT when the stream it carries stays silent
+ * for `idleMs`, or moves fewer than `minBytesPerSecond` over a `rateWindowMs` window (a server
+ * trickling a byte every few seconds never trips an idle timeout).
+ */
+export function stallGuard(url: string, t: StoreTimeouts): Transform {
+  const watch = stallWatch(url, t, (e) => guard.destroy(e));
+  const guard: Transform = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      watch.moved(chunk.length);
+      cb(null, chunk);
+    },
+    flush(cb) {
+      watch.stop();
+      cb();
+    },
+    destroy(err, cb) {
+      watch.stop();
+      cb(err);
+    },
+  });
   return guard;
 }
 

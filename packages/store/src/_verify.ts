@@ -140,6 +140,9 @@ function release(t: HasherThread): void {
   }
 }
 
+/** The hashing thread is told of a longer prefix once it has grown by this much (or at the end). */
+const HASH_STEP = 4 * 1024 * 1024;
+
 /**
  * The sha256 of a file that is being written, computed behind the writer: the writer calls
  * {@link TrailingHash.advance} with the length of the prefix that is complete (every byte before
@@ -160,9 +163,9 @@ export class TrailingHash {
     this.thread.worker.postMessage({ id: this.id, open: path });
   }
 
-  /** Bytes 0..upTo-1 of the file are written: hash them (in the background). */
+  /** Bytes 0..upTo-1 of the file are written: hash them (in the background, a few MiB at a time). */
   advance(upTo: number): void {
-    if (this.closed || upTo <= this.asked) return;
+    if (this.closed || upTo < this.asked + HASH_STEP) return;
     this.asked = upTo;
     this.thread.worker.postMessage({ id: this.id, upTo });
   }

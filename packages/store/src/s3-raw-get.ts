@@ -21,17 +21,29 @@ export interface SignedRequest {
   headers: Record<string, string>;
 }
 
-/** The answer of {@link rawGet}: status, lower-case headers, and the body as a stream. */
+/** The answer of {@link rawGet}: status, lower-case headers, and the body (read it one way only). */
 export interface RawAnswer {
   status: number;
   headers: Record<string, string>;
+  /** The body as a stream (each chunk a copy of the read buffer). Destroying it closes the connection. */
   body: Readable;
+  /**
+   * Reads the body straight into `write`, without a stream and without copying: each chunk is a
+   * view of one of two read buffers of the connection, valid until the promise `write` returned
+   * resolves (reading goes on into the other buffer meanwhile; the socket pauses only when both
+   * are taken). Calls to `write` come one at a time, in order. Resolves once the whole body is
+   * written; rejects (after the last write has settled) when the connection breaks or a write fails.
+   * `onRead` hears of every read from the socket (for stall deadlines: a chunk can take long to fill).
+   */
+  drain(write: (chunk: Buffer) => Promise<void>, onRead?: (bytes: number) => void): Promise<void>;
 }
 
 /** Thrown when the answer is one this reader leaves to the SDK (no Content-Length). */
 export class RawUnsupported extends Error {}
 
 const CHUNK = 1024 * 1024;
+/** A drain buffer is handed to the writer once less than this is free in it. */
+const ROOM = 64 * 1024;
 
 function target(r: SignedRequest): string {
   const q = Object.entries(r.query ?? {}).flatMap(([k, v]) =>
@@ -40,40 +52,159 @@ function target(r: SignedRequest): string {
   return q.length > 0 ? `${r.path}?${q.join('&')}` : r.path;
 }
 
-/** Sends a signed GET and resolves once the headers are in; the body follows as a stream. */
+/** The two read buffers of a drained body and the writes of their contents, one at a time. */
+class Drainer {
+  private readonly bufs: [Buffer, Buffer];
+  /** The buffer the socket reads into, and how much of it holds body bytes not yet handed on. */
+  cur: Buffer;
+  filled = 0;
+  /** Buffers handed to the writer whose write has not finished. */
+  private readonly taken = new Set<Buffer>();
+  private chain: Promise<void> = Promise.resolve();
+  private failure: Error | undefined;
+  private settle!: { resolve: () => void; reject: (e: Error) => void };
+  readonly done = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+
+  constructor(
+    first: Buffer,
+    private readonly write: (chunk: Buffer) => Promise<void>,
+    private readonly resume: () => void,
+    private readonly onWriteError: (e: Error) => void,
+  ) {
+    this.bufs = [first, Buffer.allocUnsafe(first.length)];
+    this.cur = first;
+  }
+
+  /** Queues the write of `chunk` after the ones before it; `free` runs once it is written. */
+  private queue(chunk: Buffer, free: () => void): void {
+    this.chain = this.chain.then(async () => {
+      if (!this.failure) {
+        try {
+          if (chunk.length > 0) await this.write(chunk);
+        } catch (e) {
+          this.failure ??= e as Error;
+          this.onWriteError(e as Error);
+        }
+      }
+      free();
+    });
+  }
+
+  /** Hands on bytes that are not in a read buffer (a copy: the body bytes read with the headers). */
+  handOn(chunk: Buffer): void {
+    this.queue(chunk, () => {});
+  }
+
+  /** `n` more body bytes are in `cur`; `last` when the body is complete. False: pause the socket. */
+  took(n: number, last: boolean): boolean {
+    this.filled += n;
+    if (!last && this.cur.length - this.filled >= ROOM) return true;
+    const full = this.cur;
+    this.taken.add(full);
+    this.queue(full.subarray(0, this.filled), () => {
+      this.taken.delete(full);
+      // The socket waits for this buffer: it is free again.
+      if (full === this.cur && !this.failure && !last) this.resume();
+    });
+    // Reading goes on into the other buffer; once it is taken too, the socket waits for it.
+    this.cur = this.bufs[0] === full ? this.bufs[1] : this.bufs[0];
+    this.filled = 0;
+    if (last) {
+      void this.chain.then(() => (this.failure ? this.settle.reject(this.failure) : this.settle.resolve()));
+      return false;
+    }
+    return !this.taken.has(this.cur);
+  }
+
+  /** The connection failed: reject once the writes already handed on have settled. */
+  fail(e: Error): void {
+    this.failure ??= e;
+    void this.chain.then(() => this.settle.reject(this.failure!));
+  }
+}
+
+/** Sends a signed GET and resolves once the headers are in; the body follows (see {@link RawAnswer}). */
 export function rawGet(r: SignedRequest, t: StoreTimeouts, signal: AbortSignal | undefined): Promise<RawAnswer> {
   return new Promise<RawAnswer>((resolve, reject) => {
     let head: Buffer | undefined = Buffer.alloc(0);
     let left = 0;
+    /** Body bytes that came with the headers, held until the body is read one way or the other. */
+    let early: Buffer | undefined;
     let body: Readable | undefined;
+    let drainer: Drainer | undefined;
+    let streaming = false;
     let sock: Socket | undefined;
     let done = false;
+    let failure: Error | undefined;
+    const readBuf = Buffer.allocUnsafe(CHUNK);
     const fail = (e: Error) => {
       if (done) return;
       done = true;
+      failure = e;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      if (body) body.destroy(e);
+      if (drainer) drainer.fail(e);
+      // A drained body has no reader to tell: the drain's promise says it.
+      if (body) body.destroy(drainer ? undefined : e);
       else reject(e);
       sock?.destroy();
+    };
+    const complete = () => {
+      done = true;
+      signal?.removeEventListener('abort', onAbort);
+      sock!.end();
     };
     const onAbort = () => fail(new CosaError('COSA_STORE_ABORTED', 'transfer aborted', { cause: signal?.reason }));
     if (signal?.aborted) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => fail(new CosaError('COSA_STORE_TIMEOUT', `${r.hostname}: no answer headers within ${(t.connectMs + t.headersMs) / 1000} s`)), t.connectMs + t.headersMs);
+    /** Stream mode: what was read is copied into the stream (the read buffer is reused). */
     const onBody = (chunk: Buffer): boolean => {
       const take = chunk.subarray(0, Math.min(chunk.length, left));
       left -= take.length;
-      // The read buffer is reused: what is handed on is a copy.
       const more = take.length === 0 || body!.push(Buffer.from(take));
       if (left === 0) {
-        done = true;
-        signal?.removeEventListener('abort', onAbort);
+        complete();
         body!.push(null);
-        sock!.end();
         return false;
       }
       return more;
+    };
+    /** Drain mode: the bytes already sit in the drainer's buffer. */
+    const onDrained = (n: number): boolean => {
+      onRead?.(n);
+      const take = Math.min(n, left);
+      left -= take;
+      const last = left === 0;
+      const more = drainer!.took(take, last);
+      if (last) complete();
+      return more && !last;
+    };
+    const startStream = () => {
+      if (streaming || drainer) return;
+      streaming = true;
+      const first = early!;
+      early = undefined;
+      if (onBody(first)) sock?.resume();
+    };
+    let onRead: ((bytes: number) => void) | undefined;
+    const drain = (write: (chunk: Buffer) => Promise<void>, heard?: (bytes: number) => void): Promise<void> => {
+      onRead = heard;
+      if (streaming || drainer) return Promise.reject(new Error('rawGet: the body is already being read'));
+      if (failure) return Promise.reject(failure);
+      // The socket's next read goes to the start of readBuf (set after the headers' read).
+      drainer = new Drainer(readBuf, write, () => sock?.resume(), (e) => fail(e));
+      const first = early!.subarray(0, Math.min(early!.length, left));
+      early = undefined;
+      left -= first.length;
+      drainer.handOn(first);
+      if (left === 0) {
+        drainer.took(0, true);
+        if (!done) complete();
+      } else {
+        sock?.resume();
+      }
+      return drainer.done;
     };
     const onHead = (chunk: Buffer): boolean => {
       head = Buffer.concat([head!, chunk]);
@@ -83,7 +214,7 @@ export function rawGet(r: SignedRequest, t: StoreTimeouts, signal: AbortSignal |
         return true;
       }
       const lines = head.subarray(0, end).toString('latin1').split('\r\n');
-      const rest = head.subarray(end + 4);
+      early = Buffer.from(head.subarray(end + 4));
       head = undefined;
       clearTimeout(timer);
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
@@ -98,14 +229,25 @@ export function rawGet(r: SignedRequest, t: StoreTimeouts, signal: AbortSignal |
         return false;
       }
       left = Number(length);
-      body = new Readable({ highWaterMark: 2 * CHUNK, read: () => sock?.resume() });
-      resolve({ status, headers, body });
-      return onBody(rest);
+      body = new Readable({
+        highWaterMark: 2 * CHUNK,
+        read: () => (streaming ? sock?.resume() : startStream()),
+        destroy: (e, cb) => {
+          if (!done) fail(e ?? new CosaError('COSA_STORE_ABORTED', `${r.hostname}: the body was closed before its end`));
+          cb(e);
+        },
+      });
+      resolve({ status, headers, body, drain });
+      // Nothing more is read until the body is read one way or the other.
+      return false;
     };
     sock = connect({
       host: r.hostname,
       port: r.port ?? 80,
-      onread: { buffer: Buffer.allocUnsafe(CHUNK), callback: (n: number, buf: Uint8Array) => (head ? onHead : onBody)(Buffer.from(buf.buffer, buf.byteOffset, n)) },
+      onread: {
+        buffer: () => (drainer ? drainer.cur.subarray(drainer.filled) : readBuf),
+        callback: (n: number, buf: Uint8Array) => (head ? onHead(Buffer.from(buf.buffer, buf.byteOffset, n)) : drainer ? onDrained(n) : onBody(Buffer.from(buf.buffer, buf.byteOffset, n))),
+      },
     });
     sock.setNoDelay(true);
     sock.setTimeout(t.idleMs, () => fail(new CosaError('COSA_STORE_TIMEOUT', `${r.hostname}: no data for ${t.idleMs / 1000} s`)));

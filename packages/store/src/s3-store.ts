@@ -121,6 +121,8 @@ export class S3Store implements BuildStore {
   readonly prefix: string;
   readonly url: string;
   readonly writable = true;
+  /** S3 answers every satisfiable ranged GetObject with that range. */
+  readonly honoursRanges = true;
   readonly partSize: number;
   readonly queueSize: number;
   private clientValue: S3Client | undefined;
@@ -300,7 +302,7 @@ export class S3Store implements BuildStore {
       const length = Number(a.headers['content-length']);
       const metadata: Record<string, string> = {};
       for (const [k, v] of Object.entries(a.headers)) if (k.startsWith('x-amz-meta-')) metadata[k.slice(11)] = v;
-      return { size: total ? Number(total[1]) : length, etag: a.headers.etag, metadata, body: a.body, offset: cr ? Number(/bytes (\d+)-/.exec(cr)?.[1] ?? 0) : 0, length };
+      return { size: total ? Number(total[1]) : length, etag: a.headers.etag, metadata, body: a.body, drain: a.drain, offset: cr ? Number(/bytes (\d+)-/.exec(cr)?.[1] ?? 0) : 0, length };
     }
     a.body.resume();
     if (a.status === 404) return undefined;

@@ -21,6 +21,13 @@ export interface StoreObject extends ObjectInfo {
   offset: number;
   /** Bytes in `body` when the store says (Content-Length); tells a honoured range from a whole body. */
   length?: number;
+  /**
+   * Set by stores that can hand the body over without a stream (S3 over plain HTTP, see
+   * s3-raw-get.ts): reads it straight into `write`, one chunk at a time, each chunk valid until
+   * the promise `write` returned resolves. Resolves once every byte is written. Read the body
+   * either this way or through `body`, not both. `onRead` hears of every network read.
+   */
+  drain?: (write: (chunk: Buffer) => Promise<void>, onRead?: (bytes: number) => void) => Promise<void>;
 }
 
 /** Options of {@link BuildStore.get}. */
@@ -82,6 +89,11 @@ export interface BuildStore {
   readonly url: string;
   /** False for stores that can only be read (HTTP). */
   readonly writable: boolean;
+  /**
+   * True when the protocol answers every satisfiable ranged GET with that range (S3), so a
+   * ranged download opens all its streams at once instead of waiting for the first answer.
+   */
+  readonly honoursRanges?: boolean;
   /** The display URL of one key. */
   urlOf(key: string): string;
   /** Opens an object for reading, or `undefined` when it does not exist. */
