@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Memory benchmark (#16): peak RSS of the cosa process per step on a build with a 3 GiB raw
-// image, against the 300 MB budget: buildupload to moto_server (S3), buildfetch back (one large
-// artifact over HTTP: parallel ranged GETs, sha256 on the way), compress (zstd --fast). Each step runs
+// image, against the 300 MB budget: buildupload to a local S3 server, buildfetch back from it
+// (S3: the lean reader's buffers written straight to the file, 4 ranged streams) and over HTTP
+// (parallel ranged GETs, sha256 on the way), compress (zstd --fast). Each step runs
 // `node packages/cli/bin/cosa.js` as a child; its own peak (VmHWM of /proc/<pid>/status, polled
 // every 50 ms; compressor children are not counted) and the wall time are reported. Also: the
 // time to sha256 a 3 GiB raw file that is mostly holes vs one of real data (does sparse-aware
@@ -12,18 +13,20 @@
 // the compressibility of an OS image. A sparse image would flatter compress (zeros) and nothing
 // else: holes are read as zeros by every step here.
 //
-//   node bench/memory.mjs                      # SIZE_MIB=3072
-//   SIZE_MIB=512 STEPS=upload,fetch node bench/memory.mjs
-//   S3_SERVER=s3rver node bench/memory.mjs     # upload to s3rver (test-utils' S3 server) instead of moto_server
+//   node bench/memory.mjs                      # SIZE_MIB=3072, S3 server s3rver
+//   SIZE_MIB=512 STEPS=upload,s3fetch,fetch node bench/memory.mjs
+//   S3_SERVER=moto node bench/memory.mjs       # moto_server instead of s3rver
+//   COSA_BASELINE=/path/to/other/packages/cli/bin/cosa.js node bench/memory.mjs   # the fetches by that CLI too (A/B)
 //
-// moto_server 5.2.1 answered 500 to CompleteMultipartUpload of the 3 GiB image (384 parts of
-// 8 MiB) on every attempt here, with "ValueError: seek of closed file" in its log: one part's
-// temp file was already closed when it joined them (a 512 MiB upload completes). On a failed
-// upload the script prints the server's log tail (successful requests left out) and `free -m`.
-// S3_SERVER=s3rver uses test-utils' s3rver instead (streams parts to disk; slower).
+// The S3 server is test-utils' s3rver by default (it keeps objects and parts on disk and serves
+// a range by reading only that range). moto_server 5.2.1 answered 500 to CompleteMultipartUpload
+// of the 3 GiB image (384 parts of 8 MiB) on every attempt here, with "ValueError: seek of closed
+// file" in its log (one part's temp file was already closed when it joined them; a 512 MiB upload
+// completes), and reads the whole object for every range it serves. On a failed upload the
+// script prints the server's log tail (successful requests left out) and `free -m`.
 //
-// Needs: built packages (`pnpm -r run build`), moto_server, awscli (`aws`, to make the bucket), zstd;
-// with S3_SERVER=s3rver, `pnpm install` (s3rver is test-utils' dependency).
+// Needs: built packages (`pnpm -r run build`), `pnpm install` (s3rver is test-utils' dependency),
+// zstd; with S3_SERVER=moto, moto_server and awscli (`aws`, to make the bucket).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -36,11 +39,12 @@ import { createServer } from 'node:http';
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.SIZE_MIB ?? 3072) * MiB;
-const STEPS = (process.env.STEPS ?? 'upload,fetch,compress,hash').split(',');
+const STEPS = (process.env.STEPS ?? 'upload,s3fetch,fetch,compress,hash').split(',');
 const ID = '99.20261127.0';
 const ARCH = 'x86_64';
 const BUDGET_MB = 300;
-const S3_SERVER = process.env.S3_SERVER ?? 'moto';
+const S3_SERVER = process.env.S3_SERVER ?? 's3rver';
+const BASELINE = process.env.COSA_BASELINE;
 const uptime = () => execFileSync('uptime').toString().trim().replace(/^.*load average/, 'load average');
 const loadBefore = uptime();
 
@@ -53,10 +57,10 @@ process.on('exit', () => {
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
 /** Runs the cosa CLI; resolves to wall seconds and the process's peak RSS (MiB) from VmHWM. */
-function cosa(args, env = {}) {
+function cosa(args, env = {}, cli = join(repo, 'packages/cli/bin/cosa.js')) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const c = spawn(process.execPath, [join(repo, 'packages/cli/bin/cosa.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(c);
     let err = '';
     let hwmKiB = 0;
@@ -136,7 +140,7 @@ const rows = [];
 // --- moto_server ----------------------------------------------------------------------------
 let s3env;
 let s3log = '';
-if (STEPS.includes('upload')) {
+if (STEPS.includes('upload') || STEPS.includes('s3fetch')) {
   const log = join(scratch, `${S3_SERVER}.log`);
   s3log = log;
   let port;
@@ -176,6 +180,19 @@ if (STEPS.includes('upload')) {
   });
   rows.push([`buildupload s3 (${S3_SERVER === 's3rver' ? 's3rver' : 'moto_server'}), raw image`, r]);
 }
+if (STEPS.includes('s3fetch')) {
+  // Back from the same S3 server: one large artifact alone, so 4 ranged streams, each written
+  // from the lean reader's buffers straight into the file, the sha256 in a thread behind them.
+  if (!STEPS.includes('upload')) await cosa(['--workdir', workdir, 'buildupload', 's3', 'bench/m'], s3env);
+  for (const [who, cli] of [['', undefined], ...(BASELINE ? [[' (baseline cosa)', BASELINE]] : [])]) {
+    const dst = join(scratch, 'fetched-s3');
+    await mkdir(dst);
+    const r = await cosa(['--workdir', dst, 'buildfetch', '--url', 's3://bench/m', '--arch', ARCH, '--artifact', 'metal'], s3env, cli);
+    if ((await stat(join(dst, 'builds', ID, ARCH, metal))).size !== SIZE) throw new Error('fetched image has the wrong size');
+    rows.push([`buildfetch --artifact metal from S3 (${S3_SERVER === 's3rver' ? 's3rver' : 'moto_server'}; 4 ranged streams, sha256 on the way)${who}`, r]);
+    await rm(dst, { recursive: true, force: true });
+  }
+}
 if (STEPS.includes('fetch')) {
   // Over HTTP from a static server in this process (byte ranges cost it nothing; moto_server
   // reads the whole object for every range it serves, which makes a 3 GiB ranged fetch from it
@@ -192,13 +209,15 @@ if (STEPS.includes('fetch')) {
     createReadStream(path, { start, end }).pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const dst = join(scratch, 'fetched');
-  await mkdir(dst);
-  const r = await cosa(['--workdir', dst, 'buildfetch', '--url', `http://127.0.0.1:${server.address().port}`, '--arch', ARCH, '--artifact', 'metal']);
+  for (const [who, cli] of [['', undefined], ...(BASELINE ? [[' (baseline cosa)', BASELINE]] : [])]) {
+    const dst = join(scratch, 'fetched');
+    await mkdir(dst);
+    const r = await cosa(['--workdir', dst, 'buildfetch', '--url', `http://127.0.0.1:${server.address().port}`, '--arch', ARCH, '--artifact', 'metal'], {}, cli);
+    if ((await stat(join(dst, 'builds', ID, ARCH, metal))).size !== SIZE) throw new Error('fetched image has the wrong size');
+    rows.push([`buildfetch --artifact metal over HTTP (parallel ranges, sha256 on the way)${who}`, r]);
+    await rm(dst, { recursive: true, force: true });
+  }
   server.close();
-  if ((await stat(join(dst, 'builds', ID, ARCH, metal))).size !== SIZE) throw new Error('fetched image has the wrong size');
-  rows.push(['buildfetch --artifact metal over HTTP (parallel ranges, sha256 on the way)', r]);
-  await rm(dst, { recursive: true, force: true });
 }
 if (STEPS.includes('compress')) {
   const r = await cosa(['--workdir', workdir, 'compress', '--compressor', 'zstd', '--fast', '--artifact', 'metal']);

@@ -14,11 +14,15 @@
 //                                      # cosa, awscli, rclone (and COSA_BASELINE) fetch it RUNS times; prints, leaves docs/ alone
 //
 // rclone runs with its defaults (1.60: --transfers 4, --multi-thread-streams 4 above --multi-thread-cutoff
-// 250M, so each large artifact comes in 4 ranged streams; it checks no hash of a multipart object);
-// awscli with its defaults (10 threads, 8 MB ranges).
+// 250M, so each large artifact comes in 4 ranged streams); awscli with its defaults (10 threads, 8 MB
+// ranges). Like with like: cosa checks every artifact's sha256 against meta.json, fsyncs it and
+// renames it into place; rclone checks no hash of an object uploaded in parts (its ETag is no MD5,
+// and S3 keeps no sha256 it could compare) and does not fsync; awscli checks nothing either. So the
+// download rows also time "rclone, then openssl dgst -sha256 of what it wrote" (the digests
+// compared with meta.json's): the same guarantee as cosa's, by the fastest hasher on the machine.
 //
 // Needs: built packages (`pnpm -r run build`; schema, store and cli are built here when dist/ is
-// missing), moto_server, aws (awscli, first on PATH), rclone, curl, nginx, /usr/bin/time.
+// missing), moto_server, aws (awscli, first on PATH), rclone, openssl, curl, nginx, /usr/bin/time.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, openSync, rmSync } from 'node:fs';
@@ -170,6 +174,12 @@ const baseline = BASELINE ? ['node', BASELINE] : undefined;
 const results = {};
 const add = (name, v) => (results[name] ??= []).push(v);
 
+/** Checks `openssl dgst -sha256` output (one line per file, in order) against the images' sha256. */
+function verified(stdout, imgs) {
+  const got = stdout.split('\n').map((l) => /= ([0-9a-f]{64})$/.exec(l.trim())?.[1]).filter(Boolean);
+  if (got.join() !== imgs.map((i) => i.sha256).join()) throw new Error(`rclone + openssl: the files do not match meta.json:\n${stdout}`);
+}
+
 const fetchInto = (cli, dst, prefix) => timed([...cli, '--workdir', dst, 'buildfetch', '--url', `s3://bench/${prefix}`, '--arch', ARCH, '--artifact', 'all'], s3env);
 
 if (ONLY_DOWNLOAD) await timed([...cosa, '--workdir', workdir, 'buildupload', '--json', 's3', 'bench/cosa-dl'], s3env);
@@ -234,6 +244,14 @@ for (let run = 0; run < RUNS; run++) {
       await rm(dst, { recursive: true, force: true });
       return r;
     },
+    'rclone+sha256': async () => {
+      const dst = join(scratch, `dl-rclone-v-${run}`);
+      const files = Object.values(images).map((i) => `'${join(dst, ARCH, i.path)}'`).join(' ');
+      const r = await timed(['sh', '-c', `rclone copy bench:bench/${src}/${ID} '${dst}' && openssl dgst -sha256 ${files}`], rcloneEnv);
+      verified(r.stdout, Object.values(images));
+      await rm(dst, { recursive: true, force: true });
+      return r;
+    },
     ...(baseline
       ? {
           baseline: async () => {
@@ -266,6 +284,13 @@ for (let run = 0; run < RUNS; run++) {
     'one rclone': async () => {
       const r = await timed([...env(rcloneEnv), 'rclone', 'copyto', `bench:bench/${metalKey}`, join(scratch, 'one-rclone')]);
       await rm(join(scratch, 'one-rclone'), { force: true });
+      return r;
+    },
+    'one rclone+sha256': async () => {
+      const out = join(scratch, 'one-rclone-v');
+      const r = await timed(['sh', '-c', `rclone copyto bench:bench/${metalKey} '${out}' && openssl dgst -sha256 '${out}'`], rcloneEnv);
+      verified(r.stdout, [images.metal]);
+      await rm(out, { force: true });
       return r;
     },
     ...(baseline
@@ -303,11 +328,13 @@ if (ONLY_DOWNLOAD) {
     row('build: cosa buildfetch --artifact all (sha256 checked)', 'download cosa', 'download cosa', totalBytes),
     ...(baseline ? [row(`build: baseline cosa (${BASELINE})`, 'download baseline', 'download cosa', totalBytes)] : []),
     row('build: aws s3 cp --recursive', 'download awscli', 'download cosa', totalBytes),
-    row('build: rclone copy', 'download rclone', 'download cosa', totalBytes),
+    row('build: rclone copy (no hash checked, no fsync)', 'download rclone', 'download cosa', totalBytes),
+    row('build: rclone copy, then openssl dgst -sha256 (checked against meta.json)', 'download rclone+sha256', 'download cosa', totalBytes),
     row('one artifact (metal): cosa buildfetch --artifact metal', 'download one cosa', 'download one cosa', one),
     ...(baseline ? [row('one artifact: baseline cosa', 'download one baseline', 'download one cosa', one)] : []),
     row('one artifact: aws s3 cp', 'download one awscli', 'download one cosa', one),
-    row('one artifact: rclone copyto', 'download one rclone', 'download one cosa', one),
+    row('one artifact: rclone copyto (no hash checked, no fsync)', 'download one rclone', 'download one cosa', one),
+    row('one artifact: rclone copyto, then openssl dgst -sha256', 'download one rclone+sha256', 'download one cosa', one),
     '',
     `Peak RSS of cosa (median): build ${mm('rss download cosa').toFixed(0)} MiB, one artifact ${mm('rss download one cosa').toFixed(0)} MiB.`,
   ];
@@ -401,11 +428,13 @@ const lines = [
   row('upload: rclone copy', 'upload rclone', 'upload cosa'),
   row('download: cosa buildfetch --artifact all (sha256 checked)', 'download cosa'),
   row('download: aws s3 cp --recursive', 'download awscli', 'download cosa'),
-  row('download: rclone copy', 'download rclone', 'download cosa'),
+  row('download: rclone copy (no hash checked, no fsync)', 'download rclone', 'download cosa'),
+  row('download: rclone copy, then openssl dgst -sha256', 'download rclone+sha256', 'download cosa'),
   ...(baseline ? [row(`download: baseline cosa (${BASELINE})`, 'download baseline', 'download cosa')] : []),
   rowOne('one artifact (metal): cosa buildfetch --artifact metal', 'download one cosa'),
   rowOne('one artifact: aws s3 cp', 'download one awscli', 'download one cosa'),
-  rowOne('one artifact: rclone copyto', 'download one rclone', 'download one cosa'),
+  rowOne('one artifact: rclone copyto (no hash checked, no fsync)', 'download one rclone', 'download one cosa'),
+  rowOne('one artifact: rclone copyto, then openssl dgst -sha256', 'download one rclone+sha256', 'download one cosa'),
   ...(baseline ? [rowOne(`one artifact: baseline cosa (${BASELINE})`, 'download one baseline', 'download one cosa')] : []),
   `| re-upload unchanged: cosa (bytes on the wire ${m('re-upload cosa wire bytes')}, of which object bodies ${m('re-upload cosa bytes sent')}) | ${m('re-upload cosa').toFixed(2)} s | | |`,
   `| re-upload unchanged: aws s3 sync (bytes on the wire ${m('re-upload awscli wire bytes')}) | ${m('re-upload awscli sync').toFixed(2)} s | | ${ratio('re-upload awscli sync', 're-upload cosa')} |`,

@@ -6,7 +6,10 @@
  * and a worker thread hashes the file's complete prefix behind the writers ({@link TrailingHash}),
  * so the sha256 is known moments after the last byte lands and costs the network thread nothing.
  * A `window` (parts in flight or done ahead of the complete prefix) can bound how far the
- * writers run ahead of the hash.
+ * writers run ahead of the hash. A store that can (S3 over plain HTTP) hands each part's bytes
+ * over in its own read buffers (`drain`), written to the file without a stream or a copy; the
+ * file's dirty pages are flushed in the background as it grows, so the fsync before the rename
+ * is short; and a store whose protocol honours ranges (S3) has all streams opened at once.
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -31,6 +34,8 @@ export interface RangedDownloadOptions extends DownloadOptions {
 const MiB = 1024 * 1024;
 /** Writes are gathered to this many bytes before they go to disk. */
 const WRITE_BATCH = MiB;
+/** Written bytes between background flushes of the file's dirty pages. */
+const FLUSH_STEP = 64 * MiB;
 
 /**
  * Downloads an object into `dest` (temp file, sha256 checked, atomic rename). An object of a
@@ -219,6 +224,30 @@ class Ranged {
     this.received += n;
     this.o.meter?.update(this.o.name, this.received);
     this.advance();
+    this.flushBehind();
+  }
+
+  /** Bytes received when the last background flush started, and that flush while it runs. */
+  private flushedAt = 0;
+  private flushing: Promise<void> | undefined;
+
+  /**
+   * Every {@link FLUSH_STEP} bytes, asks the kernel to write the file's dirty pages out in the
+   * background (fdatasync on a pool thread), so the fsync before the rename finds little left
+   * to write instead of the whole file. Its errors are the final fsync's to report.
+   */
+  private flushBehind(): void {
+    if (this.flushing || this.received - this.flushedAt < FLUSH_STEP) return;
+    this.flushedAt = this.received;
+    this.flushing = this.fh.datasync().then(
+      () => void (this.flushing = undefined),
+      () => void (this.flushing = undefined),
+    );
+  }
+
+  /** Waits for a background flush still running (before the file is closed). */
+  async settled(): Promise<void> {
+    await this.flushing;
   }
 
   /**
@@ -324,6 +353,7 @@ export async function downloadRanged(store: BuildStore, key: string, dest: strin
       throw e;
     }
   } finally {
+    await r.settled();
     await fh.close().catch(() => {});
     await rm(tmp, { force: true });
     if (outcome !== 'ok') meter?.drop(name);
