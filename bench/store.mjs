@@ -247,7 +247,7 @@ for (let run = 0; run < RUNS; run++) {
     'rclone+sha256': async () => {
       const dst = join(scratch, `dl-rclone-v-${run}`);
       const files = Object.values(images).map((i) => `'${join(dst, ARCH, i.path)}'`).join(' ');
-      const r = await timed(['sh', '-c', `rclone copy bench:bench/${src}/${ID} '${dst}' && openssl dgst -sha256 ${files}`], rcloneEnv);
+      const r = await timed([...env(rcloneEnv), 'sh', '-c', `rclone copy bench:bench/${src}/${ID} '${dst}' && openssl dgst -sha256 ${files}`]);
       verified(r.stdout, Object.values(images));
       await rm(dst, { recursive: true, force: true });
       return r;
@@ -288,7 +288,7 @@ for (let run = 0; run < RUNS; run++) {
     },
     'one rclone+sha256': async () => {
       const out = join(scratch, 'one-rclone-v');
-      const r = await timed(['sh', '-c', `rclone copyto bench:bench/${metalKey} '${out}' && openssl dgst -sha256 '${out}'`], rcloneEnv);
+      const r = await timed([...env(rcloneEnv), 'sh', '-c', `rclone copyto bench:bench/${metalKey} '${out}' && openssl dgst -sha256 '${out}'`]);
       verified(r.stdout, [images.metal]);
       await rm(out, { force: true });
       return r;
