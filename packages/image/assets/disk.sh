@@ -15,6 +15,12 @@
 #   COSA_SYSROOT_TAR  with COSA_STAGE=disk (or as the block input COSA_BLK_SYSROOT): unpack this tar
 #                     (made by the sysroot stage) instead of pulling and deploying here (the VM
 #                     writer: no checksums and no ostree run in the guest)
+#   COSA_HOST_DISK, COSA_HOST_BOOT_OFFSET, COSA_HOST_BOOT_BYTES  with COSA_STAGE=sysroot: the raw disk
+#                     file and the byte range of its /boot partition. When the tree boots with
+#                     Debian's GRUB onto an ext4 /boot, the stage makes the whole /boot (GRUB's
+#                     files and config, the first-boot stamp) offline and writes it there; the
+#                     header then ends in " grub" and the guest leaves /boot alone (it only runs
+#                     grub-bios-setup).
 # Set by createDisk:
 #   OSTREE_COMMIT OSTREE_REF OSNAME KARGS (space separated) ALEPH_BUILD ALEPH_IMGID
 #   COSA_BIOS_BOOT    1 (default) installs the BIOS bootloader too; 0 for 4Kn disks (UEFI only)
@@ -90,6 +96,38 @@ copy_fs_image() {
 }
 trap 'exit 143' TERM INT
 
+# detect_bootloader: which bootloader the deployment $DEPLOY installs (sets BOOTLOADER). RPM trees
+# that ship bootupd or grub2 (with Fedora's blscfg) install their own; Debian's GRUB has no
+# blscfg, so a static grub.cfg is written from the BLS entry ostree made.
+detect_bootloader() {
+  if [ -x "$DEPLOY/usr/bin/bootupctl" ]; then BOOTLOADER=bootupd
+  elif [ -x "$DEPLOY/usr/sbin/grub2-install" ]; then BOOTLOADER=grub2
+  else BOOTLOADER=grub; fi
+}
+
+# grub_files BOOTDIR: Debian GRUB's files in /boot (BOOTDIR holds the deployment's boot files):
+# the modules prepared on the host and grub.cfg, whose `blscfg` line becomes ostree's entry.
+grub_files() {
+  mkdir -p "$1/grub"
+  cp -r "$COSA_WORK/grub-bios/x86_64-efi" "$1/grub/"
+  if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then cp -r "$COSA_WORK/grub-bios/i386-pc" "$1/grub/"; fi
+  local entry; entry=$(ls "$1"/loader/entries/*.conf | head -1)
+  val() { sed -n "s/^$1 //p" "$entry"; }
+  printf "menuentry '%s' {\n  linux %s %s\n  initrd %s\n}\n" "$(val title)" "$(val linux)" "$(val options)" "$(val initrd)" > "$COSA_WORK/entry.cfg"
+  cp "$COSA_WORK/grub.cfg" "$COSA_WORK/grub.cfg.in"
+  grep -qx 'blscfg' "$COSA_WORK/grub.cfg.in" || echo blscfg >> "$COSA_WORK/grub.cfg.in"
+  sed -e "/^blscfg\$/{r $COSA_WORK/entry.cfg" -e 'd;}' "$COSA_WORK/grub.cfg.in" > "$1/grub/grub.cfg"
+  rm -f "$COSA_WORK/grub.cfg.in"
+}
+
+# grub_bios_setup DIR: boot.img into the MBR and core.img (prepared on the host by grub-mkimage)
+# into the BIOS boot partition. DIR must lie on a file system of this kernel's block devices
+# (grub-bios-setup looks up the device it is on).
+grub_bios_setup() {
+  local setup; setup=$(command -v grub-bios-setup || echo /usr/lib/grub/i386-pc/grub-bios-setup)
+  "$setup" --directory="$1" "$COSA_DISK"
+}
+
 # deploy_sysroot: the ostree part, into the (mounted or staged) sysroot $MNT: init-fs, pull-local,
 # deploy, then the deployment's fixes and the aleph file. Sets DEPLOY.
 deploy_sysroot() {
@@ -152,17 +190,36 @@ if [ "$STAGE" = sysroot ]; then
   mkdir -p "$MNT/boot"
   deploy_sysroot
   find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp -p "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+  detect_bootloader
+  HOST_BOOT=-
+  if [ "$BOOTLOADER" = grub ] && [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ] && [ -n "${COSA_HOST_DISK:-}" ]; then
+    # /boot whole, offline, as the disk stage below would remake it, written into the disk's
+    # /boot partition (a plain file: the guest never touches that range).
+    step "boot"
+    grub_files "$MNT/boot"
+    cp "$COSA_WORK/ignition.firstboot" "$MNT/boot/ignition.firstboot"
+    BOOT_IMG=$COSA_SYSROOT_TAR.boot
+    truncate -s "${COSA_HOST_BOOT_BYTES:?}" "$BOOT_IMG"
+    read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
+    mkfs_ext4_from_dir "$BOOT_IMG" "$MNT/boot" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "hash_seed=${BOOT_HASH_SEED:?}"
+    # The partition's old bytes (layoutDisk's empty ext4) become a hole, then the image's data goes in.
+    fallocate -p -o "${COSA_HOST_BOOT_OFFSET:?}" -l "$COSA_HOST_BOOT_BYTES" "$COSA_HOST_DISK"
+    dd if="$BOOT_IMG" of="$COSA_HOST_DISK" bs=1M oflag=seek_bytes seek="$COSA_HOST_BOOT_OFFSET" conv=sparse,notrunc,fsync status=none
+    rm -f "$BOOT_IMG"
+    HOST_BOOT=$BOOTLOADER
+  fi
   # The block input: the tar at 1 MiB, then (last) its header at 0, which the guest waits for.
   step "tar"
   TOTALS=$COSA_SYSROOT_TAR.totals
-  tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' --totals -cf - . 2>"$TOTALS" |
+  EXCLUDE=(); [ "$HOST_BOOT" = - ] || EXCLUDE=(--exclude='./boot/*')
+  tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' "${EXCLUDE[@]}" --totals -cf - . 2>"$TOTALS" |
     dd of="${COSA_SYSROOT_TAR:?}" bs=1M oflag=seek_bytes seek=1048576 conv=notrunc status=none || { cat "$TOTALS" >&2; exit 1; }
   BYTES=$(sed -n 's/^Total bytes written: \([0-9]*\).*/\1/p' "$TOTALS")
   rm -f "$TOTALS"
   if [ -z "$BYTES" ] || [ $(( 1048576 + BYTES )) -gt "${COSA_SYSROOT_CAPACITY:?}" ]; then
     echo "the sysroot tar (${BYTES:-?} bytes) does not fit its block input (${COSA_SYSROOT_CAPACITY} bytes)" >&2; exit 1
   fi
-  printf 'COSA-SYSROOT-READY %s\n' "$BYTES" | dd of="$COSA_SYSROOT_TAR" conv=notrunc status=none
+  printf 'COSA-SYSROOT-READY %s %s\n' "$BYTES" "$HOST_BOOT" | dd of="$COSA_SYSROOT_TAR" conv=notrunc status=none
   step "done"
   exit 0
 fi
@@ -197,8 +254,10 @@ mkdir -p "$MNT"
 # noatime: reading the files (cp, mke2fs -d below) must not change the times they are copied with.
 ROOT_MOUNT_OPTS=(-o "noatime${ROOT_MOUNT_OPTS[1]:+,${ROOT_MOUNT_OPTS[1]}}")
 mount "${ROOT_MOUNT_OPTS[@]}" "$P4" "$MNT"
-mkdir -p "$MNT/boot"
-mount "${BOOT_MOUNT_OPTS[@]}" "$P3" "$MNT/boot"
+mount_boot() { mkdir -p "$MNT/boot"; mount "${BOOT_MOUNT_OPTS[@]}" "$P3" "$MNT/boot"; }
+# HOST_BOOT: the bootloader whose /boot the host's sysroot stage already wrote, or - (this script does).
+HOST_BOOT=-
+[ -n "${COSA_SYSROOT_TAR:-}" ] || mount_boot
 
 if [ -n "${COSA_SYSROOT_TAR:-}" ]; then
   # The host stages the sysroot while this VM boots: wait for its header (read past the page
@@ -212,14 +271,25 @@ if [ -n "${COSA_SYSROOT_TAR:-}" ]; then
     sleep 0.1
   done
   case $HEAD in
-    COSA-SYSROOT-READY\ *) BYTES=${HEAD#COSA-SYSROOT-READY } ;;
+    COSA-SYSROOT-READY\ *) read -r _ BYTES HOST_BOOT <<< "$HEAD"; HOST_BOOT=${HOST_BOOT:--} ;;
     COSA-SYSROOT-FAILED*) echo "the host failed to stage the sysroot" >&2; exit 1 ;;
     *) echo "the staged sysroot did not arrive within 20 minutes" >&2; exit 1 ;;
   esac
+  # The host wrote /boot (and the tar holds only the empty mount point): leave the partition alone.
+  [ "$HOST_BOOT" != - ] || mount_boot
   step "unpack"
-  # -i: read the archive to its end (past the end-of-archive blocks), so dd never writes into a closed pipe.
-  dd if="$COSA_SYSROOT_TAR" bs=1M iflag=skip_bytes,count_bytes$DIRECT skip=1048576 count="$BYTES" status=none |
-    tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' -i -xpf -
+  UNTAR=(tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*')
+  if [ -n "$DIRECT" ]; then
+    # Straight from the device, no pipe between (one emulated copy less): drop the pages the boot-time
+    # partition scan cached, seek the shared descriptor to the tar (count=0: dd only skips), and
+    # tar reads 1 MiB records up to its end-of-archive blocks.
+    blockdev --flushbufs "$COSA_SYSROOT_TAR"
+    { dd bs=1M skip=1 count=0 status=none; "${UNTAR[@]}" -b 2048 -xpf -; } < "$COSA_SYSROOT_TAR"
+  else
+    # -i: read the archive to its end (past the end-of-archive blocks), so dd never writes into a closed pipe.
+    dd if="$COSA_SYSROOT_TAR" bs=1M iflag=skip_bytes,count_bytes$DIRECT skip=1048576 count="$BYTES" status=none |
+      "${UNTAR[@]}" -i -xpf -
+  fi
   DEPLOY=$(ls -d "$MNT/ostree/deploy/$OSNAME/deploy/$OSTREE_COMMIT".*[0-9] | head -1)
   # What ostree does to a new deployment and fakeroot cannot: make its directory immutable.
   chattr +i "$DEPLOY" 2>/dev/null || true
@@ -227,11 +297,8 @@ else
   deploy_sysroot
 fi
 
-# Bootloader. RPM trees that ship bootupd or grub2 (with Fedora's blscfg) install their own;
-# Debian's GRUB has no blscfg, so a static grub.cfg is written from the BLS entry ostree made.
-if [ -x "$DEPLOY/usr/bin/bootupctl" ]; then BOOTLOADER=bootupd
-elif [ -x "$DEPLOY/usr/sbin/grub2-install" ]; then BOOTLOADER=grub2
-else BOOTLOADER=grub; fi
+# Bootloader (see detect_bootloader).
+detect_bootloader
 step "bootloader $BOOTLOADER"
 
 chroot_deploy() {
@@ -241,7 +308,16 @@ chroot_deploy() {
   chroot "$DEPLOY" "$@"
 }
 
-case $BOOTLOADER in
+if [ "$HOST_BOOT" != - ]; then
+  # /boot is written (GRUB's files included); only the MBR and the BIOS boot partition remain.
+  # grub-bios-setup wants its directory on a block device it knows: a copy of the two images on the root.
+  if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
+    mkdir "$MNT/.cosa-grub"
+    cp "$COSA_WORK/grub-bios/i386-pc/boot.img" "$COSA_WORK/grub-bios/i386-pc/core.img" "$MNT/.cosa-grub/"
+    grub_bios_setup "$MNT/.cosa-grub"
+    rm -rf "$MNT/.cosa-grub"
+  fi
+else case $BOOTLOADER in
   bootupd)
     chroot_deploy bootupctl backend install --src-root=/ --device="$COSA_DISK" /sysroot
     mkdir -p "$MNT/boot/grub2"
@@ -257,24 +333,13 @@ case $BOOTLOADER in
   grub)
     # core.img and the i386-pc modules were prepared on the host (grub-mkimage); grub-bios-setup
     # only writes boot.img into the MBR and core.img into the BIOS boot partition.
-    mkdir -p "$MNT/boot/grub"
-    cp -r "$COSA_WORK/grub-bios/x86_64-efi" "$MNT/boot/grub/"
-    if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
-      cp -r "$COSA_WORK/grub-bios/i386-pc" "$MNT/boot/grub/"
-      BIOS_SETUP=$(command -v grub-bios-setup || echo /usr/lib/grub/i386-pc/grub-bios-setup)
-      "$BIOS_SETUP" --directory="$MNT/boot/grub/i386-pc" "$COSA_DISK"
-    fi
-    ENTRY=$(ls "$MNT"/boot/loader/entries/*.conf | head -1)
-    val() { sed -n "s/^$1 //p" "$ENTRY"; }
-    # This GRUB has no blscfg module: the `blscfg` line of grub.cfg becomes ostree's entry.
-    printf "menuentry '%s' {\n  linux %s %s\n  initrd %s\n}\n" "$(val title)" "$(val linux)" "$(val options)" "$(val initrd)" > "$COSA_WORK/entry.cfg"
-    grep -qx 'blscfg' "$COSA_WORK/grub.cfg" || echo blscfg >> "$COSA_WORK/grub.cfg"
-    sed -e "/^blscfg\$/{r $COSA_WORK/entry.cfg" -e 'd;}' "$COSA_WORK/grub.cfg" > "$MNT/boot/grub/grub.cfg"
+    grub_files "$MNT/boot"
+    if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then grub_bios_setup "$MNT/boot/grub/i386-pc"; fi
     ;;
 esac
-
 # Ignition runs on first boot while this stamp exists (the OS removes it afterwards).
 cp "$COSA_WORK/ignition.firstboot" "$MNT/boot/ignition.firstboot"
+fi
 
 ROOT_USED_MB=$(( $(df -B1 --output=used "$MNT" | tail -1) / 1048576 ))
 cat > "$COSA_WORK/result.env" <<RES
@@ -283,7 +348,7 @@ BOOTLOADER=$BOOTLOADER
 ROOT_USED_MB=$ROOT_USED_MB
 RES
 
-if [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
+if [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ] && [ "$HOST_BOOT" = - ]; then
   # The kernel wrote /boot with the time of day, in an order and with a journal of its own: copy
   # the files out (onto the root) and make the file system again offline from them.
   step "mkfs-boot"

@@ -5,13 +5,16 @@
  * only unpacks it onto the new file systems: no checksumming and no ostree run in the emulated
  * VM. The stage runs while the appliance boots; the guest waits for the tar's header, written
  * last. Rootless: fakeroot records the owners and modes ostree sets (setuid, group shadow, ...)
- * and tar stores the recorded ones.
+ * and tar stores the recorded ones. For Debian GRUB trees the stage also makes the whole ext4
+ * /boot offline (mke2fs -d, as the direct writer's) and writes it into the disk file's /boot
+ * partition, so the guest leaves /boot alone and only runs grub-bios-setup.
  */
 import { open, rm, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasTool, run } from '@cosa/ostree/internal';
 import { listCommitTree, readRepoMode } from '@cosa/ostree';
 import { assetPath } from './_assets.js';
+import { readGpt } from './_gpt.js';
 import { CommandFailedError, CosaError, isCosaError, withPhase, type OnProgress } from '@cosa/schema';
 
 /** Where the tar starts in the block input (its header, at 0, says when it is complete). */
@@ -55,6 +58,12 @@ export interface StageSysrootOptions {
   workDir: string;
   /** A scratch directory for the staged tree (removed) and the block input. */
   dir: string;
+  /**
+   * The raw disk file the VM writes (laid out: GPT, ESP, /boot). When given, the stage writes the
+   * whole ext4 /boot into its partition 3 for trees that boot with Debian's GRUB (see disk.sh): the
+   * guest only unpacks the root then. The guest never touches that range of the file.
+   */
+  disk?: string;
   /** Bytes the tar may take (the disk's size is an upper bound). */
   capacityBytes: number;
   signal?: AbortSignal;
@@ -69,6 +78,10 @@ export interface StageSysrootOptions {
 async function stage(o: StageSysrootOptions, file: string, signal: AbortSignal): Promise<void> {
   const tree = join(o.dir, 'sysroot');
   await mkdir(tree, { recursive: true });
+  const boot = o.disk ? (await readGpt(o.disk)).partitions.find((p) => p.index === 3) : undefined;
+  const bootEnv = o.disk && boot
+    ? { COSA_HOST_DISK: o.disk, COSA_HOST_BOOT_OFFSET: String(boot.start), COSA_HOST_BOOT_BYTES: String(boot.size) }
+    : {};
   // Tied to this process: a SIGKILLed cosa takes the stage along. As root, in a PID namespace
   // whose processes (faked, ostree, tar) all die with it; rootless, the direct child at least.
   const confine = process.getuid?.() === 0
@@ -80,7 +93,7 @@ async function stage(o: StageSysrootOptions, file: string, signal: AbortSignal):
       env: {
         ...o.env, COSA_STAGE: 'sysroot', COSA_MNT: tree, COSA_WORK: o.workDir, COSA_IN_REPO: o.repo,
         COSA_SYSROOT_TAR: file, COSA_SYSROOT_CAPACITY: String(TAR_OFFSET + o.capacityBytes),
-        COSA_SYSROOT_LISTING: o.listing, COSA_IMPORT_BARE: assetPath('import-bare.pl'),
+        COSA_SYSROOT_LISTING: o.listing, COSA_IMPORT_BARE: assetPath('import-bare.pl'), ...bootEnv,
       },
       cwd: o.workDir, signal, onProgress: o.onProgress, phase: 'stage-sysroot',
     });

@@ -275,7 +275,7 @@ export async function createDisk(options: CreateDiskOptions): Promise<ImageResul
     const listing = options.executor.kind === 'vm' ? await sysrootListing({ env: configEnv, repo, commit, dir: tmp, signal }) : undefined;
     await withPhase(onProgress, `disk-${options.executor.kind}`, () =>
       listing
-        ? withStagedSysroot({ script: assetPath('disk.sh'), env, repo, listing, workDir, dir: tmp, capacityBytes: diskMiB * MiB, signal, onProgress }, (file) =>
+        ? withStagedSysroot({ script: assetPath('disk.sh'), env, repo, listing, workDir, dir: tmp, disk: partial, capacityBytes: diskMiB * MiB, signal, onProgress }, (file) =>
           runScript({ blockInputs: { sysroot: file } }))
         : runScript({ inputs: { repo } }),
     );

@@ -50,7 +50,7 @@ describe('the VM executor writing a disk', () => {
     expect((await run(['qemu-img', 'info', '--output=json', output])).stdout).toContain('"format": "qcow2"');
     expect(img.sha256).toBe((await run(['sha256sum', output])).stdout.split(' ')[0]);
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
-    for (const firmware of ['uefi'] as const) {
+    for (const firmware of ['bios', 'uefi'] as const) {
       const boot = await bootCheck({ image: output, firmware, timeoutMs: 600_000, cacheDir: CACHE_DIR });
       expect(boot.ok, `${firmware} console:\n${boot.consoleLog.slice(-3000)}`).toBe(true);
     }
