@@ -8,6 +8,8 @@
 // --baseline DIR also times the VM writer of another checkout with built packages (e.g. the
 // commit before the #16 work: `git worktree add /tmp/base <rev> && cd /tmp/base && pnpm install
 // && pnpm -r run build`), in the same run, on the same commit.
+// --memory MiB / --cpus N (A/B of the appliance's size) also time this checkout's VM writer with
+// that guest memory / that many vCPUs (default 2048 MiB, the host's CPUs up to 4).
 //
 // Needs what scripts/setup.sh installs (ostree, qemu-system-x86, supermin, linux-image-amd64,
 // e2fsprogs, xfsprogs, gdisk, dosfstools, mtools, grub-pc-bin, grub-efi-amd64-bin, mmdebstrap
@@ -28,6 +30,9 @@ const runsArg = args.indexOf('--runs');
 const RUNS = runsArg >= 0 ? Number(args[runsArg + 1]) : 1;
 const baseArg = args.indexOf('--baseline');
 const baseline = baseArg >= 0 ? await import(join(args[baseArg + 1], 'packages', 'image', 'dist', 'index.js')) : undefined;
+const optArg = (name) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : undefined; };
+const memoryArg = optArg('--memory');
+const cpusArg = optArg('--cpus');
 const cacheRoot = process.env.COSA_TEST_CACHE ?? '/var/tmp/cosa-test-cache';
 const cacheDir = join(cacheRoot, 'cache');
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -90,6 +95,8 @@ try {
     results.push(['direct', await write(directExecutor(), commit, tmp, 'direct')]);
     if (baseline) results.push(['vm, baseline', await write(baseline.vmExecutor({ cacheDir, accel }), commit, tmp, 'vm-old', baseline.createDisk)]);
     results.push(['vm', await write(vmExecutor({ cacheDir, accel }), commit, tmp, 'vm')]);
+    if (memoryArg) results.push([`vm, ${memoryArg} MiB`, await write(vmExecutor({ cacheDir, accel, memoryMiB: memoryArg }), commit, tmp, 'vm-mem')]);
+    if (cpusArg) results.push([`vm, ${cpusArg} vCPUs`, await write(vmExecutor({ cacheDir, accel, cpus: cpusArg }), commit, tmp, 'vm-cpus')]);
   }
   const loadAfter = uptime();
   const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
@@ -99,7 +106,7 @@ try {
   console.log(`load before: ${loadBefore}\nload after:  ${loadAfter}\n`);
   console.log('| writer | createDisk wall (s) | disk step (s) | disk step / direct | CPU of children (s) |');
   console.log('|---|---:|---:|---:|---:|');
-  for (const name of ['direct', 'vm, baseline', 'vm']) {
+  for (const name of ['direct', 'vm, baseline', 'vm', `vm, ${memoryArg} MiB`, `vm, ${cpusArg} vCPUs`]) {
     const rs = by(name);
     if (rs.length === 0) continue;
     const step = median(rs.map((r) => r.phases[name === 'direct' ? 'disk-direct' : 'disk-vm'] ?? r.wall));
