@@ -224,7 +224,12 @@ export interface VmExecutorOptions {
   cacheDir: string;
   /** Guest memory in MiB (default `COSA_SUPERMIN_MEMORY` or 2048). */
   memoryMiB?: number;
-  /** Guest CPUs (default: the host's, at most 4). */
+  /**
+   * Guest CPUs (default `COSA_SUPERMIN_CPUS`, else 1 under TCG, the host's up to 4 under KVM).
+   * Under TCG a second vCPU made the disk script slower and costlier, not faster: the guest's
+   * cross-CPU work (IPIs, TLB shootdowns, lock hand-offs) waits for another emulating host thread
+   * (docs/benchmarks.md, "VM writer: /boot on the host").
+   */
   cpus?: number;
   /** Accelerator (default: probed once, see {@link probeAccelerator}). */
   accel?: Accelerator;
@@ -288,7 +293,7 @@ export function vmExecutor(options: VmExecutorOptions): Executor {
       const app = await prepareAppliance({ cacheDir: options.cacheDir, signal: o.signal, onProgress: o.onProgress });
       const accel = options.accel ?? (await probeAccelerator({ cacheDir: options.cacheDir, signal: o.signal, onProgress: o.onProgress }));
       const memory = options.memoryMiB ?? (Number(process.env.COSA_SUPERMIN_MEMORY) || 2048);
-      const cpus = options.cpus ?? Math.min(availableParallelism(), 4);
+      const cpus = options.cpus ?? (Number(process.env.COSA_SUPERMIN_CPUS) || (accel === 'tcg' ? 1 : Math.min(availableParallelism(), 4)));
       const env: Record<string, string> = {
         ...o.env,
         ...inputEnv(o.inputs, (n) => `/cosa/in/${n}`),

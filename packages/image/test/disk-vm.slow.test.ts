@@ -37,16 +37,23 @@ describe('the VM executor writing a disk', () => {
     await using tmp = await tempDir();
     const output = join(tmp.path, 'debian-vm.qcow2');
     const phases: string[] = [];
+    const steps: string[] = [];
     const img = await buildImage({
       repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu',
       executor: vmExecutor({ cacheDir: CACHE_DIR }), output, buildId: 'test.vm', tmpDir: join(tmp.path, 'tmp'), cacheDir: CACHE_DIR,
       onProgress: (e) => {
         if (e.type === 'phase' && e.status === 'end') phases.push(e.phase);
+        const m = e.type === 'log' ? /cosa-disk: \d+ (\S+)/.exec(e.line) : null;
+        if (m) steps.push(m[1]!);
       },
     });
     expect(phases).toContain('disk-vm');
     // The sysroot was staged on the host (fakeroot) and only unpacked in the guest.
     expect(phases).toContain('stage-sysroot');
+    // /boot (GRUB's files, grub.cfg, the stamp) was made on the host too: the guest only ran
+    // grub-bios-setup and never remade /boot. The BIOS and UEFI boots below check the result.
+    expect(steps).toContain('host-boot');
+    expect(steps).not.toContain('mkfs-boot');
     expect((await run(['qemu-img', 'info', '--output=json', output])).stdout).toContain('"format": "qcow2"');
     expect(img.sha256).toBe((await run(['sha256sum', output])).stdout.split(' ')[0]);
     expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
