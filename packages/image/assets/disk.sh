@@ -202,9 +202,11 @@ if [ "$STAGE" = sysroot ]; then
     truncate -s "${COSA_HOST_BOOT_BYTES:?}" "$BOOT_IMG"
     read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
     mkfs_ext4_from_dir "$BOOT_IMG" "$MNT/boot" "$FS_TIME" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}" -E "hash_seed=${BOOT_HASH_SEED:?}"
-    # The partition's old bytes (layoutDisk's empty ext4) become a hole, then the image's data goes in.
-    fallocate -p -o "${COSA_HOST_BOOT_OFFSET:?}" -l "$COSA_HOST_BOOT_BYTES" "$COSA_HOST_DISK"
-    dd if="$BOOT_IMG" of="$COSA_HOST_DISK" bs=1M oflag=seek_bytes seek="$COSA_HOST_BOOT_OFFSET" conv=sparse,notrunc,fsync status=none
+    # The partition's old bytes (layoutDisk's empty ext4) become a hole, then the image's data goes
+    # in; where the file system cannot punch holes, every byte is written.
+    SPARSE=
+    fallocate -p -o "${COSA_HOST_BOOT_OFFSET:?}" -l "$COSA_HOST_BOOT_BYTES" "$COSA_HOST_DISK" 2>/dev/null && SPARSE=sparse,
+    dd if="$BOOT_IMG" of="$COSA_HOST_DISK" bs=1M oflag=seek_bytes seek="$COSA_HOST_BOOT_OFFSET" conv=${SPARSE}notrunc status=none
     rm -f "$BOOT_IMG"
     HOST_BOOT=$BOOTLOADER
   fi
