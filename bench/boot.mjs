@@ -16,6 +16,8 @@
 //     and the tables get one row per image
 //   --quick: one boot per firmware, no waiting for the load
 //   --extra: run this in the guest after logging in (last boot of each image), print its output
+//   --image-qemu-args 'ARGS': append these (split at spaces) to cosa's qemu line for --image only
+//     (with --baseline set to the same image: an A/B of a qemu option)
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,17 +74,18 @@ try {
 
   const baseline = opt('--baseline');
   const extra = opt('--extra');
-  const images = baseline ? [['baseline', baseline], ['image', image]] : [['', image]];
+  const imageQemu = (opt('--image-qemu-args') ?? '').split(' ').filter(Boolean);
+  const images = baseline ? [['baseline', baseline, []], ['image', image, imageQemu]] : [['', image, imageQemu]];
   // One series per firmware and image: keys "bios", or "bios baseline" / "bios image".
   const series = firmwares.flatMap((f) => images.map(([tag]) => (tag ? `${f} ${tag}` : f)));
   const res = Object.fromEntries(series.map((k) => [k, []]));
   const loads = Object.fromEntries(series.map((k) => [k, []]));
   for (let i = 0; i < runs; i++) {
     for (const firmware of firmwares) {
-      for (const [tag, img] of images) {
+      for (const [tag, img, qemuExtra] of images) {
         const k = tag ? `${firmware} ${tag}` : firmware;
         loads[k].push(settleMax > 0 ? await settle(`boot ${k} #${i + 1}`, { maxS: settleMax }) : Number(load1()));
-        const r = await bootOnce({ image: img, firmware, accel, password: '', timeoutS: 600, ...(extra && i === runs - 1 ? { extra } : {}) });
+        const r = await bootOnce({ image: img, firmware, accel, password: '', timeoutS: 600, qemuExtra, ...(extra && i === runs - 1 ? { extra } : {}) });
         console.error(`# ${k} #${i + 1}: ${r.ok ? `login after ${fmt(r.loginS)} s, qemu CPU ${fmt(r.cpuS)} s` : `FAILED: ${r.error}`} (load ${load1()})`);
         res[k].push(r);
       }
