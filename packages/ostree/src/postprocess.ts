@@ -261,8 +261,9 @@ const VAR_LINKS: [string, string, string][] = [
  *   to `/usr/lib/modules/<kver>/{vmlinuz,initramfs.img}`; /boot, /dev, /proc, /sys, /run and /tmp
  *   are emptied (device nodes cannot be committed);
  * - /etc moves to /usr/etc;
- * - /var moves to /usr/share/factory/var and is recreated empty; tmpfiles.d lines recreate its
- *   directories (`d`), symlinks (`L`) and copy back content (`C`) at boot;
+ * - /var moves to /usr/share/factory/var and is recreated empty; tmpfiles.d lines (one file)
+ *   recreate its directories (`d`), symlinks (`L`) and copy back content (`C`) at boot, with no
+ *   line for a path the tree's own tmpfiles.d files create;
  * - home, root, opt, srv, mnt, media and usr/local become the usual var-based symlinks (their
  *   content, if any, goes to the factory /var and is copied back at boot);
  * - `/sysroot` and `ostree → sysroot/ostree` are created.
