@@ -67,9 +67,10 @@ const strip = (s) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')
  * Boots `image` once. Returns { ok, loginS, cpuS, split: { firmware, kernel, initrd, userspace },
  * marks: { grub, grubBoot, kernel, init, systemd, login: [host s, qemu CPU s] } (see MARKS),
  * analyze (text from the guest), console (text) }. `password` answers a `Password:` prompt
+ * (`qemuExtra`: arguments appended to cosa's qemu line; `extra`: a shell command run after logging in)
  * (the debos image has root:root; cosa's example has none). Never throws for a failed boot.
  */
-export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeoutS = 300, password = 'root', analyze = true, keepLog, extra }) {
+export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeoutS = 300, password = 'root', analyze = true, keepLog, extra, qemuExtra = [] }) {
   const dir = mkdtempSync(join(tmpdir(), 'cosa-bench-boot-'));
   const sock = join(dir, 'serial.sock');
   let ovmfVars;
@@ -77,7 +78,7 @@ export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeou
     ovmfVars = join(dir, 'OVMF_VARS.fd');
     copyFileSync(findOvmf().vars, ovmfVars);
   }
-  const argv = qemuArgs({ image, firmware, accel, serial: { socket: sock, log: join(dir, 'console.log') }, ...(ovmfVars ? { ovmfVars } : {}) });
+  const argv = [...qemuArgs({ image, firmware, accel, serial: { socket: sock, log: join(dir, 'console.log') }, ...(ovmfVars ? { ovmfVars } : {}) }), ...qemuExtra];
   const t0 = performance.now();
   const now = () => (performance.now() - t0) / 1000;
   const qemu = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -128,6 +128,48 @@ grub_bios_setup() {
   "$setup" --directory="$1" "$COSA_DISK"
 }
 
+# fill_var DEPLOY VAR: what systemd-tmpfiles' `C` lines (copy) would put into the new stateroot's
+# /var on the first boot, done now: the commit ships /var empty and its tmpfiles.d copy the state
+# kept under /usr (dpkg's, debconf's: /usr/share/factory/var) back, which costs the first boot
+# (every `cosa run`: -snapshot) seconds of guest CPU on the way to the login prompt. The same rules
+# as tmpfiles: per path, the first file (by name; /etc over /usr/lib) wins; a path that exists is
+# left alone unless it is an empty directory (merged into); lines with specifiers or globs are
+# left to the boot, as is every other line type (`d`, `L`, …: cheap). Sources under /usr only (the
+# deployment's, read-only). Copies keep modes, owners and times (an OSTree checkout's mtime 0) but
+# not hard links (identical files share one object in the repo; in /var they must not).
+fill_var() {
+  local deploy=$1 var=$2 f name path src rel
+  [ -d "$deploy/usr/share/factory" ] || return 0
+  local files=()
+  for name in $( { ls "$deploy/usr/lib/tmpfiles.d" "$deploy/etc/tmpfiles.d" 2>/dev/null || true; } | grep '\.conf$' | sort -u); do
+    f=$deploy/etc/tmpfiles.d/$name
+    [ -e "$f" ] || [ -L "$f" ] || f=$deploy/usr/lib/tmpfiles.d/$name
+    [ -f "$f" ] && files+=("$f")  # not a mask (a link to /dev/null)
+  done
+  [ ${#files[@]} -gt 0 ] || return 0
+  # A line that creates something claims its path: a later one of that kind is ignored.
+  awk '$1 ~ /^[fFwdDevqQpLcbC][-!+=~^]*$/ && $2 ~ /^\/var\// && !($2 in seen) {
+         seen[$2] = 1; if ($1 !~ /^C/) next
+         src = ($7 == "" || $7 == "-") ? "/usr/share/factory" $2 : $7
+         if ($2 src !~ /[%*?[]/ && src ~ /^\/usr\//) print $2, src }' "${files[@]}" | sort |
+  while read -r path src; do
+    rel=${path#/var/}
+    [ -e "$deploy$src" ] || continue
+    if [ -e "$var/$rel" ] || [ -L "$var/$rel" ]; then
+      [ -d "$var/$rel" ] && [ -d "$deploy$src" ] && [ -z "$(ls -A "$var/$rel")" ] || continue
+      cp -a --no-preserve=links "$deploy$src/." "$var/$rel/"
+    else
+      # Missing parents as the factory has them (mode, owner), as tmpfiles' `d` lines make them.
+      if [ "$src" = "/usr/share/factory$path" ]; then
+        (cd "$deploy/usr/share/factory/var" && cp -a --no-preserve=links --parents "$rel" "$var/")
+      else
+        mkdir -p "$(dirname "$var/$rel")"
+        cp -a --no-preserve=links "$deploy$src" "$var/$rel"
+      fi
+    fi
+  done
+}
+
 # deploy_sysroot: the ostree part, into the (mounted or staged) sysroot $MNT: init-fs, pull-local,
 # deploy, then the deployment's fixes and the aleph file. Sets DEPLOY.
 deploy_sysroot() {
@@ -176,6 +218,9 @@ deploy_sysroot() {
     sed -E "s@^([^#[:space:]]+[[:space:]]+/boot[[:space:]]+)ext4([[:space:]])@\\1$BOOTFS\\2@" "$DEPLOY/etc/fstab" > "$DEPLOY/etc/.fstab.cosa"
     mv "$DEPLOY/etc/.fstab.cosa" "$DEPLOY/etc/fstab"
   fi
+
+  step "fill-var"
+  fill_var "$DEPLOY" "$MNT/ostree/deploy/$OSNAME/var"
 
   # The aleph file: which build, ref and commit this disk was made from.
   printf '{"build":"%s","imgid":"%s","ostree-commit":"%s","ref":"%s"}\n' \

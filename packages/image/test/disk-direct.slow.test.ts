@@ -63,11 +63,14 @@ describe('the direct executor', () => {
 
     const raw = join(tmp.path, 'back.raw');
     await run(['qemu-img', 'convert', '-O', 'raw', output, raw]);
-    const [aleph, grubCfg, stamp] = await readFromImage(raw, [
+    const [aleph, grubCfg, stamp, dpkgStatus] = await readFromImage(raw, [
       { part: 4, path: '.coreos-aleph-version.json' },
       { part: 3, path: 'grub/grub.cfg' },
       { part: 3, path: 'ignition.firstboot' },
+      { part: 4, path: `ostree/deploy/${commit.osname}/var/lib/dpkg/status` },
     ]);
+    // The stateroot's /var holds what the first boot's tmpfiles would have copied (disk.sh's fill_var).
+    expect(dpkgStatus).toMatch(/^Package: /m);
     expect(JSON.parse(aleph!)).toEqual({ build: 'test.1', ref: commit.ref, 'ostree-commit': commit.commit, imgid: 'debian-qemu.qcow2' });
     expect(grubCfg).toMatch(/linux \/ostree\/cosa-debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu \$ignition_firstboot ostree=/);
     // The first-boot contract: no ignition-network-kcmdline in image.yaml = the original's default.

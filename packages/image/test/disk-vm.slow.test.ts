@@ -79,8 +79,11 @@ describe('the VM executor writing a disk', () => {
     const seen = await withRootMounted(output, 4096, async (root) => {
       const deploy = (await run(['sh', '-c', `ls -d ${root}/ostree/deploy/${commit.osname}/deploy/*.0`])).stdout.trim();
       const st = async (p: string) => (await run(['stat', '-c', '%a %u %g %h', join(deploy, p)])).stdout.trim();
-      return { chage: await st('usr/bin/chage'), passwd: await st('usr/bin/passwd'), shadow: await st('etc/shadow'), attrs: (await run(['lsattr', '-d', deploy])).stdout };
+      const dpkg = (await run(['stat', '-c', '%a %u %g %h', join(root, 'ostree/deploy', commit.osname, 'var/lib/dpkg/status')])).stdout.trim();
+      return { chage: await st('usr/bin/chage'), passwd: await st('usr/bin/passwd'), shadow: await st('etc/shadow'), attrs: (await run(['lsattr', '-d', deploy])).stdout, dpkg };
     });
+    // The stateroot's /var was filled on the host (fill_var under fakeroot): a copy, not a link.
+    expect(seen.dpkg).toBe('644 0 0 1');
     expect(seen.chage).toMatch(/^2755 0 42 [2-9]/);
     expect(seen.passwd).toMatch(/^4755 0 0 [2-9]/);
     expect(seen.shadow).toMatch(/^640 0 42 /);

@@ -1,11 +1,11 @@
 /**
  * The Debian-specific half of turning an installed root into an OSTree tree: the kernel and
- * initramfs under /usr/lib/modules/<kver>/, /boot and the pseudo filesystems emptied, an fstab
- * that mounts /boot, and tmpfiles.d lines that recreate /var (dpkg and apt state included) from
- * the factory copy on first boot. The generic layout (/etc → /usr/etc, /var → factory, symlinks)
- * is {@link prepareOstreeTree}'s job.
+ * initramfs under /usr/lib/modules/<kver>/, /boot and the pseudo filesystems emptied, apt's
+ * caches and logs emptied, an fstab that mounts /boot. The generic layout (/etc → /usr/etc, /var →
+ * factory, symlinks, the one tmpfiles.d file that recreates /var — dpkg and apt state included —
+ * from the factory copy) is {@link prepareOstreeTree}'s job.
  */
-import { lstat, mkdir, readdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError } from '@cosa/schema';
 import type { PackageInfo } from './composer.js';
@@ -54,43 +54,11 @@ export async function installedPackages(tree: string): Promise<PackageInfo[]> {
   return parseDpkgStatus(await readFile(join(tree, 'var/lib/dpkg/status'), 'utf8'));
 }
 
-function octal(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, '0');
-}
-
-/**
- * tmpfiles.d lines that rebuild the tree's /var on a fresh stateroot from the factory copy at
- * /usr/share/factory/var: `C` (copy) for the state under /var/lib and /var/cache (dpkg, apt,
- * debconf, …), `d` for the other directories, `L` for symlinks such as /var/run.
- */
-export async function varTmpfiles(tree: string): Promise<string> {
-  const lines = ['# cosa: recreate /var from /usr/share/factory/var (the commit ships /var empty)'];
-  const factory = '/usr/share/factory/var';
-  for (const top of (await readdir(join(tree, 'var'))).sort()) {
-    const p = join(tree, 'var', top);
-    const st = await lstat(p);
-    if (st.isSymbolicLink()) {
-      lines.push(`L /var/${top} - - - - ${await readlink(p)}`);
-    } else if (st.isDirectory() && (top === 'lib' || top === 'cache')) {
-      lines.push(`d /var/${top} ${octal(st.mode)} root root -`);
-      for (const sub of (await readdir(p)).sort()) {
-        if (top === 'cache' && sub === 'apt') continue;
-        lines.push(`C /var/${top}/${sub} - - - - ${factory}/${top}/${sub}`);
-      }
-    } else if (st.isDirectory()) {
-      lines.push(`d /var/${top} ${octal(st.mode)} ${st.uid === 0 ? 'root' : String(st.uid)} ${st.gid === 0 ? 'root' : String(st.gid)} -`);
-    } else {
-      lines.push(`C /var/${top} - - - - ${factory}/${top}`);
-    }
-  }
-  return `${lines.join('\n')}\n`;
-}
-
 /**
  * The Debian-specific tree work, run after the packages are installed and the initramfs is at
  * /usr/lib/modules/<kver>/initramfs.img: moves the kernel there too, empties /boot, /dev, /proc,
  * /sys, /run, /tmp and apt's caches, writes /etc/fstab (LABEL=boot on /boot, which `ostree admin`
- * needs) and the tmpfiles.d entries for /var. Returns the kernel version.
+ * needs). Returns the kernel version.
  */
 export async function prepareDebianTree(o: { tree: string }): Promise<string> {
   const t = o.tree;
@@ -118,7 +86,5 @@ export async function prepareDebianTree(o: { tree: string }): Promise<string> {
   // prompt (on TCG the mount waited for udev's handling of the disk: ~5 s of guest CPU); every
   // access, ostree's included, waits for the mount, so a deploy right after login is safe.
   await writeFile(join(t, 'etc/fstab'), '# cosa: /boot holds the BLS entries ostree writes\nLABEL=boot /boot ext4 defaults,x-systemd.automount 0 2\n');
-  await mkdir(join(t, 'usr/lib/tmpfiles.d'), { recursive: true });
-  await writeFile(join(t, 'usr/lib/tmpfiles.d/cosa-debian-var.conf'), await varTmpfiles(t));
   return kver;
 }

@@ -74,8 +74,11 @@ describe('Debian composer: the bundled example', () => {
     expect(await readdir(join(co, 'var'))).toEqual([]);
     expect(await readdir(join(co, 'dev'))).toEqual([]);
     expect(await exists(join(co, 'usr/share/factory/var/lib/dpkg/status'))).toBe(true);
-    const tmpfiles = await readFile(join(co, 'usr/lib/tmpfiles.d/cosa-debian-var.conf'), 'utf8');
+    // One generated tmpfiles.d file for /var, no line for a path the tree's own files create.
+    expect((await readdir(join(co, 'usr/lib/tmpfiles.d'))).filter((n) => n.startsWith('cosa-'))).toEqual(['cosa-ostree.conf']);
+    const tmpfiles = await readFile(join(co, 'usr/lib/tmpfiles.d/cosa-ostree.conf'), 'utf8');
     expect(tmpfiles).toContain('C /var/lib/dpkg - - - - /usr/share/factory/var/lib/dpkg');
+    expect(tmpfiles).not.toMatch(/^\S+ \/var\/(lib|log|cache|spool|run|lock|lib\/systemd) /m);
     for (const [link, target] of [
       ['home', 'var/home'],
       ['root', 'var/roothome'],

@@ -53,11 +53,27 @@ describe('prepareOstreeTree', () => {
     const tmpfiles = await readFile(path.join(tree, 'usr/lib/tmpfiles.d/cosa-ostree.conf'), 'utf8');
     expect(tmpfiles).toContain('C /var/lib/dpkg - - - - /usr/share/factory/var/lib/dpkg');
     expect(tmpfiles).toContain('C /var/cache/debconf - - - - /usr/share/factory/var/cache/debconf');
-    expect(tmpfiles).toContain('C /var/roothome - - - - /usr/share/factory/var/roothome');
+    // A top-level directory is recreated, never copied whole (ostree or a service may make it first).
+    expect(tmpfiles).toContain('C /var/roothome/.bashrc - - - - /usr/share/factory/var/roothome/.bashrc');
+    expect(tmpfiles.match(/^\S+ \/var\/roothome /gm)).toEqual(['d /var/roothome ']);
     expect(tmpfiles).toMatch(/^d \/var\/log 0755 0 0 -$/m);
     expect(tmpfiles).toContain('L /var/run - - - - /run');
     expect(tmpfiles).toContain('d /var/home 0755 root root -');
-    expect(tmpfiles).not.toContain('d /var/roothome');
+  });
+
+  it('writes no line for a path another tmpfiles.d file of the tree creates, and copies what is below it', async () => {
+    const { tree } = await debianLikeTree();
+    await writeTree(tree, {
+      'usr/lib/tmpfiles.d/var.conf': 'd /var/log 0755 - - -\nq /var/tmp 1777 root root 30d\nd /var/lib/dpkg 0755 root root -\nd /var/cache/%m 0755\n',
+      'etc/tmpfiles.d/home.conf': 'd /var/home 0755 root root -\n',
+      'var/lib/dpkg/info/x.list': '/x\n',
+    });
+    await prepareOstreeTree({ tree });
+    const tmpfiles = await readFile(path.join(tree, 'usr/lib/tmpfiles.d/cosa-ostree.conf'), 'utf8');
+    for (const p of ['/var/log', '/var/tmp', '/var/lib/dpkg', '/var/home']) expect(tmpfiles, p).not.toMatch(new RegExp(`^\\S+ ${p} `, 'm'));
+    expect(tmpfiles).toContain('C /var/lib/dpkg/status - - - - /usr/share/factory/var/lib/dpkg/status');
+    expect(tmpfiles).toContain('C /var/lib/dpkg/info - - - - /usr/share/factory/var/lib/dpkg/info');
+    expect(tmpfiles).toMatch(/^d \/var\/cache 0755 0 0 -$/m);
   });
 
   it('is idempotent on a prepared tree', async () => {
