@@ -6,7 +6,7 @@
 import { open, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CosaError, loadConfig, type OnProgress, withPhase } from '@cosa/schema';
-import { retry } from '@cosa/schema/internal';
+import { pidAlive, retry } from '@cosa/schema/internal';
 import { importRepoTar, revParse } from '@cosa/ostree';
 import {
   createDisk,
@@ -48,15 +48,6 @@ export interface BuildExtendResult {
   built: PlatformImage[];
   /** Platforms skipped because the build already has them. */
   skipped: string[];
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Takes the original's `.<platform>.building` semaphore in the build dir (stale ones are taken over). */

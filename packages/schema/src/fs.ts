@@ -11,7 +11,8 @@ import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { CosaError } from './errors.js';
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this PID exists on this host (EPERM: it exists, owned by another user). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -7,7 +7,7 @@ export { retry, nextRetryDelay, backoffDelay, retryMessage, retryWarning, type R
 export { noProgress } from './progress.js';
 export { formatPath, parseJsonText } from './json.js';
 export { readRegularFile, removeStaleTemps, symlinkAtomic } from './fs.js';
-export { makeTempDir, sweepStaleTempDirs, TEMP_DIR_PREFIXES } from './fs.js';
+export { makeTempDir, pidAlive, sweepStaleTempDirs, TEMP_DIR_PREFIXES } from './fs.js';
 export { safeSegment, buildsJsonSchema } from './builds.js';
 export { osName, type DebianSource } from './manifest.js';
 export { loadImageConfig, type LoadImageConfigOptions, type LoadedImageConfig } from './image-yaml.js';
