@@ -66,6 +66,11 @@ export function dnfArgv(o: DnfArgvOptions): string[] {
     `--setopt=cachedir=${path.join(o.cacheDir, 'dnf')}`, '--setopt=keepcache=True',
     '--setopt=install_weak_deps=' + (m.recommends === false ? 'False' : 'True'),
     '--disablerepo=*',
+    // dnf dates a local repo's cached metadata by the repo's own files, so metadata rewritten a
+    // moment before (a package bumped, `cosa fetch` re-indexing its cache) can count as fresh
+    // even with metadata_expire=0, and the old package set is answered. --refresh makes every call
+    // compare repomd.xml first (one small read per repo).
+    '--refresh',
   ];
   if (o.arch !== hostBasearch()) argv.push(`--forcearch=${o.arch}`);
   if (o.offline) {
