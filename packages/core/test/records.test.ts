@@ -260,7 +260,7 @@ describe('prune', () => {
     for (const ref of ['1', '2', '10']) execFileSync('ostree', ['commit', `--repo=${repo}`, '-b', ref, tree]);
     const commands: string[][] = [];
     await prune({ workdir: wd.dir, keepLastN: 1, onProgress: (e) => e.type === 'command' && commands.push(e.argv) });
-    // Through repo.ts's deleteRef: a rev-parse, then one `refs --delete` for the pruned build only.
+    // Through repo.ts's deleteRef: one `refs --delete` for the pruned build only (`1` is looked up as a ref, never as a checksum prefix).
     expect(commands.filter((c) => c[1] === 'refs')).toEqual([['ostree', 'refs', `--repo=${repo}`, '--delete', '--', '1']]);
     expect(execFileSync('ostree', ['refs', `--repo=${repo}`], { encoding: 'utf8' }).trim().split('\n').sort()).toEqual(['10', '2']);
   });

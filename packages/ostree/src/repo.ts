@@ -1,7 +1,8 @@
 /**
  * OSTree repository operations, each a verb over the `ostree` CLI through {@link run}.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CommandFailedError, CosaError, type OnProgress } from '@cosa/schema';
 import { run } from './_exec.js';
@@ -200,11 +201,30 @@ export async function revParse(o: { repo: string; ref: string } & RepoCallOption
     const obj = path.join(o.repo, 'objects', o.ref.slice(0, 2), `${o.ref.slice(2)}.commit`);
     return (await stat(obj).then(() => true, () => false)) ? o.ref : undefined;
   }
+  if (/^[0-9a-f]{1,63}$/.test(o.ref)) {
+    // ostree takes a short hex string as an abbreviated checksum before it looks for a ref of that
+    // name: build id `1` would resolve to whichever commit starts with 1, or fail as "not unique".
+    const head = await localRef(o.repo, o.ref);
+    if (head) return head;
+  }
   // `--`: a ref (a build id from a store) never reaches ostree as an option.
   const r = await ostree(o.repo, ['rev-parse', '--', o.ref], { ...o, what: `cannot resolve ${o.ref}`, okExitCodes: [0, 1] });
   if (r.exitCode === 0) return r.stdout.trim();
-  if (/Refspec .* not found|has no parent/i.test(r.stderr)) return undefined;
+  // "not unique": a short hex name that is no ref and abbreviates several commits names none.
+  if (/Refspec .* (not found|not unique)|has no parent/i.test(r.stderr)) return undefined;
   throw new CosaError('COSA_OSTREE_FAILED', `cannot resolve ${o.ref} in ${o.repo}: ${r.stderr.trim()}`);
+}
+
+/** The commit a local ref (`refs/heads/<ref>`) points at, read from its file; undefined when there is no such ref. */
+async function localRef(repo: string, ref: string): Promise<string | undefined> {
+  const text = await readFile(path.join(repo, 'refs', 'heads', ref), 'utf8').catch(() => undefined);
+  const sha = text?.trim();
+  return sha && /^[0-9a-f]{64}$/.test(sha) ? sha : undefined;
+}
+
+/** `rev` as the ostree CLI may take it: a short hex name that is a local ref becomes that ref's checksum (see {@link revParse}). */
+async function cliRev(repo: string, rev: string): Promise<string> {
+  return /^[0-9a-f]{1,63}$/.test(rev) ? ((await localRef(repo, rev)) ?? rev) : rev;
 }
 
 /** A commit as {@link showCommit} reports it. */
@@ -268,12 +288,43 @@ export async function listRefs(o: { repo: string; prefix?: string } & RepoCallOp
 
 /** Points `ref` at `rev` (created or moved). */
 export async function setRef(o: { repo: string; ref: string; rev: string } & RepoCallOptions): Promise<void> {
-  await ostree(o.repo, ['refs', '--force', `--create=${o.ref}`, '--', o.rev], { ...o, what: `cannot set ${o.ref} to ${o.rev}` });
+  if (/^[0-9a-f]{1,63}$/.test(o.ref)) return setHexRef(o);
+  await ostree(o.repo, ['refs', '--force', `--create=${o.ref}`, '--', await cliRev(o.repo, o.rev)], { ...o, what: `cannot set ${o.ref} to ${o.rev}` });
+}
+
+/**
+ * `ostree refs --create` first resolves the new name, and a short hex name (build id `1`) that
+ * abbreviates several commits fails there as "not unique". Such a ref is written the way ostree
+ * writes a local ref: `refs/heads/<ref>` holding the checksum, replaced atomically from the repo's
+ * own tmp/.
+ */
+async function setHexRef(o: { repo: string; ref: string; rev: string } & RepoCallOptions): Promise<void> {
+  const sha = await revParse({ repo: o.repo, ref: o.rev, ...(o.signal ? { signal: o.signal } : {}) });
+  if (!sha) throw new CosaError('COSA_OSTREE_FAILED', `cannot set ${o.ref} to ${o.rev}: no such commit in ${o.repo}`);
+  const tmp = path.join(o.repo, 'tmp', `cosa-ref-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const fh = await open(tmp, 'wx', 0o644);
+  try {
+    await fh.writeFile(`${sha}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await mkdir(path.join(o.repo, 'refs', 'heads'), { recursive: true });
+    await rename(tmp, path.join(o.repo, 'refs', 'heads', o.ref));
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new CosaError('COSA_OSTREE_FAILED', `cannot set ${o.ref} to ${o.rev} in ${o.repo}: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Deletes `ref` (a missing ref is not an error). */
 export async function deleteRef(o: { repo: string; ref: string } & RepoCallOptions): Promise<void> {
-  if ((await revParse(o)) === undefined) return;
+  // A ref, not whatever the name resolves to: a short hex name can abbreviate a commit.
+  const hex = /^[0-9a-f]{1,63}$/.test(o.ref);
+  if (hex && !(await readRepoMode(o.repo))) throw new CosaError('COSA_OSTREE_FAILED', `cannot delete ${o.ref}: ${o.repo} is not an OSTree repo`);
+  const exists = hex ? (await localRef(o.repo, o.ref)) !== undefined : (await revParse(o)) !== undefined;
+  if (!exists) return;
   await ostree(o.repo, ['refs', '--delete', '--', o.ref], { ...o, what: `cannot delete ${o.ref}` });
 }
 
@@ -303,12 +354,28 @@ export interface PullLocalOptions extends RepoCallOptions {
 export async function pullLocal(o: PullLocalOptions): Promise<void> {
   const what = [...(o.refs ?? []), ...(o.revs ?? [])];
   if (what.length === 0) throw new TypeError('pullLocal(): refs or revs required');
+  // pull-local resolves a ref's name in the destination too, where a short hex name (build id
+  // `1`) can abbreviate several commits: such refs are pulled by checksum and written after.
+  const hexRefs: [string, string][] = [];
+  for (const ref of (o.refs ?? []).filter((r) => /^[0-9a-f]{1,63}$/.test(r))) {
+    const sha = await localRef(o.srcRepo, ref);
+    if (!sha) throw new CosaError('COSA_OSTREE_FAILED', `cannot pull ${ref} from ${o.srcRepo}: no such ref`);
+    hexRefs.push([ref, sha]);
+  }
+  const pulled = [...(o.refs ?? []).filter((r) => !hexRefs.some(([h]) => h === r)), ...hexRefs.map(([, sha]) => sha), ...(o.revs ?? [])];
   const args = ['pull-local'];
   if (!o.trusted) args.push('--untrusted');
   if (!o.verifyBindings) args.push('--disable-verify-bindings');
   if (o.depth !== undefined) args.push(`--depth=${o.depth}`);
-  args.push(o.srcRepo, ...what);
+  args.push(o.srcRepo, ...pulled);
   await ostree(o.repo, args, { ...o, what: `cannot pull ${what.join(', ')} from ${o.srcRepo}` });
+  for (const [ref, sha] of hexRefs) {
+    if (o.verifyBindings) {
+      const bound = (await showCommit({ repo: o.repo, rev: sha })).metadata['ostree.ref-binding'];
+      if (Array.isArray(bound) && !bound.includes(ref)) throw new CosaError('COSA_OSTREE_FAILED', `cannot pull ${ref} from ${o.srcRepo}: commit ${sha} is bound to ${bound.join(', ')}, not ${ref}`);
+    }
+    await setHexRef({ repo: o.repo, ref, rev: sha, ...(o.signal ? { signal: o.signal } : {}) });
+  }
 }
 
 /** Deletes unreachable objects; `refsOnly` keeps only what refs reach, `depth` limits history kept. */
@@ -324,7 +391,7 @@ export async function prune(o: { repo: string; refsOnly?: boolean; depth?: numbe
  * (a deployment hardlinks them), plus 4 KiB per directory. For disk-size estimation.
  */
 export async function commitSize(o: { repo: string; rev: string } & RepoCallOptions): Promise<number> {
-  const r = await ostree(o.repo, ['ls', '-R', '-C', '--', o.rev], { ...o, what: `cannot list ${o.rev}` });
+  const r = await ostree(o.repo, ['ls', '-R', '-C', '--', await cliRev(o.repo, o.rev)], { ...o, what: `cannot list ${o.rev}` });
   const seen = new Set<string>();
   let bytes = 0;
   for (const line of r.stdout.split('\n')) {
@@ -366,7 +433,7 @@ export interface CommitFileChange {
  * `ostree diff` with its `A`/`M`/`D` lines.
  */
 export async function diffCommits(o: { repo: string; from: string; to: string } & RepoCallOptions): Promise<CommitFileChange[]> {
-  const r = await ostree(o.repo, ['diff', o.from, o.to], { ...o, what: `cannot diff ${o.from} and ${o.to}` });
+  const r = await ostree(o.repo, ['diff', await cliRev(o.repo, o.from), await cliRev(o.repo, o.to)], { ...o, what: `cannot diff ${o.from} and ${o.to}` });
   const out: CommitFileChange[] = [];
   for (const line of r.stdout.split('\n')) {
     const m = /^([AMD])\s+(\/.*)$/.exec(line);
@@ -380,7 +447,7 @@ export async function diffCommits(o: { repo: string; from: string; to: string } 
  * user mode (no ownership, no xattrs). Resolves false when the commit has no such directory.
  */
 export async function checkoutSubpath(o: { repo: string; rev: string; subpath: string; dest: string } & RepoCallOptions): Promise<boolean> {
-  const r = await ostree(o.repo, ['checkout', '--user-mode', `--subpath=${o.subpath}`, o.rev, o.dest], {
+  const r = await ostree(o.repo, ['checkout', '--user-mode', `--subpath=${o.subpath}`, await cliRev(o.repo, o.rev), o.dest], {
     ...o, what: `cannot check out ${o.subpath} of ${o.rev}`, okExitCodes: [0, 1],
   });
   if (r.exitCode === 0) return true;
@@ -395,7 +462,7 @@ export async function checkoutSubpath(o: { repo: string; rev: string; subpath: s
  */
 export async function listCommitTree(o: { repo: string; rev: string; checksums?: boolean; xattrs?: boolean } & RepoCallOptions): Promise<string[]> {
   const flags = [...(o.checksums ? ['-C'] : []), ...(o.xattrs ? ['-X'] : [])];
-  const r = await ostree(o.repo, ['ls', '-R', ...flags, '--', o.rev], { ...o, what: `cannot list ${o.rev}` });
+  const r = await ostree(o.repo, ['ls', '-R', ...flags, '--', await cliRev(o.repo, o.rev)], { ...o, what: `cannot list ${o.rev}` });
   return r.stdout.split('\n').filter((l) => l.length > 0);
 }
 

@@ -56,7 +56,39 @@ describe('repo operations', () => {
     expect(full.find((l) => l.includes(' /usr/bin/hello'))).toMatch(/^-00644 0 0\s+18 [0-9a-f]{64} \{ @a\(ayay\) \[\] \} \/usr\/bin\/hello$/);
   });
 
-  // Ref names here are never all-hex: ostree takes `b` as a checksum prefix when a commit's checksum starts with b.
+  it('resolves and deletes a ref whose name is all hex (a build id such as 1) as a ref, never as an abbreviated checksum', async () => {
+    const { repo, tree } = await fixture();
+    const commits: string[] = [];
+    // 17 commits: two of them surely start with the same hex digit.
+    for (let i = 0; i < 17; i++) commits.push((await commit({ repo, branch: 'os/hex', tree, metadata: { version: String(i) }, fsync: false })).commit);
+    const shared = [...'0123456789abcdef'].find((c) => commits.filter((x) => x.startsWith(c)).length >= 2)!;
+    const target = commits.find((x) => !x.startsWith(shared))!;
+    await setRef({ repo, ref: shared, rev: target });
+    expect(await revParse({ repo, ref: shared })).toBe(target);
+    // A name that abbreviates exactly one other commit still names the ref.
+    const other = commits.find((x) => x !== target)!;
+    const unique = [...Array(64).keys()].map((n) => other.slice(0, n + 1)).find((p) => commits.filter((x) => x.startsWith(p)).length === 1)!;
+    await setRef({ repo, ref: unique, rev: target });
+    expect(await revParse({ repo, ref: unique })).toBe(target);
+    expect(await listRefs({ repo })).toEqual(expect.arrayContaining([shared, unique]));
+    // Pulled into a repo that holds every commit: the ref is pulled as the ref.
+    const dest = path.join(path.dirname(repo), 'dest');
+    await initRepo({ path: dest, mode: 'archive' });
+    await pullLocal({ repo: dest, srcRepo: repo, refs: ['os/hex'], depth: -1 });
+    await pullLocal({ repo: dest, srcRepo: repo, refs: [shared, unique] });
+    expect(await revParse({ repo: dest, ref: shared })).toBe(target);
+    expect(await revParse({ repo: dest, ref: unique })).toBe(target);
+    expect(await listCommitTree({ repo: dest, rev: shared })).toEqual(await listCommitTree({ repo, rev: target }));
+    await deleteRef({ repo, ref: shared });
+    await deleteRef({ repo, ref: unique });
+    expect(await listRefs({ repo })).toEqual(['os/hex']);
+    // No such ref: the ambiguous name resolves to nothing, and deleting it again is no error.
+    expect(await revParse({ repo, ref: shared })).toBeUndefined();
+    await deleteRef({ repo, ref: shared });
+    await deleteRef({ repo, ref: unique });
+    expect(await revParse({ repo, ref: 'os/hex' })).toBe(commits[16]);
+  });
+
   it('skips an unchanged tree and records the parent of a changed one', async () => {
     const { repo, tree } = await fixture();
     const a = await commit({ repo, branch: 'os/b', tree, skipIfUnchanged: true });
