@@ -83,8 +83,12 @@ export async function prepareDebianTree(o: { tree: string }): Promise<string> {
   // A fresh file, never written in place: the tree may share inodes with a cached copy.
   await rm(join(t, 'etc/fstab'), { force: true });
   // /boot as an automount: mounted (and checked) at its first access, off the path to the login
-  // prompt (on TCG the mount waited for udev's handling of the disk: ~5 s of guest CPU); every
+  // prompt (on TCG the mount waits for udev's handling of the disk, then fsck: ~8 s); every
   // access, ostree's included, waits for the mount, so a deploy right after login is safe.
-  await writeFile(join(t, 'etc/fstab'), '# cosa: /boot holds the BLS entries ostree writes\nLABEL=boot /boot ext4 defaults,x-systemd.automount 0 2\n');
+  // `nofail` too: systemd 252's fstab generator orders even an automounted boot.mount before
+  // local-fs.target, and ostree-boot-complete.service (RequiresMountsFor=/boot) pulls it in at
+  // every boot, so without it local-fs.target (and the login) waited for /boot all the same.
+  // (An xfs /boot: the disk writer rewrites the type in the deployment's copy.)
+  await writeFile(join(t, 'etc/fstab'), '# cosa: /boot holds the BLS entries ostree writes\nLABEL=boot /boot ext4 defaults,nofail,x-systemd.automount 0 2\n');
   return kver;
 }

@@ -67,7 +67,7 @@ describe('Debian composer: the bundled example', () => {
     expect(await exists(join(kdir, 'initramfs.img'))).toBe(true);
     expect(await readdir(join(co, 'boot'))).toEqual([]);
     expect(await exists(join(co, 'etc'))).toBe(false);
-    expect(await readFile(join(co, 'usr/etc/fstab'), 'utf8')).toContain('LABEL=boot /boot ext4');
+    expect(await readFile(join(co, 'usr/etc/fstab'), 'utf8')).toContain('LABEL=boot /boot ext4 defaults,nofail,x-systemd.automount');
     expect((await readFile(join(co, 'usr/etc/hostname'), 'utf8')).trim()).toBe('cosa-debian');
     expect(await readlink(join(co, 'usr/etc/systemd/system/systemd-firstboot.service'))).toBe('/dev/null');
     expect(await readFile(join(co, 'usr/etc/shadow'), 'utf8')).toMatch(/^root::/m);

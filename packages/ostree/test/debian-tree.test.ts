@@ -72,7 +72,7 @@ describe('prepareDebianTree', () => {
     expect(await readFile(join(t, 'usr/lib/modules', kver, 'vmlinuz'), 'utf8')).toBe('kernel');
     for (const d of ['boot', 'dev', 'tmp', 'run', 'var/log', 'var/cache/apt', 'var/lib/apt/lists']) expect(await readdir(join(t, d))).toEqual([]);
     expect(await lstat(join(t, 'vmlinuz')).catch(() => undefined)).toBeUndefined();
-    expect(await readFile(join(t, 'etc/fstab'), 'utf8')).toContain('LABEL=boot /boot ext4 defaults,x-systemd.automount 0 2');
+    expect(await readFile(join(t, 'etc/fstab'), 'utf8')).toContain('LABEL=boot /boot ext4 defaults,nofail,x-systemd.automount 0 2');
     // The tmpfiles.d lines for /var are prepareOstreeTree's (one file for every composer).
     expect(await readdir(join(t, 'usr/lib/tmpfiles.d')).catch(() => [])).not.toContain('cosa-debian-var.conf');
   });
