@@ -9,7 +9,9 @@
  * writers run ahead of the hash. A store that can (S3 over plain HTTP) hands each part's bytes
  * over in its own read buffers (`drain`), written to the file without a stream or a copy; the
  * file's dirty pages are flushed in the background as it grows, so the fsync before the rename
- * is short; and a store whose protocol honours ranges (S3) has all streams opened at once.
+ * is short; and a store whose protocol honours ranges (S3) needs no probe: with a `partSize` all
+ * streams open at once, without one the object starts as one GET and what is left is split over
+ * the other streams only when that GET runs slower than a threshold ({@link RangeSplit}).
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
