@@ -264,7 +264,7 @@ for (let run = 0; run < RUNS; run++) {
         }
       : {}),
   };
-  // One large artifact alone (`--artifact metal`): cosa splits it into parallel ranges.
+  // One large artifact alone (`--artifact metal`): one GET, split into parallel ranges only when it runs below 128 MiB/s.
   const metalKey = `${src}/${ID}/${ARCH}/${images.metal.path}`;
   Object.assign(downloads, {
     'one cosa': async () => {

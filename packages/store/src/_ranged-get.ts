@@ -9,7 +9,9 @@
  * writers run ahead of the hash. A store that can (S3 over plain HTTP) hands each part's bytes
  * over in its own read buffers (`drain`), written to the file without a stream or a copy; the
  * file's dirty pages are flushed in the background as it grows, so the fsync before the rename
- * is short; and a store whose protocol honours ranges (S3) has all streams opened at once.
+ * is short; and a store whose protocol honours ranges (S3) needs no probe: with a `partSize` all
+ * streams open at once, without one the object starts as one GET and what is left is split over
+ * the other streams only when that GET runs slower than a threshold ({@link RangeSplit}).
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -29,6 +31,24 @@ export interface RangedDownloadOptions extends DownloadOptions {
   concurrency?: number;
   /** Parts in flight or done ahead of the complete prefix (default: no limit). */
   window?: number;
+  /** When a store that honours ranges gets more streams for one object (see {@link RangeSplit}). */
+  rangeSplit?: RangeSplit;
+}
+
+/**
+ * When one object from a store that honours ranges (S3) is split over several streams, unless a
+ * `partSize` is given: it starts as one plain GET, and once `afterMs` have passed since its first
+ * bytes, what is left is split over the other streams when the rate so far is below
+ * `belowBytesPerSecond`. Parallel ranges pay where one connection is the limit (distance, a
+ * server's per-connection rate); on a fast link each extra range only costs the server another
+ * request (moto reads the whole object for each). `belowBytesPerSecond: Infinity` splits at the
+ * first bytes; `0` never splits.
+ */
+export interface RangeSplit {
+  /** Default {@link SPLIT_BELOW} (128 MiB/s). */
+  belowBytesPerSecond?: number;
+  /** Default {@link SPLIT_AFTER_MS} (300 ms). */
+  afterMs?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -63,6 +83,10 @@ const partSizeOf = (o: RangedDownloadOptions): number => {
 
 /** The smallest part of a ranged download by default (and the size from which an object is split). */
 export const DEFAULT_PART = 16 * MiB;
+/** A single stream slower than this (bytes/s) is split into ranges (see {@link RangeSplit}). */
+export const SPLIT_BELOW = 128 * MiB;
+/** How long a single stream runs before its rate decides whether it is split. */
+export const SPLIT_AFTER_MS = 300;
 
 /**
  * Ranged streams per large object when `jobs` are fetched with `concurrency` connections: the
@@ -79,6 +103,8 @@ export function rangeStreams(jobs: ReadonlyArray<{ size?: number }>, concurrency
 class RangeIgnored extends Error {}
 /** Thrown inside when the object is not there at all. */
 class Missing extends Error {}
+/** Thrown inside a drain whose part a split ended before the end its GET asked for. */
+class PartComplete extends Error {}
 
 interface Part {
   start: number;
@@ -104,6 +130,10 @@ class Ranged {
   readonly timeouts: StoreTimeouts;
   readonly ac = new AbortController();
   readonly signal: AbortSignal;
+  /** Set while one stream runs whose rate decides on a split (see {@link RangeSplit}). */
+  private splitAt: { below: number; afterMs: number; firstByte?: number } | undefined;
+  /** Starts another worker (set by {@link runWorkers}). */
+  addWorker: () => void = () => {};
 
   constructor(
     readonly store: BuildStore,
@@ -113,8 +143,10 @@ class Ranged {
     readonly o: RangedDownloadOptions & { size: number },
     readonly window: number,
   ) {
-    const partSize = partSizeOf(o);
+    const adaptive = o.partSize === undefined && store.honoursRanges === true && (o.concurrency ?? 4) > 1;
+    const partSize = adaptive ? o.size : partSizeOf(o);
     for (let s = 0; s < o.size; s += partSize) this.parts.push({ start: s, end: Math.min(o.size, s + partSize) - 1, got: 0, done: false });
+    if (adaptive) this.splitAt = { below: o.rangeSplit?.belowBytesPerSecond ?? SPLIT_BELOW, afterMs: o.rangeSplit?.afterMs ?? SPLIT_AFTER_MS };
     this.timeouts = storeTimeouts(o.timeouts);
     this.signal = o.signal ? AbortSignal.any([o.signal, this.ac.signal]) : this.ac.signal;
   }
@@ -214,8 +246,13 @@ class Ranged {
     const want = p.end - from + 1;
     const obj = await this.open(p, from);
     if (obj.drain) await this.drainRange(obj, p, from);
-    else await this.streamRange(obj, p, from, want);
+    else await this.streamRange(obj, p, from);
     if (p.start + p.got <= p.end) throw new CosaError('COSA_STORE_UNREACHABLE', `${this.url}: range ${from}-${p.end} ended after ${p.start + p.got - from} of ${want} bytes`);
+  }
+
+  /** Streams the object starts with: one when a split is decided on the way. */
+  get initialStreams(): number {
+    return this.splitAt ? 1 : Math.max(1, this.o.concurrency ?? 4);
   }
 
   /** Bytes of `p` landed in the file: the part, the meter and the hash move on. */
@@ -225,6 +262,31 @@ class Ranged {
     this.o.meter?.update(this.o.name, this.received);
     this.advance();
     this.flushBehind();
+    if (this.splitAt) this.maybeSplit();
+  }
+
+  /**
+   * Once the single stream has run `afterMs`, splits what it has left over all streams when its
+   * rate is below the threshold: its part ends at its share (its GET is cut off there) and the
+   * rest becomes parts of other workers. Decided once.
+   */
+  private maybeSplit(): void {
+    const s = this.splitAt!;
+    const now = performance.now();
+    s.firstByte ??= now;
+    const elapsed = now - s.firstByte;
+    if (elapsed < s.afterMs) return;
+    this.splitAt = undefined;
+    if (s.below !== Number.POSITIVE_INFINITY && (this.received * 1000) / Math.max(elapsed, 1) >= s.below) return;
+    const p = this.parts[0]!;
+    const at = p.start + p.got;
+    const streams = Math.max(1, this.o.concurrency ?? 4);
+    const share = Math.max(DEFAULT_PART, Math.ceil((p.end + 1 - at) / streams / MiB) * MiB);
+    if (p.end + 1 - at < 2 * share) return;
+    const end = p.end;
+    p.end = at + share - 1;
+    for (let x = p.end + 1; x <= end; x += share) this.parts.push({ start: x, end: Math.min(end, x + share - 1), got: 0, done: false });
+    for (let i = 1; i < Math.min(streams, this.parts.length); i++) this.addWorker();
   }
 
   /** Bytes received when the last background flush started, and that flush while it runs. */
@@ -270,8 +332,11 @@ class Ranged {
           off += bytesWritten;
         }
         this.landed(p, b.length);
+        // The part was cut short by a split: the rest of this GET is other streams' work.
+        if (p.start + p.got > p.end && b.length < chunk.length) throw new PartComplete();
       }, (n) => watch.moved(n));
     } catch (e) {
+      if (e instanceof PartComplete) return;
       // What was written before the break stays: the retry asks only for the rest.
       if (stalled) throw stalled;
       if (e instanceof CosaError || this.signal.aborted) throw e;
@@ -283,7 +348,7 @@ class Ranged {
   }
 
   /** The body read as a stream, gathered into batches written at their offsets. */
-  private async streamRange(obj: StoreObject, p: Part, from: number, want: number): Promise<void> {
+  private async streamRange(obj: StoreObject, p: Part, from: number): Promise<void> {
     const guarded = obj.body.pipe(stallGuard(this.url, this.timeouts));
     obj.body.once('error', (e) => guarded.destroy(e));
     let batch: Buffer[] = [];
@@ -301,12 +366,13 @@ class Ranged {
     try {
       for await (const c of guarded) {
         let b = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
-        const room = want - (p.got - (from - p.start)) - batchBytes;
-        if (b.length > room) b = b.subarray(0, room);
+        // p.end, not `want`: a split can end the part before the end this GET asked for.
+        const room = p.end + 1 - (p.start + p.got) - batchBytes;
+        if (b.length > room) b = b.subarray(0, Math.max(0, room));
         batch.push(b);
         batchBytes += b.length;
         if (batchBytes >= WRITE_BATCH) await flush();
-        if (p.got - (from - p.start) + batchBytes >= want) break;
+        if (p.start + p.got + batchBytes > p.end) break;
       }
       await flush();
     } catch (e) {
@@ -365,14 +431,19 @@ export async function downloadRanged(store: BuildStore, key: string, dest: strin
 
 /** Runs the workers; the first failure aborts the others and is thrown once all have stopped. */
 async function runWorkers(r: Ranged, concurrency: number): Promise<void> {
-  const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(concurrency, r.parts.length) }, (_, i) =>
-      r.work(i === 0).catch((e: unknown) => {
+  const running: Array<Promise<void>> = [];
+  const start = (first: boolean) =>
+    running.push(
+      r.work(first).catch((e: unknown) => {
         if (!r.ac.signal.aborted) r.ac.abort(e);
         throw e;
       }),
-    ),
-  );
+    );
+  // A split (see RangeSplit) adds workers while the first one runs.
+  r.addWorker = () => start(false);
+  for (let i = 0; i < Math.min(r.initialStreams, concurrency, r.parts.length); i++) start(i === 0);
+  let settled: Array<PromiseSettledResult<void>> = [];
+  while (settled.length < running.length) settled = await Promise.allSettled([...running]);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   // The first failure is the cause; the others are its abort.
   if (failed) throw r.ac.signal.aborted ? r.ac.signal.reason : failed.reason;

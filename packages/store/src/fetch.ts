@@ -207,6 +207,7 @@ export async function fetchBuildObjects(options: FetchObjectsOptions): Promise<F
               ...(j.size === undefined && !j.artifact ? { maxBytes: 256 * 1024 * 1024 } : {}),
               onProgress,
               concurrency: ranges,
+              ...(options.rangeSplit ? { rangeSplit: options.rangeSplit } : {}),
             });
             if (!got) {
               if (j.required) throw new CosaError('COSA_STORE_NOT_FOUND', `${store.urlOf(key)} does not exist`);

@@ -7,3 +7,4 @@ export { mergeBuildsJson, probeConditionalWrites, updateRemoteBuildsJson, type U
 export { fetchBuildObjects, readRemoteBuilds, type FetchObjectsOptions, type FetchObjectsResult, type FetchedFile, type RemoteBuilds, type ReadRemoteBuildsOptions } from './fetch.js';
 export { uploadBuildObjects, contentTypeOf, type UploadObjectsOptions, type UploadObjectsResult, type UploadedFile } from './upload.js';
 export { mergeMetaForUpload } from './remote-meta.js';
+export type { RangeSplit } from './_ranged-get.js';

@@ -6,6 +6,7 @@ import { HttpStore } from './http-store.js';
 import { S3Store, type S3StoreOptions } from './s3-store.js';
 import type { BuildStore } from './store.js';
 import { redactUrl, type StoreTimeouts } from './_util.js';
+import type { RangeSplit } from './_ranged-get.js';
 
 /** Options of {@link openBuildStore}; each backend reads the ones it knows. */
 export interface OpenStoreOptions {
@@ -31,6 +32,8 @@ export interface OpenStoreOptions {
   timeouts?: Partial<StoreTimeouts>;
   /** HTTP: receives a warning for every retried request. */
   onProgress?: OnProgress;
+  /** Downloads from S3: when one large object gets parallel ranges (see {@link RangeSplit}). */
+  rangeSplit?: RangeSplit;
 }
 
 type Backend = (location: string, options: OpenStoreOptions) => BuildStore;

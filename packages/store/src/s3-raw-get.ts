@@ -123,142 +123,178 @@ class Drainer {
   }
 }
 
-/** Sends a signed GET and resolves once the headers are in; the body follows (see {@link RawAnswer}). */
-export function rawGet(r: SignedRequest, t: StoreTimeouts, signal: AbortSignal | undefined): Promise<RawAnswer> {
-  return new Promise<RawAnswer>((resolve, reject) => {
-    let head: Buffer | undefined = Buffer.alloc(0);
-    let left = 0;
-    /** Body bytes that came with the headers, held until the body is read one way or the other. */
-    let early: Buffer | undefined;
-    let body: Readable | undefined;
-    let drainer: Drainer | undefined;
-    let streaming = false;
-    let sock: Socket | undefined;
-    let done = false;
-    let failure: Error | undefined;
-    const readBuf = Buffer.allocUnsafe(CHUNK);
-    const fail = (e: Error) => {
-      if (done) return;
-      done = true;
-      failure = e;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (drainer) drainer.fail(e);
-      // A drained body has no reader to tell: the drain's promise says it.
-      if (body) body.destroy(drainer ? undefined : e);
-      else reject(e);
-      sock?.destroy();
-    };
-    const complete = () => {
-      done = true;
-      signal?.removeEventListener('abort', onAbort);
-      sock!.end();
-    };
-    const onAbort = () => fail(new CosaError('COSA_STORE_ABORTED', 'transfer aborted', { cause: signal?.reason }));
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(() => fail(new CosaError('COSA_STORE_TIMEOUT', `${r.hostname}: no answer headers within ${(t.connectMs + t.headersMs) / 1000} s`)), t.connectMs + t.headersMs);
-    /** Stream mode: what was read is copied into the stream (the read buffer is reused). */
-    const onBody = (chunk: Buffer): boolean => {
-      const take = chunk.subarray(0, Math.min(chunk.length, left));
-      left -= take.length;
-      const more = take.length === 0 || body!.push(Buffer.from(take));
-      if (left === 0) {
-        complete();
-        body!.push(null);
-        return false;
-      }
-      return more;
-    };
-    /** Drain mode: the bytes already sit in the drainer's buffer. */
-    const onDrained = (n: number): boolean => {
-      onRead?.(n);
-      const take = Math.min(n, left);
-      left -= take;
-      const last = left === 0;
-      const more = drainer!.took(take, last);
-      if (last) complete();
-      return more && !last;
-    };
-    const startStream = () => {
-      if (streaming || drainer) return;
-      streaming = true;
-      const first = early!;
-      early = undefined;
-      if (onBody(first)) sock?.resume();
-    };
-    let onRead: ((bytes: number) => void) | undefined;
-    const drain = (write: (chunk: Buffer) => Promise<void>, heard?: (bytes: number) => void): Promise<void> => {
-      onRead = heard;
-      if (streaming || drainer) return Promise.reject(new Error('rawGet: the body is already being read'));
-      if (failure) return Promise.reject(failure);
-      // The socket's next read goes to the start of readBuf (set after the headers' read).
-      drainer = new Drainer(readBuf, write, () => sock?.resume(), (e) => fail(e));
-      const first = early!.subarray(0, Math.min(early!.length, left));
-      early = undefined;
-      left -= first.length;
-      drainer.handOn(first);
-      if (left === 0) {
-        drainer.took(0, true);
-        if (!done) complete();
-      } else {
-        sock?.resume();
-      }
-      return drainer.done;
-    };
-    const onHead = (chunk: Buffer): boolean => {
-      head = Buffer.concat([head!, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) {
-        if (head.length > 64 * 1024) fail(new CosaError('COSA_STORE_UNREACHABLE', `${r.hostname}: answer headers longer than 64 KiB`));
-        return true;
-      }
-      const lines = head.subarray(0, end).toString('latin1').split('\r\n');
-      early = Buffer.from(head.subarray(end + 4));
-      head = undefined;
-      clearTimeout(timer);
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
-      const headers: Record<string, string> = {};
-      for (const l of lines.slice(1)) {
-        const i = l.indexOf(':');
-        if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-      }
-      const length = headers['content-length'];
-      if (!Number.isFinite(status) || length === undefined || !/^\d+$/.test(length) || headers['transfer-encoding'] !== undefined) {
-        fail(new RawUnsupported(`${r.hostname}: answer without a plain Content-Length`));
-        return false;
-      }
-      left = Number(length);
-      body = new Readable({
-        highWaterMark: 2 * CHUNK,
-        read: () => (streaming ? sock?.resume() : startStream()),
-        destroy: (e, cb) => {
-          if (!done) fail(e ?? new CosaError('COSA_STORE_ABORTED', `${r.hostname}: the body was closed before its end`));
-          cb(e);
-        },
-      });
-      resolve({ status, headers, body, drain });
-      // Nothing more is read until the body is read one way or the other.
-      return false;
-    };
-    sock = connect({
+/** Status and lower-case headers of an answer's head (the bytes before the blank line). */
+function parseHead(head: Buffer): { status: number; headers: Record<string, string> } {
+  const lines = head.toString('latin1').split('\r\n');
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
+  const headers: Record<string, string> = {};
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(':');
+    if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  return { status, headers };
+}
+
+/** The request's bytes: the signed headers (Content-Length dropped) and `connection: close`. */
+function requestText(r: SignedRequest): string {
+  const headers = Object.entries({ ...r.headers, connection: 'close' })
+    .filter(([k]) => k.toLowerCase() !== 'content-length')
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  return `GET ${target(r)} HTTP/1.1\r\n${headers}\r\n`;
+}
+
+/** One GET on its own connection: the head, then the body read one of two ways (see {@link RawAnswer}). */
+class RawRequest {
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private left = 0;
+  /** Body bytes that came with the headers, held until the body is read one way or the other. */
+  private early: Buffer | undefined;
+  private body: Readable | undefined;
+  private drainer: Drainer | undefined;
+  private streaming = false;
+  private sock: Socket | undefined;
+  private done = false;
+  private failure: Error | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private onRead: ((bytes: number) => void) | undefined;
+  private readonly readBuf = Buffer.allocUnsafe(CHUNK);
+  private readonly onAbort = () => this.fail(new CosaError('COSA_STORE_ABORTED', 'transfer aborted', { cause: this.signal?.reason }));
+
+  constructor(
+    private readonly r: SignedRequest,
+    private readonly t: StoreTimeouts,
+    private readonly signal: AbortSignal | undefined,
+    private readonly resolve: (a: RawAnswer) => void,
+    private readonly reject: (e: Error) => void,
+  ) {}
+
+  start(): void {
+    const { r, t } = this;
+    if (this.signal?.aborted) return this.onAbort();
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.timer = setTimeout(() => this.fail(new CosaError('COSA_STORE_TIMEOUT', `${r.hostname}: no answer headers within ${(t.connectMs + t.headersMs) / 1000} s`)), t.connectMs + t.headersMs);
+    const sock = (this.sock = connect({
       host: r.hostname,
       port: r.port ?? 80,
       onread: {
-        buffer: () => (drainer ? drainer.cur.subarray(drainer.filled) : readBuf),
-        callback: (n: number, buf: Uint8Array) => (head ? onHead(Buffer.from(buf.buffer, buf.byteOffset, n)) : drainer ? onDrained(n) : onBody(Buffer.from(buf.buffer, buf.byteOffset, n))),
+        buffer: () => (this.drainer ? this.drainer.cur.subarray(this.drainer.filled) : this.readBuf),
+        callback: (n: number, buf: Uint8Array) =>
+          this.head ? this.onHead(Buffer.from(buf.buffer, buf.byteOffset, n)) : this.drainer ? this.onDrained(n) : this.onBody(Buffer.from(buf.buffer, buf.byteOffset, n)),
+      },
+    }));
+    sock.setNoDelay(true);
+    sock.setTimeout(t.idleMs, () => this.fail(new CosaError('COSA_STORE_TIMEOUT', `${r.hostname}: no data for ${t.idleMs / 1000} s`)));
+    sock.once('error', (e) => this.fail(new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${r.hostname}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, { cause: e })));
+    sock.once('close', () => {
+      if (this.head || this.left > 0) this.fail(new CosaError('COSA_STORE_UNREACHABLE', `${r.hostname}: the connection closed ${this.head ? 'before the answer' : `${this.left} bytes before the end of the body`}`));
+    });
+    sock.write(requestText(r));
+  }
+
+  private fail(e: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.failure = e;
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this.onAbort);
+    if (this.drainer) this.drainer.fail(e);
+    // A drained body has no reader to tell: the drain's promise says it.
+    if (this.body) this.body.destroy(this.drainer ? undefined : e);
+    else this.reject(e);
+    this.sock?.destroy();
+  }
+
+  private complete(): void {
+    this.done = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
+    this.sock!.end();
+  }
+
+  /** Stream mode: what was read is copied into the stream (the read buffer is reused). */
+  private onBody(chunk: Buffer): boolean {
+    const take = chunk.subarray(0, Math.min(chunk.length, this.left));
+    this.left -= take.length;
+    const more = take.length === 0 || this.body!.push(Buffer.from(take));
+    if (this.left === 0) {
+      this.complete();
+      this.body!.push(null);
+      return false;
+    }
+    return more;
+  }
+
+  /** Drain mode: the bytes already sit in the drainer's buffer. */
+  private onDrained(n: number): boolean {
+    this.onRead?.(n);
+    const take = Math.min(n, this.left);
+    this.left -= take;
+    const last = this.left === 0;
+    const more = this.drainer!.took(take, last);
+    if (last) this.complete();
+    return more && !last;
+  }
+
+  private startStream(): void {
+    if (this.streaming || this.drainer) return;
+    this.streaming = true;
+    const first = this.early!;
+    this.early = undefined;
+    if (this.onBody(first)) this.sock?.resume();
+  }
+
+  /** {@link RawAnswer.drain}. */
+  private drain(write: (chunk: Buffer) => Promise<void>, heard?: (bytes: number) => void): Promise<void> {
+    this.onRead = heard;
+    if (this.streaming || this.drainer) return Promise.reject(new Error('rawGet: the body is already being read'));
+    if (this.failure) return Promise.reject(this.failure);
+    // The socket's next read goes to the start of readBuf (set after the headers' read).
+    const drainer = (this.drainer = new Drainer(this.readBuf, write, () => this.sock?.resume(), (e) => this.fail(e)));
+    const first = this.early!.subarray(0, Math.min(this.early!.length, this.left));
+    this.early = undefined;
+    this.left -= first.length;
+    drainer.handOn(first);
+    if (this.left === 0) {
+      drainer.took(0, true);
+      if (!this.done) this.complete();
+    } else {
+      this.sock?.resume();
+    }
+    return drainer.done;
+  }
+
+  private onHead(chunk: Buffer): boolean {
+    const head = (this.head = Buffer.concat([this.head!, chunk]));
+    const end = head.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (head.length > 64 * 1024) this.fail(new CosaError('COSA_STORE_UNREACHABLE', `${this.r.hostname}: answer headers longer than 64 KiB`));
+      return true;
+    }
+    const { status, headers } = parseHead(head.subarray(0, end));
+    this.early = Buffer.from(head.subarray(end + 4));
+    this.head = undefined;
+    clearTimeout(this.timer);
+    const length = headers['content-length'];
+    if (!Number.isFinite(status) || length === undefined || !/^\d+$/.test(length) || headers['transfer-encoding'] !== undefined) {
+      this.fail(new RawUnsupported(`${this.r.hostname}: answer without a plain Content-Length`));
+      return false;
+    }
+    this.left = Number(length);
+    this.body = new Readable({
+      highWaterMark: 2 * CHUNK,
+      read: () => (this.streaming ? this.sock?.resume() : this.startStream()),
+      destroy: (e, cb) => {
+        if (!this.done) this.fail(e ?? new CosaError('COSA_STORE_ABORTED', `${this.r.hostname}: the body was closed before its end`));
+        cb(e);
       },
     });
-    sock.setNoDelay(true);
-    sock.setTimeout(t.idleMs, () => fail(new CosaError('COSA_STORE_TIMEOUT', `${r.hostname}: no data for ${t.idleMs / 1000} s`)));
-    sock.once('error', (e) => fail(new CosaError('COSA_STORE_UNREACHABLE', `cannot reach ${r.hostname}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, { cause: e })));
-    sock.once('close', () => {
-      if (head || left > 0) fail(new CosaError('COSA_STORE_UNREACHABLE', `${r.hostname}: the connection closed ${head ? 'before the answer' : `${left} bytes before the end of the body`}`));
-    });
-    const headers = Object.entries({ ...r.headers, connection: 'close' })
-      .filter(([k]) => k.toLowerCase() !== 'content-length')
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    sock.write(`GET ${target(r)} HTTP/1.1\r\n${headers}\r\n`);
-  });
+    this.resolve({ status, headers, body: this.body, drain: (w, h) => this.drain(w, h) });
+    // Nothing more is read until the body is read one way or the other.
+    return false;
+  }
+}
+
+/** Sends a signed GET and resolves once the headers are in; the body follows (see {@link RawAnswer}). */
+export function rawGet(r: SignedRequest, t: StoreTimeouts, signal: AbortSignal | undefined): Promise<RawAnswer> {
+  return new Promise<RawAnswer>((resolve, reject) => new RawRequest(r, t, signal, resolve, reject).start());
 }

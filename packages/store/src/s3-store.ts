@@ -9,6 +9,7 @@ import type { BuildStore, GetOptions, ObjectInfo, PutOptions, PutResult, Request
 import { abortError, checkKey, countingStream, joinKey, storeTimeouts, type StoreTimeouts } from './_util.js';
 import { checksumMismatch, Sha256Check } from './_verify.js';
 import { rawGet, RawUnsupported, type SignedRequest } from './s3-raw-get.js';
+import type { EnvCredentials, GetSigner } from './_s3-sign.js';
 
 /** Options of {@link S3Store}. */
 export interface S3StoreOptions {
@@ -63,6 +64,19 @@ function regionFromConfig(file: string, profile: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The environment credentials the SDK's default chain would use, or undefined when the chain
+ * would look elsewhere: a profile named (option or AWS_PROFILE) skips the environment, as does a
+ * missing key or secret.
+ */
+function envCredentials(profile: string | undefined, env: NodeJS.ProcessEnv = process.env): EnvCredentials | undefined {
+  if (profile ?? env.AWS_PROFILE) return undefined;
+  const accessKeyId = env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
+  if (!accessKeyId || !secretAccessKey) return undefined;
+  return { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) };
+}
+
 /** Parses `s3://bucket/prefix` or `bucket/prefix` into bucket and prefix (no slashes at the ends). */
 export function parseS3Location(location: string): { bucket: string; prefix: string } {
   const rest = location.startsWith('s3://') ? location.slice(5) : location;
@@ -77,6 +91,8 @@ export function parseS3Location(location: string): { bucket: string; prefix: str
 // The AWS SDK takes a while to load: only S3 locations pay for it, on first use.
 let sdkModule: Promise<typeof import('@aws-sdk/client-s3')> | undefined;
 const sdk = () => (sdkModule ??= import('@aws-sdk/client-s3'));
+let signingModule: Promise<typeof import('./_s3-sign.js')> | undefined;
+const signing = () => (signingModule ??= import('./_s3-sign.js'));
 let storageModule: Promise<typeof import('@aws-sdk/lib-storage')> | undefined;
 const storage = () => (storageModule ??= import('@aws-sdk/lib-storage'));
 
@@ -128,6 +144,8 @@ export class S3Store implements BuildStore {
   private clientValue: S3Client | undefined;
   /** Set when the endpoint answered something the raw reader leaves to the SDK. */
   private rawOff = false;
+  /** The lean GET signer once decided (null: the SDK signs). */
+  private leanSignerValue: Promise<GetSigner> | null | undefined;
   private readonly options: S3StoreOptions;
 
   constructor(options: S3StoreOptions) {
@@ -141,6 +159,15 @@ export class S3Store implements BuildStore {
     this.clientValue = options.client;
   }
 
+  /** The region: the option, AWS_REGION, AWS_DEFAULT_REGION, the config file's profile, or us-east-1. */
+  private region(): string {
+    const o = this.options;
+    const env = process.env;
+    const profile = o.profile ?? env.AWS_PROFILE ?? 'default';
+    const configFile = o.awsConfigFile ?? env.AWS_CONFIG_FILE ?? join(homedir(), '.aws', 'config');
+    return o.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? regionFromConfig(configFile, profile) ?? 'us-east-1';
+  }
+
   /** The S3 client (created on first use unless one was injected; loads the SDK then). */
   async client(): Promise<S3Client> {
     if (!this.clientValue) {
@@ -148,10 +175,8 @@ export class S3Store implements BuildStore {
       const o = this.options;
       const env = process.env;
       const endpoint = o.endpointUrl ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
-      const profile = o.profile ?? env.AWS_PROFILE ?? 'default';
-      const configFile = o.awsConfigFile ?? env.AWS_CONFIG_FILE ?? join(homedir(), '.aws', 'config');
       const timeouts = storeTimeouts(o.timeouts);
-      const region = o.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? regionFromConfig(configFile, profile) ?? 'us-east-1';
+      const region = this.region();
       const config: S3ClientConfig & { configFilepath?: string } = {
         region,
         // Without these the SDK waits forever on a server that accepts and never answers.
@@ -269,8 +294,23 @@ export class S3Store implements BuildStore {
     return endpoint?.startsWith('http:') === true;
   }
 
+  /**
+   * The lean signer (see _s3-sign.ts) when it gives what the client would: path-style addressing
+   * and the environment credentials the default chain would take; undefined otherwise.
+   */
+  private leanSigner(): Promise<GetSigner> | undefined {
+    if (this.leanSignerValue !== undefined) return this.leanSignerValue ?? undefined;
+    const o = this.options;
+    const endpoint = o.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    const creds = envCredentials(o.profile || undefined);
+    this.leanSignerValue = endpoint === undefined || o.forcePathStyle === false || !creds ? null : signing().then((m) => new m.GetSigner(endpoint, this.region(), creds));
+    return this.leanSignerValue ?? undefined;
+  }
+
   /** Signs a GetObject exactly as the client would send it, without sending it. */
   private async signedGet(key: string, range: string | undefined, signal: AbortSignal | undefined): Promise<SignedRequest> {
+    const lean = this.leanSigner();
+    if (lean) return (await lean).sign(this.bucket, this.keyOf(key), range);
     const { GetObjectCommand } = await sdk();
     const cmd = new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), ...(range ? { Range: range } : {}) });
     let signed: SignedRequest | undefined;
