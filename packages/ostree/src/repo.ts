@@ -201,7 +201,7 @@ export async function revParse(o: { repo: string; ref: string } & RepoCallOption
     const obj = path.join(o.repo, 'objects', o.ref.slice(0, 2), `${o.ref.slice(2)}.commit`);
     return (await stat(obj).then(() => true, () => false)) ? o.ref : undefined;
   }
-  if (/^[0-9a-f]{1,63}$/.test(o.ref)) {
+  if (isShortHex(o.ref)) {
     // ostree takes a short hex string as an abbreviated checksum before it looks for a ref of that
     // name: build id `1` would resolve to whichever commit starts with 1, or fail as "not unique".
     const head = await localRef(o.repo, o.ref);
@@ -215,6 +215,14 @@ export async function revParse(o: { repo: string; ref: string } & RepoCallOption
   throw new CosaError('COSA_OSTREE_FAILED', `cannot resolve ${o.ref} in ${o.repo}: ${r.stderr.trim()}`);
 }
 
+/**
+ * Whether ostree could take `name` for an abbreviated commit checksum: it tries that before it
+ * looks for a ref of that name, so such a ref (build id `1`) is read and written here by its file.
+ */
+function isShortHex(name: string): boolean {
+  return /^[0-9a-f]{1,63}$/.test(name);
+}
+
 /** The commit a local ref (`refs/heads/<ref>`) points at, read from its file; undefined when there is no such ref. */
 async function localRef(repo: string, ref: string): Promise<string | undefined> {
   const text = await readFile(path.join(repo, 'refs', 'heads', ref), 'utf8').catch(() => undefined);
@@ -224,7 +232,7 @@ async function localRef(repo: string, ref: string): Promise<string | undefined> 
 
 /** `rev` as the ostree CLI may take it: a short hex name that is a local ref becomes that ref's checksum (see {@link revParse}). */
 async function cliRev(repo: string, rev: string): Promise<string> {
-  return /^[0-9a-f]{1,63}$/.test(rev) ? ((await localRef(repo, rev)) ?? rev) : rev;
+  return isShortHex(rev) ? ((await localRef(repo, rev)) ?? rev) : rev;
 }
 
 /** A commit as {@link showCommit} reports it. */
@@ -288,7 +296,7 @@ export async function listRefs(o: { repo: string; prefix?: string } & RepoCallOp
 
 /** Points `ref` at `rev` (created or moved). */
 export async function setRef(o: { repo: string; ref: string; rev: string } & RepoCallOptions): Promise<void> {
-  if (/^[0-9a-f]{1,63}$/.test(o.ref)) return setHexRef(o);
+  if (isShortHex(o.ref)) return setHexRef(o);
   await ostree(o.repo, ['refs', '--force', `--create=${o.ref}`, '--', await cliRev(o.repo, o.rev)], { ...o, what: `cannot set ${o.ref} to ${o.rev}` });
 }
 
@@ -296,7 +304,8 @@ export async function setRef(o: { repo: string; ref: string; rev: string } & Rep
  * `ostree refs --create` first resolves the new name, and a short hex name (build id `1`) that
  * abbreviates several commits fails there as "not unique". Such a ref is written the way ostree
  * writes a local ref: `refs/heads/<ref>` holding the checksum, replaced atomically from the repo's
- * own tmp/.
+ * own tmp/ (not writeFileAtomic: its temp file sits beside the target, where a leftover would be
+ * listed as a ref).
  */
 async function setHexRef(o: { repo: string; ref: string; rev: string } & RepoCallOptions): Promise<void> {
   const sha = await revParse({ repo: o.repo, ref: o.rev, ...(o.signal ? { signal: o.signal } : {}) });
@@ -321,7 +330,7 @@ async function setHexRef(o: { repo: string; ref: string; rev: string } & RepoCal
 /** Deletes `ref` (a missing ref is not an error). */
 export async function deleteRef(o: { repo: string; ref: string } & RepoCallOptions): Promise<void> {
   // A ref, not whatever the name resolves to: a short hex name can abbreviate a commit.
-  const hex = /^[0-9a-f]{1,63}$/.test(o.ref);
+  const hex = isShortHex(o.ref);
   if (hex && !(await readRepoMode(o.repo))) throw new CosaError('COSA_OSTREE_FAILED', `cannot delete ${o.ref}: ${o.repo} is not an OSTree repo`);
   const exists = hex ? (await localRef(o.repo, o.ref)) !== undefined : (await revParse(o)) !== undefined;
   if (!exists) return;
@@ -357,7 +366,7 @@ export async function pullLocal(o: PullLocalOptions): Promise<void> {
   // pull-local resolves a ref's name in the destination too, where a short hex name (build id
   // `1`) can abbreviate several commits: such refs are pulled by checksum and written after.
   const hexRefs: [string, string][] = [];
-  for (const ref of (o.refs ?? []).filter((r) => /^[0-9a-f]{1,63}$/.test(r))) {
+  for (const ref of (o.refs ?? []).filter((r) => isShortHex(r))) {
     const sha = await localRef(o.srcRepo, ref);
     if (!sha) throw new CosaError('COSA_OSTREE_FAILED', `cannot pull ${ref} from ${o.srcRepo}: no such ref`);
     hexRefs.push([ref, sha]);

@@ -159,6 +159,11 @@ export class S3Store implements BuildStore {
     this.clientValue = options.client;
   }
 
+  /** The custom endpoint: the option, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (undefined: AWS itself). */
+  private endpoint(): string | undefined {
+    return this.options.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  }
+
   /** The region: the option, AWS_REGION, AWS_DEFAULT_REGION, the config file's profile, or us-east-1. */
   private region(): string {
     const o = this.options;
@@ -174,7 +179,7 @@ export class S3Store implements BuildStore {
       const { S3Client } = await sdk();
       const o = this.options;
       const env = process.env;
-      const endpoint = o.endpointUrl ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+      const endpoint = this.endpoint();
       const timeouts = storeTimeouts(o.timeouts);
       const region = this.region();
       const config: S3ClientConfig & { configFilepath?: string } = {
@@ -290,7 +295,7 @@ export class S3Store implements BuildStore {
   /** Whether object bodies are read with {@link rawGet}: a plain-HTTP endpoint, not turned off. */
   private plainHttp(): boolean {
     if (this.rawOff || this.options.client) return false;
-    const endpoint = this.options.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    const endpoint = this.endpoint();
     return endpoint?.startsWith('http:') === true;
   }
 
@@ -301,7 +306,7 @@ export class S3Store implements BuildStore {
   private leanSigner(): Promise<GetSigner> | undefined {
     if (this.leanSignerValue !== undefined) return this.leanSignerValue ?? undefined;
     const o = this.options;
-    const endpoint = o.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    const endpoint = this.endpoint();
     const creds = envCredentials(o.profile || undefined);
     this.leanSignerValue = endpoint === undefined || o.forcePathStyle === false || !creds ? null : signing().then((m) => new m.GetSigner(endpoint, this.region(), creds));
     return this.leanSignerValue ?? undefined;
