@@ -65,17 +65,19 @@ describe('cosa kola (bundled example, TCG)', () => {
     expect(r.stdout).toContain('--- PASS: basic');
     expect(r.stdout).toContain('--- PASS: ext.config.os-identity');
     expect(r.stdout).toContain('--- PASS: ext.config.os-boot-automount');
+    expect(r.stdout).toContain('--- PASS: ext.config.os-masked-units');
     const rep = await readReport(out);
     expect(rep.result).toBe('PASS');
     expect(rep.platform).toBe('qemu');
     expect(rep.version).toBe(first);
-    expect(rep.tests.map((t) => [t.name, t.result])).toEqual([['basic', 'PASS'], ['ext.config.os-boot-automount', 'PASS'], ['ext.config.os-identity', 'PASS']]);
+    expect(rep.tests.map((t) => [t.name, t.result])).toEqual([['basic', 'PASS'], ['ext.config.os-boot-automount', 'PASS'], ['ext.config.os-identity', 'PASS'], ['ext.config.os-masked-units', 'PASS']]);
     expect(rep.tests[0]!.subtests).toEqual([
       'basic.default-target', 'basic.usr-read-only', 'basic.booted-commit', 'basic.kernel-arguments', 'basic.etc-var-writable', 'basic.no-oops-oom',
     ]);
     expect(rep.tests[0]!.output).toContain('no failed units');
     expect(rep.tests[1]!.output).toMatch(/ok: \/boot is an automount \(ext4 on access\)/);
     expect(rep.tests[2]!.output).toMatch(/ok: Debian GNU\/Linux 12 .* on OSTree/);
+    expect(rep.tests[3]!.output).toMatch(/ok: 8 units masked and inactive; loop \(\/dev\/loop\d+\) and dm_mod load on first use/);
     // One VM for both (non-exclusive), its console kept.
     const console = await readFile(join(out, 'non-exclusive-test-bucket-0', 'console.txt'), 'utf8');
     expect(console.match(/GNU GRUB/g)?.length).toBe(1);
