@@ -87,11 +87,15 @@ mkfs_ext4_from_dir() {
 }
 
 # copy_fs_image IMG DEV: writes a file system image onto a partition, old contents included
-# (they would differ). Zeroed first when the device allows (a hole on a loop device) so zeros
-# need not be written; else every byte is written. No exclusive open: a mount of the partition
-# another mount namespace may still hold must not fail the build.
+# (they would differ). Zeroed first when the device allows, so only IMG's data need be written:
+# qemu-img reads IMG's data extents only (SEEK_DATA; 1.3 s for a 2.7 GB root image holding 680 MB,
+# where dd conv=sparse read every hole as zeros for 11 s); without qemu-img (the VM appliance),
+# dd skips the zero blocks it reads. Else every byte is written. No exclusive open: a mount of the
+# partition another mount namespace may still hold must not fail the build.
 copy_fs_image() {
-  if blkdiscard -z -f "$2" 2>/dev/null; then dd if="$1" of="$2" bs=4M conv=sparse,fsync status=none
+  if blkdiscard -z -f "$2" 2>/dev/null; then
+    if command -v qemu-img >/dev/null; then qemu-img convert -n --target-is-zero -f raw -O raw "$1" "$2" && sync "$2"
+    else dd if="$1" of="$2" bs=4M conv=sparse,fsync status=none; fi
   else dd if="$1" of="$2" bs=4M conv=fsync status=none; fi
 }
 trap 'exit 143' TERM INT
