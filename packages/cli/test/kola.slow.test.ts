@@ -78,12 +78,12 @@ describe('cosa kola (bundled example, TCG)', () => {
     expect(rep.tests[1]!.output).toMatch(/ok: \/boot is an automount \(ext4 on access\)/);
     expect(rep.tests[2]!.output).toMatch(/ok: Debian GNU\/Linux 12 .* on OSTree/);
     expect(rep.tests[3]!.output).toMatch(/ok: 8 units masked and inactive; loop \(\/dev\/loop\d+\) and dm_mod load on first use/);
-    // One VM for both (non-exclusive), its console kept.
+    // One VM for all four (non-exclusive), its console kept.
     const console = await readFile(join(out, 'non-exclusive-test-bucket-0', 'console.txt'), 'utf8');
     expect(console.match(/GNU GRUB/g)?.length).toBe(1);
     expect(console).toContain('login:');
     const junit = await readFile(join(out, 'reports', 'junit.xml'), 'utf8');
-    expect(junit).toContain('tests="3" failures="0"');
+    expect(junit).toContain('tests="4" failures="0"');
   });
 
   it('reports a failing test as FAIL with its output and exits 1', async () => {
