@@ -135,12 +135,14 @@ export interface ImageResult {
 }
 
 /**
- * The kernel arguments of a deployment (console, extra-kargs, platform id), ending in the GRUB
+ * The kernel arguments of a deployment (root and its file system type, console, extra-kargs, platform id), ending in the GRUB
  * variable `$ignition_firstboot` that GRUB expands on first boot (see docs/images.md).
  */
 export function diskKernelArgs(imageConfig: Partial<ImageConfig> | undefined, platform: string): string[] {
   const consoles = imageConfig?.console ?? ['ttyS0,115200n8'];
-  return ['root=LABEL=root', 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`, IGNITION_FIRSTBOOT_KARG];
+  // rootfstype=: the initramfs starts loading the root's file system module before udev has found
+  // the disk (cosa's init-top script), instead of mount asking for it afterwards.
+  return ['root=LABEL=root', `rootfstype=${imageConfig?.rootfs ?? 'xfs'}`, 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`, IGNITION_FIRSTBOOT_KARG];
 }
 
 /**

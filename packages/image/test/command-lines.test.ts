@@ -4,10 +4,12 @@ import { diskKernelArgs } from '@cosa/image/internal';
 import { vmDiskArgs } from '../src/executor.ts';
 
 describe('command lines', () => {
-  test('the kernel arguments carry the root label, the console, extra-kargs, the platform id and the first-boot GRUB variable', () => {
+  test('the kernel arguments carry the root label and file system type, the console, extra-kargs, the platform id and the first-boot GRUB variable', () => {
     expect(diskKernelArgs({ 'extra-kargs': ['mitigations=auto'] }, 'metal')).toEqual([
-      'root=LABEL=root', 'rw', 'console=ttyS0,115200n8', 'mitigations=auto', 'ignition.platform.id=metal', '$ignition_firstboot',
+      'root=LABEL=root', 'rootfstype=xfs', 'rw', 'console=ttyS0,115200n8', 'mitigations=auto', 'ignition.platform.id=metal', '$ignition_firstboot',
     ]);
+    // The initramfs preloads the root's file system module from rootfstype= (ext4, btrfs too).
+    expect(diskKernelArgs({ rootfs: 'ext4' }, 'qemu').slice(0, 3)).toEqual(['root=LABEL=root', 'rootfstype=ext4', 'rw']);
   });
 
   test('qemuArgs boots a snapshot of the image with the serial console on the terminal for cosa run', () => {

@@ -72,7 +72,7 @@ describe('the direct executor', () => {
     // The stateroot's /var holds what the first boot's tmpfiles would have copied (disk.sh's fill_var).
     expect(dpkgStatus).toMatch(/^Package: /m);
     expect(JSON.parse(aleph!)).toEqual({ build: 'test.1', ref: commit.ref, 'ostree-commit': commit.commit, imgid: 'debian-qemu.qcow2' });
-    expect(grubCfg).toMatch(/linux \/ostree\/cosa-debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu \$ignition_firstboot ostree=/);
+    expect(grubCfg).toMatch(/linux \/ostree\/cosa-debian-[0-9a-f]+\/vmlinuz.* root=LABEL=root rootfstype=xfs rw console=ttyS0,115200n8 cosa.test=1 ignition.platform.id=qemu \$ignition_firstboot ostree=/);
     // The first-boot contract: no ignition-network-kcmdline in image.yaml = the original's default.
     expect(stamp).toBe("set ignition_network_kcmdline='rd.neednet=1 ip=dhcp,dhcp6'\n");
     expect(grubCfg).toContain('if [ -f "/ignition.firstboot" ]; then');

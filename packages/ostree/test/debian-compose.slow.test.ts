@@ -95,6 +95,14 @@ describe('Debian composer: the bundled example', () => {
     const listing = (await run(['lsinitramfs', join(kdir, 'initramfs.img')], { timeoutMs: 120_000 })).stdout.split('\n');
     expect(listing).toContain('usr/lib/ostree/ostree-prepare-root');
     expect(listing).toContain('scripts/local-bottom/ostree');
+    // cosa's init-top script (preloads the rootfstype= module) runs before udev starts.
+    expect(listing).toContain('scripts/init-top/cosa-rootfs');
+    const unpacked = join(work, 'tmp', 'initramfs-unpacked');
+    await run(['unmkinitramfs', join(kdir, 'initramfs.img'), unpacked], { timeoutMs: 120_000 });
+    const order = (await readFile(join(unpacked, 'scripts/init-top/ORDER'), 'utf8')).split('\n').filter((l) => l.startsWith('/scripts/')).map((l) => l.split(' ')[0]);
+    expect(order.indexOf('/scripts/init-top/cosa-rootfs')).toBeGreaterThan(order.indexOf('/scripts/init-top/blacklist'));
+    expect(order.indexOf('/scripts/init-top/cosa-rootfs')).toBeLessThan(order.indexOf('/scripts/init-top/udev'));
+    await rm(unpacked, { recursive: true, force: true });
     // The targeted module set (debian.initramfs-modules default): virtio and the root file
     // systems, not MODULES=most's every storage and network driver.
     const mods = listing.filter((l) => l.endsWith('.ko')).map((l) => l.split('/').pop());

@@ -2,7 +2,9 @@
 # The example masks units it has no use for (overlay.d/10cosa-example/etc/systemd/system), among
 # them the early loads of loop and dm_mod: each must be masked and not have run, and the kernel
 # must still load either module when its control node is first opened. Runs as root in the guest
-# (`cosa kola run`, test name ext.config.os-masked-units).
+# (`cosa kola run`, test name ext.config.os-masked-units). It also masks the systemd generators it
+# has no use for (overlay.d/10cosa-example/etc/systemd/system-generators): they must not run, and
+# the ones it keeps (ostree, fstab, getty) must have.
 set -eu
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -21,4 +23,20 @@ grep -q '^loop ' /proc/modules || [ -d /sys/module/loop ] || fail "loop is not l
 [ -c /dev/mapper/control ] || fail "/dev/mapper/control is missing"
 dd if=/dev/mapper/control of=/dev/null bs=1 count=0 2>/dev/null || true
 [ -d /sys/module/dm_mod ] || fail "dm_mod is not loaded after opening /dev/mapper/control"
-echo "ok: 8 units masked and inactive; loop ($dev) and dm_mod load on first use"
+# Generators: the kept ones wrote their units at boot ...
+[ -f /run/systemd/generator/var.mount ] || fail "ostree-system-generator did not run (no var.mount)"
+[ -f /run/systemd/generator/boot.automount ] || fail "systemd-fstab-generator did not run (no boot.automount)"
+[ -e /run/systemd/generator/getty.target.wants/serial-getty@ttyS0.service ] || fail "systemd-getty-generator did not run"
+# ... and two masked ones, given something to act on, write nothing on a reload.
+for g in systemd-sysv-generator systemd-rc-local-generator systemd-gpt-auto-generator systemd-cryptsetup-generator; do
+	[ "$(readlink "/etc/systemd/system-generators/$g")" = /dev/null ] || fail "$g is not masked"
+done
+cleanup() { rm -f /etc/init.d/cosa-probe /etc/rc.local; systemctl daemon-reload; }
+trap cleanup EXIT
+printf '#!/bin/sh\n### BEGIN INIT INFO\n# Provides: cosa-probe\n# Default-Start: 2 3 4 5\n### END INIT INFO\nexit 0\n' > /etc/init.d/cosa-probe
+printf '#!/bin/sh\nexit 0\n' > /etc/rc.local
+chmod 755 /etc/init.d/cosa-probe /etc/rc.local
+systemctl daemon-reload
+[ ! -e /run/systemd/generator.late/cosa-probe.service ] || fail "systemd-sysv-generator ran: it made cosa-probe.service"
+[ ! -e /run/systemd/generator/multi-user.target.wants/rc-local.service ] || fail "systemd-rc-local-generator ran: it pulled in rc-local.service"
+echo "ok: 8 units masked and inactive; loop ($dev) and dm_mod load on first use; 3 generators ran, sysv and rc-local did not"
