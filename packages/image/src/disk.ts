@@ -135,8 +135,9 @@ export interface ImageResult {
 }
 
 /**
- * The kernel arguments of a deployment (root and its file system type, console, extra-kargs, platform id), ending in the GRUB
- * variable `$ignition_firstboot` that GRUB expands on first boot (see docs/images.md).
+ * The kernel arguments of a deployment (root and its file system type, console, extra-kargs,
+ * platform id), ending in the GRUB variable `$ignition_firstboot` that GRUB expands on first boot
+ * (see docs/images.md).
  */
 export function diskKernelArgs(imageConfig: Partial<ImageConfig> | undefined, platform: string): string[] {
   const consoles = imageConfig?.console ?? ['ttyS0,115200n8'];
