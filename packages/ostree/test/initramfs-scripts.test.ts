@@ -1,21 +1,22 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from './_tmp.js';
+import { run } from '@cosa/ostree/internal';
+import { tempDir } from '@cosa/test-utils';
 
 // The initramfs-tools script that cosa adds to every Debian tree's initramfs, run with the shell
 // the initramfs has (dash here, klibc's sh there: both POSIX), a recording modprobe first on PATH.
 const script = fileURLToPath(new URL('../assets/initramfs-tools/scripts/init-top/cosa-rootfs', import.meta.url));
 
 async function runScript(env: Record<string, string>, args: string[] = [], waitMs = 3000): Promise<{ stdout: string; calls: string[] }> {
-  const dir = await tempDir('cosa-rootfs-');
+  await using tmp = await tempDir();
+  const dir = tmp.dir;
   const log = join(dir, 'calls');
   await writeFile(log, '');
   await writeFile(join(dir, 'modprobe'), `#!/bin/sh\necho "$*" >> ${log}\n`);
   await chmod(join(dir, 'modprobe'), 0o755);
-  const r = await execa('sh', [script, ...args], { env: { PATH: `${dir}:/usr/bin:/bin`, ...env }, extendEnv: false, timeout: 10_000 });
+  const r = await run(['sh', script, ...args], { env: { PATH: `${dir}:/usr/bin:/bin`, ...env }, extendEnv: false, timeoutMs: 10_000 });
   // modprobe runs in the background: give it time to write (until the first call, or waitMs).
   const deadline = Date.now() + waitMs;
   let calls = '';
