@@ -10,12 +10,13 @@
 //     `critical-chain` are kept for the report.
 // Helpers also: wait for the load to settle, format a table.
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findOvmf, qemuArgs } from '@cosa/image';
+import { makeTempDir } from '@cosa/schema/internal';
 
 /** The 1-minute load average, as a string with two decimals. */
 export const load1 = () => loadavg()[0].toFixed(2);
@@ -71,7 +72,9 @@ const strip = (s) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')
  * (the debos image has root:root; cosa's example has none). Never throws for a failed boot.
  */
 export async function bootOnce({ image, firmware = 'bios', accel = 'tcg', timeoutS = 300, password = 'root', analyze = true, keepLog, extra, qemuExtra = [] }) {
-  const dir = mkdtempSync(join(tmpdir(), 'cosa-bench-boot-'));
+  // cosa's own temp-dir naming (<prefix><pid>-…): what a killed bench leaves here (the console log
+  // and the serial socket) is swept by the next cosa process, this bench's included.
+  const dir = await makeTempDir('cosa-boot-');
   const sock = join(dir, 'serial.sock');
   let ovmfVars;
   if (firmware === 'uefi') {
