@@ -56,9 +56,10 @@ step() { echo "cosa-disk: $(( ($(date +%s%N) - T0) / 1000000 )) ${STEP_PREFIX:-}
 [ "$STAGE" = sysroot ] && STEP_PREFIX=host-
 cleanup() {
   local rc=$?
-  [ "$STAGE" = sysroot ] || sync || true
+  [ "$STAGE" = sysroot ] || [ -n "${NO_FINAL_SYNC:-}" ] || sync || true
   for d in "${BIND_MOUNTS[@]}"; do umount -l "$d" 2>/dev/null || true; done
   for m in "$MNT/boot" "$MNT"; do if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; fi; done
+  [ -z "${ONCE_STAGE:-}" ] || rm -rf "$ONCE_STAGE" 2>/dev/null || true
   exit $rc
 }
 BIND_MOUNTS=()
@@ -67,13 +68,18 @@ trap cleanup EXIT
 # mkfs_ext4_from_dir IMG SRC TIME -- MKE2FS_ARGS...: an ext4 file system in the (new, sparse)
 # image file IMG holding SRC, made offline (mke2fs -d): the same SRC content gives the same bytes.
 # Files with mtime 0 (OSTree's objects and their checkouts) keep it, every other time becomes TIME.
+# With FS_OFFSET and FS_BYTES set, IMG is a disk image file and the file system is made in that
+# byte range of it (mke2fs -E offset; the same bytes as in a file of its own); the caller's -E
+# options must then already hold offset=FS_OFFSET (mke2fs takes one -E).
 mkfs_ext4_from_dir() {
   local dev=$1 src=$2 t=$3; shift 4  # dev: the image file
+  local size=() io=$dev
+  if [ -n "${FS_OFFSET:-}" ]; then size=("$(( FS_BYTES / 1024 ))k"); io="$dev?offset=$FS_OFFSET"; fi
   find "$src" -newermt @0 -exec touch -h -d "@$t" {} +
   find "$src" ! -newermt @0 -exec touch -h -a -d @0 {} +
-  E2FSPROGS_FAKE_TIME=$t mkfs.ext4 -q -F "$@" -d "$src" "$dev"
+  E2FSPROGS_FAKE_TIME=$t mkfs.ext4 -q -F "$@" -d "$src" "$dev" "${size[@]}"
   # mke2fs copies each file's ctime, which nothing can set: set it to TIME on every used inode.
-  dumpe2fs "$dev" 2>/dev/null | awk -v t="$t" '
+  dumpe2fs "$io" 2>/dev/null | awk -v t="$t" '
     /^Inodes per group:/ { ipg = $4 }
     /^Group [0-9]+:/ { g = $2 + 0; first = g * ipg + 1; last = first + ipg - 1; next }
     /^  Free inodes:/ {
@@ -82,8 +88,50 @@ mkfs_ext4_from_dir() {
       for (p = 1; p <= n; p++) { if (parts[p] == "") continue; m = split(parts[p], r, "-"); lo = r[1] + 0; hi = (m > 1 ? r[2] : r[1]) + 0; for (i = lo; i <= hi; i++) delete used[i] }
       for (i = first; i <= last; i++) if (i in used) { if (i > 1) print "sif <" i "> ctime @" t; delete used[i] }
     }' > "$COSA_WORK/.ctime.debugfs"
-  E2FSPROGS_FAKE_TIME=$t debugfs -w -f "$COSA_WORK/.ctime.debugfs" "$dev" >/dev/null 2>&1
+  E2FSPROGS_FAKE_TIME=$t debugfs -w -f "$COSA_WORK/.ctime.debugfs" "$io" >/dev/null 2>&1
   rm -f "$COSA_WORK/.ctime.debugfs"
+}
+
+# part_in_file PART: "FILE OFFSET BYTES" when PART is a partition of a loop device over a disk
+# image file (the direct writer), else nothing.
+part_in_file() {
+  local back start
+  back=$(losetup -n -O BACK-FILE "${COSA_DISK:-}" 2>/dev/null | sed 's/ *$//') || return 0
+  [ -n "$back" ] && [ -f "$back" ] || return 0
+  start=$(cat "/sys/class/block/${1##*/}/start" 2>/dev/null) || return 0
+  echo "$back $(( start * 512 )) $(blockdev --getsize64 "$1")"
+}
+
+# make_ext4_part PART SRC SEED -- MKE2FS_ARGS...: the partition PART becomes an ext4 file system
+# holding SRC, made offline (mkfs_ext4_from_dir, TIME=FS_TIME, hash_seed=SEED). On the direct
+# writer, straight into the disk image file at the partition's offset (no second copy, nothing
+# for the loop device to write back); else into an image file, which finish_ext4_part copies
+# onto PART. In between, PART_IO names the new file system for debugfs and dumpe2fs.
+make_ext4_part() {
+  local part=$1 src=$2 seed=$3; shift 4
+  # mke2fs takes one -E: the caller's (image.yaml rootfs-args) and ours, ours last (they win).
+  local args=() ext=
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -E ] && [ $# -gt 1 ]; then ext="$ext$2,"; shift 2; else args+=("$1"); shift; fi
+  done
+  set -- "${args[@]}"
+  local opts="${ext}hash_seed=$seed"
+  local where; where=$(part_in_file "$part")
+  if [ -n "$where" ]; then
+    local file off bytes
+    read -r file off bytes <<< "$where"
+    fallocate -p -o "$off" -l "$bytes" "$file"
+    FS_OFFSET=$off FS_BYTES=$bytes mkfs_ext4_from_dir "$file" "$src" "$FS_TIME" -- "$@" -E "$opts,offset=$off"
+    PART_IO="$file?offset=$off" PART_IMG=
+  else
+    local img=$COSA_WORK/.${part##*/}.ext4
+    truncate -s "$(blockdev --getsize64 "$part")" "$img"
+    mkfs_ext4_from_dir "$img" "$src" "$FS_TIME" -- "$@" -E "$opts"
+    PART_IO=$img PART_IMG=$img
+  fi
+}
+finish_ext4_part() {
+  if [ -n "$PART_IMG" ]; then copy_fs_image "$PART_IMG" "$1"; rm -f "$PART_IMG"; fi
 }
 
 # copy_fs_image IMG DEV: writes a file system image onto a partition, old contents included
@@ -281,6 +329,101 @@ step "attach"
 [ -b "$P4" ] || partprobe "$COSA_DISK" 2>/dev/null || blockdev --rereadpt "$COSA_DISK" 2>/dev/null || true
 for _ in $(seq 100); do [ -b "$P4" ] && break; sleep 0.1; done
 [ -b "$P4" ] || { echo "partition $P4 did not appear within 10 s" >&2; exit 1; }
+
+# commit_bootloader_is_grub: whether the commit boots with Debian's GRUB (see detect_bootloader),
+# read from the input repo before anything is deployed. A superset of detect_bootloader's paths
+# (/usr/sbin may be a link to bin: ostree ls does not follow it, /usr/bin is asked too), so "grub"
+# here is "grub" there.
+commit_bootloader_is_grub() {
+  local f
+  for f in /usr/bin/bootupctl /usr/sbin/grub2-install /usr/bin/grub2-install; do
+    ! ostree --repo="$COSA_IN_REPO" ls "$OSTREE_COMMIT" "$f" >/dev/null 2>&1 || return 1
+  done
+}
+
+# An ext4 root and /boot on a Debian GRUB tree: deployed once, into a directory here, and both file
+# systems made offline from it (mke2fs -d), so the same commit gives the same bytes without the
+# kernel writing the root first (that first write and its unmount cost seconds on every build).
+# Not for the VM writer's staged tar, ext4verity, composefs or RPM bootloaders (installed by the
+# tree's own tools against a mounted /boot): those keep the mounted path below.
+if [ -z "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:-ext4}" = ext4 ] &&
+   [ -n "${FS_TIME:-}" ] && [ "${COMPOSEFS:-0}" != 1 ] && commit_bootloader_is_grub; then
+  step "stage-root"
+  # Staged under a noatime mount of its own: reading the files (find, mke2fs -d) must not change
+  # the times they are copied with, as on the mounted root (see ROOT_MOUNT_OPTS).
+  ONCE_STAGE=$COSA_WORK/.stage
+  rm -rf "$ONCE_STAGE"
+  mkdir -p "$ONCE_STAGE"
+  mount --bind "$ONCE_STAGE" "$ONCE_STAGE"
+  BIND_MOUNTS+=("$ONCE_STAGE")
+  mount -o remount,bind,noatime "$ONCE_STAGE"
+  MNT=$ONCE_STAGE/sysroot
+  mkdir -p "$MNT/boot"
+  # The deployment directory stays mutable here (the host's file system); the flag is set in the
+  # new file system below, as ostree sets it on a mounted root.
+  export OSTREE_SYSROOT_DEBUG=mutable-deployments
+  deploy_sysroot
+  unset OSTREE_SYSROOT_DEBUG
+  detect_bootloader
+  [ "$BOOTLOADER" = grub ] || { echo "internal: the commit's bootloader is $BOOTLOADER, not grub" >&2; exit 1; }
+  step "bootloader $BOOTLOADER"
+  # /boot is a file system of its own: ostree hardlinked the kernel and initramfs into it from
+  # the deployment (one file system here): copy them apart, as ostree copies them onto a /boot
+  # of its own (the mode kept, a new mtime: FS_TIME below).
+  find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp --preserve=mode "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+  grub_files "$MNT/boot"
+  cp "$COSA_WORK/ignition.firstboot" "$MNT/boot/ignition.firstboot"
+  BOOT_STAGE=$ONCE_STAGE/boot
+  mv "$MNT/boot" "$BOOT_STAGE"
+  mkdir -m 0755 "$MNT/boot"
+
+  step "mkfs-boot"
+  read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
+  make_ext4_part "$P3" "$BOOT_STAGE" "${BOOT_HASH_SEED:?}" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}"
+  finish_ext4_part "$P3"
+  rm -rf "$BOOT_STAGE"
+  if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
+    # grub-bios-setup reads boot.img and core.img from a directory on one of this kernel's block
+    # devices: the new /boot, mounted read-only without its journal (nothing is written to it).
+    BOOT_RO=$COSA_WORK/.boot-ro
+    mkdir -p "$BOOT_RO"
+    blockdev --flushbufs "$P3"  # what the loop device read of the partition before is stale
+    mount -t ext4 -o ro,noload "$P3" "$BOOT_RO"
+    BIND_MOUNTS+=("$BOOT_RO")
+    grub_bios_setup "$BOOT_RO/grub/i386-pc"
+    umount "$BOOT_RO"
+    rmdir "$BOOT_RO"
+  fi
+  # What went through the loop device (the MBR, the BIOS boot partition) reaches the image file
+  # now, before the root is written into that file beside it.
+  sync "$COSA_DISK"
+
+  step "mkfs-root-offline"
+  read -r -a MKFS_ARGS <<< "${ROOTFS_ARGS:-}"
+  make_ext4_part "$P4" "$MNT" "${ROOT_HASH_SEED:?}" -- -L root -U "${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}" "${MKFS_ARGS[@]}"
+  # What ostree does to a new deployment on a mounted root: make its directory immutable.
+  d=${DEPLOY#"$MNT"}
+  flags=$(debugfs -R "stat $d" "$PART_IO" 2>/dev/null | sed -n 's/.*Flags: \(0x[0-9a-f]*\).*/\1/p' | head -1)
+  debugfs -w -R "sif $d flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$PART_IO" >/dev/null 2>&1
+  USED=$(dumpe2fs -h "$PART_IO" 2>/dev/null | awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 } /^Block size/ { b = $2 } END { print int((n - f) * b / 1048576) }')
+  finish_ext4_part "$P4"
+  step "clean-stage"
+  cat > "$COSA_WORK/result.env" <<RES
+DEPLOY_PATH=$d
+BOOTLOADER=$BOOTLOADER
+ROOT_USED_MB=$USED
+RES
+  # The stage's repo and deployment (hardlinks of each other), removed side by side.
+  rm -rf "$MNT/ostree/repo" & rm -rf "$MNT/ostree/deploy" & wait
+  rm -rf "$MNT"
+  umount "$ONCE_STAGE"
+  rm -rf "$ONCE_STAGE"
+  ONCE_STAGE= NO_FINAL_SYNC=1
+  # No sync: the loop device has nothing left to write (see above); the root is in the image
+  # file's page cache, which is what the host reads next.
+  step "done"
+  exit 0
+fi
 
 step "mkfs-root"
 ROOT_UUID=${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}

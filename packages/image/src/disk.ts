@@ -142,8 +142,10 @@ export interface ImageResult {
 export function diskKernelArgs(imageConfig: Partial<ImageConfig> | undefined, platform: string): string[] {
   const consoles = imageConfig?.console ?? ['ttyS0,115200n8'];
   // rootfstype=: the initramfs starts loading the root's file system module before udev has found
-  // the disk (cosa's init-top script), instead of mount asking for it afterwards.
-  return ['root=LABEL=root', `rootfstype=${imageConfig?.rootfs ?? 'xfs'}`, 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`, IGNITION_FIRSTBOOT_KARG];
+  // the disk (cosa's init-top script), instead of mount asking for it afterwards. The kernel's
+  // name of the type: ext4verity is an ext4 file system.
+  const rootfs = imageConfig?.rootfs ?? 'xfs';
+  return ['root=LABEL=root', `rootfstype=${rootfs === 'ext4verity' ? 'ext4' : rootfs}`, 'rw', ...consoles.map((c) => `console=${c}`), ...(imageConfig?.['extra-kargs'] ?? []), `ignition.platform.id=${platform}`, IGNITION_FIRSTBOOT_KARG];
 }
 
 /**

@@ -10,6 +10,9 @@ describe('command lines', () => {
     ]);
     // The initramfs preloads the root's file system module from rootfstype= (ext4, btrfs too).
     expect(diskKernelArgs({ rootfs: 'ext4' }, 'qemu').slice(0, 3)).toEqual(['root=LABEL=root', 'rootfstype=ext4', 'rw']);
+    expect(diskKernelArgs({ rootfs: 'btrfs' }, 'qemu')[1]).toBe('rootfstype=btrfs');
+    // An ext4verity root is an ext4 file system to the kernel (mount -t ext4verity would fail the boot).
+    expect(diskKernelArgs({ rootfs: 'ext4verity' }, 'qemu')[1]).toBe('rootfstype=ext4');
   });
 
   test('qemuArgs boots a snapshot of the image with the serial console on the terminal for cosa run', () => {

@@ -129,6 +129,54 @@ describe('the direct executor', () => {
     expect(boot4k[1]).toMatch(/ignition\.platform\.id=metal \$ignition_firstboot /);
   }, 30 * 60_000);
 
+  test('an ext4 root and /boot are deployed once into a staged directory and made offline straight into the disk file: the same bytes twice, the deployment immutable, nothing left behind', async () => {
+    await using tmp = await tempDir();
+    const write = async (name: string): Promise<{ sha256: string; steps: string[] }> => {
+      const steps: string[] = [];
+      const img = await createDisk({
+        repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu',
+        imageConfig: { rootfs: 'ext4', 'rootfs-args': '-E stride=4 -m 1' }, executor: directExecutor(),
+        output: join(tmp.path, name, 'disk.raw'), buildId: 'test.1', tmpDir: join(tmp.path, `tmp-${name}`),
+        onProgress: (e) => { if (e.type === 'log') { const m = /cosa-disk: \d+ (\S+)/.exec(e.line); if (m) steps.push(m[1]!); } },
+      });
+      return { sha256: img.sha256, steps };
+    };
+    // The same file name (the aleph file records it) in two directories.
+    await mkdir(join(tmp.path, 'a'));
+    await mkdir(join(tmp.path, 'b'));
+    const a = await write('a');
+    const b = await write('b');
+    // Staged and made offline: the kernel never mounts the new root.
+    expect(a.steps).toContain('stage-root');
+    expect(a.steps).toContain('mkfs-root-offline');
+    expect(a.steps).not.toContain('mkfs-root');
+    expect(b.sha256).toBe(a.sha256);
+    const raw = join(tmp.path, 'a', 'disk.raw');
+    const root = (await run(['sfdisk', '--json', raw])).stdout;
+    const start = (JSON.parse(root) as { partitiontable: { partitions: { start: number }[] } }).partitiontable.partitions[3]!.start * 512;
+    const io = `${raw}?offset=${start}`;
+    // rootfs-args reached mke2fs beside cosa's own -E options (one -E: merged).
+    const sb = (await run(['dumpe2fs', '-h', io])).stdout;
+    expect(sb).toMatch(/^RAID stride:\s+4$/m);
+    expect(sb).toMatch(/^Reserved block count:\s+[1-9]/m);
+    expect(sb).toMatch(/^Filesystem volume name:\s+root$/m);
+    // The deployment directory is immutable (flag 0x10), as ostree makes it on a mounted root.
+    const deploys = (await run(['debugfs', '-R', `ls -p /ostree/deploy/${commit.osname}/deploy`, io])).stdout;
+    // `ls -p`: /inode/mode/uid/gid/name/size/ per entry.
+    const dir = deploys.split('\n').map((l) => l.split('/')[5] ?? '').find((n) => /^[0-9a-f]{64}\.\d+$/.test(n));
+    expect(dir, deploys).toBeTruthy();
+    const flags = /Flags: (0x[0-9a-f]+)/.exec((await run(['debugfs', '-R', `stat /ostree/deploy/${commit.osname}/deploy/${dir}`, io])).stdout)?.[1];
+    expect(Number(flags) & 0x10).toBe(0x10);
+    // GRUB's files and config are on the offline /boot, the BIOS bootloader in the MBR.
+    expect((await readBootFile(raw, ['grub/grub.cfg']))[0]).toMatch(/rootfstype=ext4/);
+    const mbr = Buffer.alloc(512);
+    const fh = await open(raw, 'r');
+    await fh.read(mbr, 0, 512, 0);
+    await fh.close();
+    expect(mbr.subarray(0, 440).some((x) => x !== 0)).toBe(true);
+    expect(await leftovers(tmp.path)).toEqual({ loops: [], mounts: [], qemu: [] });
+  }, 10 * 60_000);
+
   test('a step failing after the disk is mounted leaves no loop device, mount or process behind', async () => {
     await using tmp = await tempDir();
     const err = await createDisk({
