@@ -88,13 +88,23 @@ mkfs_ext4_from_dir() {
       for (p = 1; p <= n; p++) { if (parts[p] == "") continue; m = split(parts[p], r, "-"); lo = r[1] + 0; hi = (m > 1 ? r[2] : r[1]) + 0; for (i = lo; i <= hi; i++) delete used[i] }
       for (i = first; i <= last; i++) if (i in used) { if (i > 1) print "sif <" i "> ctime @" t; delete used[i] }
     }' > "$COSA_WORK/.ctime.debugfs"
+  # Directories and symlinks are read after their times were set (find, readlink; there is no
+  # noatime mount under fakeroot): their atime is the mtime's rule again, from the source (a
+  # no-op on a noatime mount).
+  (cd "$src" && find . \( -type d -o -type l \) -printf '%A@ %T@ %P\n') | awk -v t="$t" '{
+      a = ($2 + 0 == 0 ? 0 : t); if ($1 + 0 == a) next
+      p = $0; sub(/^[^ ]* [^ ]* /, "", p); gsub(/"/, "\\\"", p)
+      print "sif \"/" p "\" atime @" a }' >> "$COSA_WORK/.ctime.debugfs"
   E2FSPROGS_FAKE_TIME=$t debugfs -w -f "$COSA_WORK/.ctime.debugfs" "$io" >/dev/null 2>&1
   rm -f "$COSA_WORK/.ctime.debugfs"
 }
 
 # part_in_file PART: "FILE OFFSET BYTES" when PART is a partition of a loop device over a disk
-# image file (the direct writer), else nothing.
+# image file (the direct writer), or host-root (the VM writer's host stage: the root's range of
+# the disk file), else nothing.
 part_in_file() {
+  # The VM writer's host stage names the root's range of the disk file itself.
+  if [ "$1" = host-root ]; then echo "$COSA_HOST_DISK $COSA_HOST_ROOT_OFFSET $COSA_HOST_ROOT_BYTES"; return 0; fi
   local back start
   back=$(losetup -n -O BACK-FILE "${COSA_DISK:-}" 2>/dev/null | sed 's/ *$//') || return 0
   [ -n "$back" ] && [ -f "$back" ] || return 0
@@ -286,7 +296,11 @@ if [ "$STAGE" = sysroot ]; then
   # link across the two file systems it is unpacked onto.
   mkdir -p "$MNT/boot"
   deploy_sysroot
-  find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp -p "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+  # ostree pull-local writes the metadata objects (commit, dirtree, dirmeta) now; the copy above
+  # kept the source's times: give them the time of the copy, as the direct writer's have.
+  [ -z "${COSA_SYSROOT_LISTING:-}" ] || find "$MNT/ostree/repo/objects" -type f ! -name '*.file' -exec touch -h {} +
+  # As ostree copies them onto a /boot of its own: the mode kept, a new mtime (FS_TIME later).
+  find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp --preserve=mode "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
   detect_bootloader
   HOST_BOOT=-
   if [ "$BOOTLOADER" = grub ] && [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ] && [ -n "${COSA_HOST_DISK:-}" ]; then
@@ -306,6 +320,25 @@ if [ "$STAGE" = sysroot ]; then
     dd if="$BOOT_IMG" of="$COSA_HOST_DISK" bs=1M oflag=seek_bytes seek="$COSA_HOST_BOOT_OFFSET" conv=${SPARSE}notrunc status=none
     rm -f "$BOOT_IMG"
     HOST_BOOT=$BOOTLOADER
+  fi
+  HOST_ROOT=-
+  if [ "$HOST_BOOT" = grub ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ -n "${COSA_HOST_ROOT_OFFSET:-}" ] &&
+     fallocate -p -o "$COSA_HOST_ROOT_OFFSET" -l "${COSA_HOST_ROOT_BYTES:?}" "$COSA_HOST_DISK" 2>/dev/null; then
+    # An ext4 root too, offline, as the direct writer makes it (fakeroot gives mke2fs the owners
+    # and modes ostree set), written into the disk file's root partition: the guest then has
+    # nothing to unpack and only installs the BIOS bootloader.
+    step "root"
+    find "$MNT/boot" -mindepth 1 -delete
+    read -r -a MKFS_ARGS <<< "${ROOTFS_ARGS:-}"
+    make_ext4_part host-root "$MNT" "${ROOT_HASH_SEED:?}" -- -L root -U "${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}" "${MKFS_ARGS[@]}"
+    d=${DEPLOY#"$MNT"}
+    flags=$(debugfs -R "stat $d" "$PART_IO" 2>/dev/null | sed -n 's/.*Flags: \(0x[0-9a-f]*\).*/\1/p' | head -1)
+    debugfs -w -R "sif $d flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$PART_IO" >/dev/null 2>&1
+    USED=$(dumpe2fs -h "$PART_IO" 2>/dev/null | awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 } /^Block size/ { b = $2 } END { print int((n - f) * b / 1048576) }')
+    HOST_ROOT="root $d $USED"
+    printf 'COSA-SYSROOT-READY 0 %s %s\n' "$HOST_BOOT" "$HOST_ROOT" | dd of="$COSA_SYSROOT_TAR" conv=notrunc status=none
+    step "done"
+    exit 0
   fi
   # The block input: the tar at 1 MiB, then (last) its header at 0, which the guest waits for.
   step "tar"
@@ -425,6 +458,54 @@ RES
   exit 0
 fi
 
+# wait_sysroot: the host stages the sysroot while this VM boots: wait for its header (read past
+# the page cache: the kernel read the device's first sectors at boot, before the host wrote them).
+# Sets HEAD, BYTES, HOST_BOOT, HOST_ROOT (root DEPLOY_PATH USED_MB when the host wrote the root).
+wait_sysroot() {
+  step "wait-sysroot"
+  DIRECT=; [ -b "$COSA_SYSROOT_TAR" ] && DIRECT=,direct
+  HEAD=
+  for _ in $(seq 12000); do
+    HEAD=$(dd if="$COSA_SYSROOT_TAR" bs=512 count=1 iflag=fullblock$DIRECT status=none | tr -d '\0' | sed -n 1p)
+    case $HEAD in COSA-SYSROOT-*) break ;; esac
+    sleep 0.1
+  done
+  case $HEAD in
+    COSA-SYSROOT-READY\ *) read -r _ BYTES HOST_BOOT HOST_ROOT <<< "$HEAD"; HOST_BOOT=${HOST_BOOT:--} HOST_ROOT=${HOST_ROOT:--} ;;
+    COSA-SYSROOT-FAILED*) echo "the host failed to stage the sysroot" >&2; exit 1 ;;
+    *) echo "the staged sysroot did not arrive within 20 minutes" >&2; exit 1 ;;
+  esac
+}
+
+HEAD= HOST_BOOT=- HOST_ROOT=-
+if [ -n "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ]; then
+  # The host may write the whole ext4 root (see the sysroot stage): ask before making one here.
+  wait_sysroot
+  if [ "${HOST_ROOT%% *}" = root ]; then
+    read -r _ DEPLOY_REL USED <<< "$HOST_ROOT"
+    step "bootloader grub"
+    if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
+      # grub-bios-setup reads GRUB's images from the host-made /boot, mounted read-only without
+      # its journal; the partition's pages cached at boot predate the host's write.
+      BOOT_RO=${COSA_SCRATCH:-$COSA_WORK}/.boot-ro
+      mkdir -p "$BOOT_RO"
+      blockdev --flushbufs "$P3"
+      mount -t ext4 -o ro,noload "$P3" "$BOOT_RO"
+      BIND_MOUNTS+=("$BOOT_RO")
+      grub_bios_setup "$BOOT_RO/grub/i386-pc"
+      umount "$BOOT_RO"
+    fi
+    cat > "$COSA_WORK/result.env" <<RES
+DEPLOY_PATH=$DEPLOY_REL
+BOOTLOADER=grub
+ROOT_USED_MB=$USED
+RES
+    sync
+    step "done"
+    exit 0
+  fi
+fi
+
 step "mkfs-root"
 ROOT_UUID=${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}
 read -r -a MKFS_ARGS <<< "${ROOTFS_ARGS:-}"
@@ -450,25 +531,10 @@ ROOT_MOUNT_OPTS=(-o "noatime${ROOT_MOUNT_OPTS[1]:+,${ROOT_MOUNT_OPTS[1]}}")
 mount "${ROOT_MOUNT_OPTS[@]}" "$P4" "$MNT"
 mount_boot() { mkdir -p "$MNT/boot"; mount "${BOOT_MOUNT_OPTS[@]}" "$P3" "$MNT/boot"; }
 # HOST_BOOT: the bootloader whose /boot the host's sysroot stage already wrote, or - (this script does).
-HOST_BOOT=-
 [ -n "${COSA_SYSROOT_TAR:-}" ] || mount_boot
 
 if [ -n "${COSA_SYSROOT_TAR:-}" ]; then
-  # The host stages the sysroot while this VM boots: wait for its header (read past the page
-  # cache: the kernel read the device's first sectors at boot, before the host wrote them).
-  step "wait-sysroot"
-  DIRECT=; [ -b "$COSA_SYSROOT_TAR" ] && DIRECT=,direct
-  HEAD=
-  for _ in $(seq 12000); do
-    HEAD=$(dd if="$COSA_SYSROOT_TAR" bs=512 count=1 iflag=fullblock$DIRECT status=none | tr -d '\0' | sed -n 1p)
-    case $HEAD in COSA-SYSROOT-*) break ;; esac
-    sleep 0.1
-  done
-  case $HEAD in
-    COSA-SYSROOT-READY\ *) read -r _ BYTES HOST_BOOT <<< "$HEAD"; HOST_BOOT=${HOST_BOOT:--} ;;
-    COSA-SYSROOT-FAILED*) echo "the host failed to stage the sysroot" >&2; exit 1 ;;
-    *) echo "the staged sysroot did not arrive within 20 minutes" >&2; exit 1 ;;
-  esac
+  [ -n "${HEAD:-}" ] || wait_sysroot
   # The host wrote /boot (and the tar holds only the empty mount point): leave the partition alone.
   [ "$HOST_BOOT" != - ] || mount_boot
   step "unpack"

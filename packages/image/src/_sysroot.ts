@@ -7,7 +7,8 @@
  * last. Rootless: fakeroot records the owners and modes ostree sets (setuid, group shadow, ...)
  * and tar stores the recorded ones. For Debian GRUB trees the stage also makes the whole ext4
  * /boot offline (mke2fs -d, as the direct writer's) and writes it into the disk file's /boot
- * partition, so the guest leaves /boot alone and only runs grub-bios-setup.
+ * partition, so the guest leaves /boot alone; with an ext4 root it makes the root offline too and
+ * writes it into partition 4 (no tar: the guest only runs grub-bios-setup).
  */
 import { open, rm, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -61,7 +62,8 @@ export interface StageSysrootOptions {
   /**
    * The raw disk file the VM writes (laid out: GPT, ESP, /boot). When given, the stage writes the
    * whole ext4 /boot into its partition 3 for trees that boot with Debian's GRUB (see disk.sh): the
-   * guest only unpacks the root then. The guest never touches that range of the file.
+   * guest only unpacks the root then; with an ext4 root, the root into partition 4 too, and the
+   * guest unpacks nothing. The guest never touches those ranges of the file.
    */
   disk?: string;
   /** Bytes the tar may take (the disk's size is an upper bound). */
@@ -78,9 +80,14 @@ export interface StageSysrootOptions {
 async function stage(o: StageSysrootOptions, file: string, signal: AbortSignal): Promise<void> {
   const tree = join(o.dir, 'sysroot');
   await mkdir(tree, { recursive: true });
-  const boot = o.disk ? (await readGpt(o.disk)).partitions.find((p) => p.index === 3) : undefined;
+  const parts = o.disk ? (await readGpt(o.disk)).partitions : [];
+  const boot = parts.find((p) => p.index === 3);
+  const root = parts.find((p) => p.index === 4);
   const bootEnv = o.disk && boot
-    ? { COSA_HOST_DISK: o.disk, COSA_HOST_BOOT_OFFSET: String(boot.start), COSA_HOST_BOOT_BYTES: String(boot.size) }
+    ? {
+      COSA_HOST_DISK: o.disk, COSA_HOST_BOOT_OFFSET: String(boot.start), COSA_HOST_BOOT_BYTES: String(boot.size),
+      ...(root ? { COSA_HOST_ROOT_OFFSET: String(root.start), COSA_HOST_ROOT_BYTES: String(root.size) } : {}),
+    }
     : {};
   // Tied to this process: a SIGKILLed cosa takes the stage along. As root, in a PID namespace
   // whose processes (faked, ostree, tar) all die with it; rootless, the direct child at least.
