@@ -4,7 +4,8 @@
 // under qemu, TCG here), in the same run. Prints a table: direct s, VM s, VM / direct, the
 // appliance boot and per-step times inside the guest, and the load (uptime).
 //
-//   node bench/vm-writer.mjs [--runs N] [--baseline DIR]     (as root, after `pnpm -r run build`)
+//   node bench/vm-writer.mjs [--runs N] [--baseline DIR] [--rootfs xfs|ext4]   (as root, after `pnpm -r run build`)
+// The disk is the bundled example's, as its image.yaml says (an ext4 root); --rootfs overrides.
 // --baseline DIR also times the VM writer of another checkout with built packages (e.g. the
 // commit before the #16 work: `git worktree add /tmp/base <rev> && cd /tmp/base && pnpm install
 // && pnpm -r run build`), in the same run, on the same commit.
@@ -22,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDebianComposer } from '@cosa/ostree';
 import { manifestSchema, parseYamlText, validate, withLock } from '@cosa/schema';
+import { loadImageConfig } from '@cosa/schema/internal';
 import { createDisk, directExecutor, prepareAppliance, probeAccelerator, vmExecutor } from '@cosa/image';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -33,6 +35,11 @@ const baseline = baseArg >= 0 ? await import(join(args[baseArg + 1], 'packages',
 const optArg = (name) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : undefined; };
 const memoryArg = optArg('--memory');
 const cpusArg = optArg('--cpus');
+// The disk is the bundled example's (its image.yaml: an ext4 root); --rootfs xfs|ext4 overrides
+// the root file system (xfs: the default of image.yaml, as the original's).
+const rootfsArg = args.indexOf('--rootfs') >= 0 ? args[args.indexOf('--rootfs') + 1] : undefined;
+const exampleImage = (await loadImageConfig({ file: join(root, 'examples/debian/image.yaml') })).config;
+const imageConfig = { ...exampleImage, ...(rootfsArg ? { rootfs: rootfsArg } : {}) };
 const cacheRoot = process.env.COSA_TEST_CACHE ?? '/var/tmp/cosa-test-cache';
 const cacheDir = join(cacheRoot, 'cache');
 const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -66,7 +73,7 @@ async function write(executor, commit, tmp, label, writeDisk = createDisk) {
   const cpu0 = childrenCpu();
   const t0 = performance.now();
   await writeDisk({
-    repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu', buildId: 'bench.1',
+    repo: commit.repo, commit: commit.commit, ref: commit.ref, osname: commit.osname, platform: 'qemu', buildId: 'bench.1', imageConfig,
     executor, output: join(tmp, `${label}.raw`), tmpDir: join(tmp, 'tmp'), cacheDir, hash: false,
     onProgress: (e) => {
       if (e.type === 'log') {
@@ -102,7 +109,7 @@ try {
   const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
   const by = (name) => results.filter(([n]) => n === name).map(([, r]) => r);
   const direct = median(by('direct').map((r) => r.phases['disk-direct'] ?? r.wall));
-  console.log(`\n${new Date().toISOString().slice(0, 16)} UTC, accel ${accel}, ${RUNS} run(s) each, median`);
+  console.log(`\n${new Date().toISOString().slice(0, 16)} UTC, accel ${accel}, rootfs ${imageConfig.rootfs}, ${RUNS} run(s) each, median`);
   console.log(`load before: ${loadBefore}\nload after:  ${loadAfter}\n`);
   console.log('| writer | createDisk wall (s) | disk step (s) | disk step / direct | CPU of children (s) |');
   console.log('|---|---:|---:|---:|---:|');
