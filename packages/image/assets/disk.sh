@@ -69,15 +69,22 @@ trap cleanup EXIT
 # image file IMG holding SRC, made offline (mke2fs -d): the same SRC content gives the same bytes.
 # Files with mtime 0 (OSTree's objects and their checkouts) keep it, every other time becomes TIME.
 # With FS_OFFSET and FS_BYTES set, IMG is a disk image file and the file system is made in that
-# byte range of it (mke2fs -E offset; the same bytes as in a file of its own); the caller's -E
-# options must then already hold offset=FS_OFFSET (mke2fs takes one -E).
+# byte range of it (mke2fs -E offset=FS_OFFSET, which the caller passes; the same bytes as in a
+# file of its own).
 mkfs_ext4_from_dir() {
   local dev=$1 src=$2 t=$3; shift 4  # dev: the image file
   local size=() io=$dev
   if [ -n "${FS_OFFSET:-}" ]; then size=("$(( FS_BYTES / 1024 ))k"); io="$dev?offset=$FS_OFFSET"; fi
+  # mke2fs takes one -E (the last): every -E given (cosa's, image.yaml's rootfs-args) becomes one
+  # list, in order (a later key wins).
+  local args=() ext=
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -E ] && [ $# -gt 1 ]; then ext="${ext:+$ext,}$2"; shift 2; else args+=("$1"); shift; fi
+  done
+  [ -z "$ext" ] || args+=(-E "$ext")
   find "$src" -newermt @0 -exec touch -h -d "@$t" {} +
   find "$src" ! -newermt @0 -exec touch -h -a -d @0 {} +
-  E2FSPROGS_FAKE_TIME=$t mkfs.ext4 -q -F "$@" -d "$src" "$dev" "${size[@]}"
+  E2FSPROGS_FAKE_TIME=$t mkfs.ext4 -q -F "${args[@]}" -d "$src" "$dev" "${size[@]}"
   # mke2fs copies each file's ctime, which nothing can set: set it to TIME on every used inode.
   dumpe2fs "$io" 2>/dev/null | awk -v t="$t" '
     /^Inodes per group:/ { ipg = $4 }
@@ -112,36 +119,46 @@ part_in_file() {
   echo "$back $(( start * 512 )) $(blockdev --getsize64 "$1")"
 }
 
-# make_ext4_part PART SRC SEED -- MKE2FS_ARGS...: the partition PART becomes an ext4 file system
-# holding SRC, made offline (mkfs_ext4_from_dir, TIME=FS_TIME, hash_seed=SEED). On the direct
-# writer, straight into the disk image file at the partition's offset (no second copy, nothing
-# for the loop device to write back); else into an image file, which finish_ext4_part copies
-# onto PART. In between, PART_IO names the new file system for debugfs and dumpe2fs.
+# make_ext4_part PART SRC SEED -- MKE2FS_ARGS...: the partition PART (see part_in_file) becomes an
+# ext4 file system holding SRC, made offline (mkfs_ext4_from_dir, TIME=FS_TIME, hash_seed=SEED)
+# straight into the disk image file at the partition's offset: no second copy, nothing for a loop
+# device to write back. Sets PART_IO, the new file system for debugfs and dumpe2fs.
 make_ext4_part() {
-  local part=$1 src=$2 seed=$3; shift 4
-  # mke2fs takes one -E: the caller's (image.yaml rootfs-args) and ours, ours last (they win).
-  local args=() ext=
-  while [ $# -gt 0 ]; do
-    if [ "$1" = -E ] && [ $# -gt 1 ]; then ext="$ext$2,"; shift 2; else args+=("$1"); shift; fi
-  done
-  set -- "${args[@]}"
-  local opts="${ext}hash_seed=$seed"
-  local where; where=$(part_in_file "$part")
-  if [ -n "$where" ]; then
-    local file off bytes
-    read -r file off bytes <<< "$where"
-    fallocate -p -o "$off" -l "$bytes" "$file"
-    FS_OFFSET=$off FS_BYTES=$bytes mkfs_ext4_from_dir "$file" "$src" "$FS_TIME" -- "$@" -E "$opts,offset=$off"
-    PART_IO="$file?offset=$off" PART_IMG=
-  else
-    local img=$COSA_WORK/.${part##*/}.ext4
-    truncate -s "$(blockdev --getsize64 "$part")" "$img"
-    mkfs_ext4_from_dir "$img" "$src" "$FS_TIME" -- "$@" -E "$opts"
-    PART_IO=$img PART_IMG=$img
-  fi
+  local part=$1 src=$2 seed=$3 file off bytes; shift 4
+  read -r file off bytes <<< "$(part_in_file "$part")"
+  [ -n "$bytes" ] || { echo "internal: $part is not a range of a disk image file" >&2; exit 1; }
+  fallocate -p -o "$off" -l "$bytes" "$file"
+  FS_OFFSET=$off FS_BYTES=$bytes mkfs_ext4_from_dir "$file" "$src" "$FS_TIME" -- "$@" -E "hash_seed=$seed" -E "offset=$off"
+  PART_IO="$file?offset=$off"
 }
-finish_ext4_part() {
-  if [ -n "$PART_IMG" ]; then copy_fs_image "$PART_IMG" "$1"; rm -f "$PART_IMG"; fi
+
+# offline_root_fixups DEPLOY_REL: on the root just made by make_ext4_part, what ostree does to a
+# new deployment on a mounted root (its directory immutable: mke2fs does not copy inode flags);
+# sets ROOT_USED_MB.
+offline_root_fixups() {
+  local flags
+  flags=$(debugfs -R "stat $1" "$PART_IO" 2>/dev/null | sed -n 's/.*Flags: \(0x[0-9a-f]*\).*/\1/p' | head -1)
+  debugfs -w -R "sif $1 flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$PART_IO" >/dev/null 2>&1
+  ROOT_USED_MB=$(dumpe2fs -h "$PART_IO" 2>/dev/null | awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 } /^Block size/ { b = $2 } END { print int((n - f) * b / 1048576) }')
+}
+
+# copy_boot_apart BOOTDIR: ostree hardlinked the kernel and initramfs into BOOTDIR from the
+# deployment (one file system while staged); /boot is a file system of its own: copy them apart,
+# as ostree copies them onto a /boot of its own (the mode kept, a new mtime: FS_TIME later).
+copy_boot_apart() {
+  find "$1" -type f -links +1 -exec sh -c 'for f; do cp --preserve=mode "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+}
+
+# bios_setup_from_boot DIR: grub-bios-setup with GRUB's images read from the /boot partition made
+# offline (DIR: a mount point), mounted read-only without its journal (nothing is written to it);
+# what this kernel cached of the partition before predates that write.
+bios_setup_from_boot() {
+  mkdir -p "$1"
+  blockdev --flushbufs "$P3"
+  mount -t ext4 -o ro,noload "$P3" "$1"
+  BIND_MOUNTS+=("$1")
+  grub_bios_setup "$1/grub/i386-pc"
+  umount "$1"
 }
 
 # copy_fs_image IMG DEV: writes a file system image onto a partition, old contents included
@@ -299,8 +316,7 @@ if [ "$STAGE" = sysroot ]; then
   # ostree pull-local writes the metadata objects (commit, dirtree, dirmeta) now; the copy above
   # kept the source's times: give them the time of the copy, as the direct writer's have.
   [ -z "${COSA_SYSROOT_LISTING:-}" ] || find "$MNT/ostree/repo/objects" -type f ! -name '*.file' -exec touch -h {} +
-  # As ostree copies them onto a /boot of its own: the mode kept, a new mtime (FS_TIME later).
-  find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp --preserve=mode "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+  copy_boot_apart "$MNT/boot"
   detect_bootloader
   HOST_BOOT=-
   if [ "$BOOTLOADER" = grub ] && [ "${BOOTFS:-ext4}" = ext4 ] && [ -n "${FS_TIME:-}" ] && [ -n "${COSA_HOST_DISK:-}" ]; then
@@ -331,11 +347,8 @@ if [ "$STAGE" = sysroot ]; then
     find "$MNT/boot" -mindepth 1 -delete
     read -r -a MKFS_ARGS <<< "${ROOTFS_ARGS:-}"
     make_ext4_part host-root "$MNT" "${ROOT_HASH_SEED:?}" -- -L root -U "${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}" "${MKFS_ARGS[@]}"
-    d=${DEPLOY#"$MNT"}
-    flags=$(debugfs -R "stat $d" "$PART_IO" 2>/dev/null | sed -n 's/.*Flags: \(0x[0-9a-f]*\).*/\1/p' | head -1)
-    debugfs -w -R "sif $d flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$PART_IO" >/dev/null 2>&1
-    USED=$(dumpe2fs -h "$PART_IO" 2>/dev/null | awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 } /^Block size/ { b = $2 } END { print int((n - f) * b / 1048576) }')
-    HOST_ROOT="root $d $USED"
+    offline_root_fixups "${DEPLOY#"$MNT"}"
+    HOST_ROOT="root ${DEPLOY#"$MNT"} $ROOT_USED_MB"
     printf 'COSA-SYSROOT-READY 0 %s %s\n' "$HOST_BOOT" "$HOST_ROOT" | dd of="$COSA_SYSROOT_TAR" conv=notrunc status=none
     step "done"
     exit 0
@@ -377,10 +390,11 @@ commit_bootloader_is_grub() {
 # An ext4 root and /boot on a Debian GRUB tree: deployed once, into a directory here, and both file
 # systems made offline from it (mke2fs -d), so the same commit gives the same bytes without the
 # kernel writing the root first (that first write and its unmount cost seconds on every build).
-# Not for the VM writer's staged tar, ext4verity, composefs or RPM bootloaders (installed by the
-# tree's own tools against a mounted /boot): those keep the mounted path below.
+# The direct writer only (a loop device over a disk file: the VM's guest has no such file); not
+# for ext4verity, composefs or RPM bootloaders (installed by the tree's own tools against a
+# mounted /boot): those keep the mounted path below.
 if [ -z "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:-ext4}" = ext4 ] &&
-   [ -n "${FS_TIME:-}" ] && [ "${COMPOSEFS:-0}" != 1 ] && commit_bootloader_is_grub; then
+   [ -n "${FS_TIME:-}" ] && [ "${COMPOSEFS:-0}" != 1 ] && [ -n "$(part_in_file "$P4")" ] && commit_bootloader_is_grub; then
   step "stage-root"
   # Staged under a noatime mount of its own: reading the files (find, mke2fs -d) must not change
   # the times they are copied with, as on the mounted root (see ROOT_MOUNT_OPTS).
@@ -400,10 +414,7 @@ if [ -z "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:
   detect_bootloader
   [ "$BOOTLOADER" = grub ] || { echo "internal: the commit's bootloader is $BOOTLOADER, not grub" >&2; exit 1; }
   step "bootloader $BOOTLOADER"
-  # /boot is a file system of its own: ostree hardlinked the kernel and initramfs into it from
-  # the deployment (one file system here): copy them apart, as ostree copies them onto a /boot
-  # of its own (the mode kept, a new mtime: FS_TIME below).
-  find "$MNT/boot" -type f -links +1 -exec sh -c 'for f; do cp --preserve=mode "$f" "$f.cosa" && mv "$f.cosa" "$f"; done' sh {} +
+  copy_boot_apart "$MNT/boot"
   grub_files "$MNT/boot"
   cp "$COSA_WORK/ignition.firstboot" "$MNT/boot/ignition.firstboot"
   BOOT_STAGE=$ONCE_STAGE/boot
@@ -413,20 +424,8 @@ if [ -z "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:
   step "mkfs-boot"
   read -r -a BOOT_ARGS <<< "${BOOT_EXT4_ARGS:-}"
   make_ext4_part "$P3" "$BOOT_STAGE" "${BOOT_HASH_SEED:?}" -- "${BOOT_ARGS[@]}" -L boot -U "${BOOT_UUID:?}"
-  finish_ext4_part "$P3"
   rm -rf "$BOOT_STAGE"
-  if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
-    # grub-bios-setup reads boot.img and core.img from a directory on one of this kernel's block
-    # devices: the new /boot, mounted read-only without its journal (nothing is written to it).
-    BOOT_RO=$COSA_WORK/.boot-ro
-    mkdir -p "$BOOT_RO"
-    blockdev --flushbufs "$P3"  # what the loop device read of the partition before is stale
-    mount -t ext4 -o ro,noload "$P3" "$BOOT_RO"
-    BIND_MOUNTS+=("$BOOT_RO")
-    grub_bios_setup "$BOOT_RO/grub/i386-pc"
-    umount "$BOOT_RO"
-    rmdir "$BOOT_RO"
-  fi
+  [ "${COSA_BIOS_BOOT:-1}" != 1 ] || bios_setup_from_boot "$ONCE_STAGE/boot-ro"
   # What went through the loop device (the MBR, the BIOS boot partition) reaches the image file
   # now, before the root is written into that file beside it.
   sync "$COSA_DISK"
@@ -434,17 +433,12 @@ if [ -z "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:
   step "mkfs-root-offline"
   read -r -a MKFS_ARGS <<< "${ROOTFS_ARGS:-}"
   make_ext4_part "$P4" "$MNT" "${ROOT_HASH_SEED:?}" -- -L root -U "${ROOT_UUID:-910678ff-f77e-4a7d-8d53-86f2ac47a823}" "${MKFS_ARGS[@]}"
-  # What ostree does to a new deployment on a mounted root: make its directory immutable.
-  d=${DEPLOY#"$MNT"}
-  flags=$(debugfs -R "stat $d" "$PART_IO" 2>/dev/null | sed -n 's/.*Flags: \(0x[0-9a-f]*\).*/\1/p' | head -1)
-  debugfs -w -R "sif $d flags $(printf '0x%x' $(( ${flags:-0} | 0x10 )))" "$PART_IO" >/dev/null 2>&1
-  USED=$(dumpe2fs -h "$PART_IO" 2>/dev/null | awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 } /^Block size/ { b = $2 } END { print int((n - f) * b / 1048576) }')
-  finish_ext4_part "$P4"
+  offline_root_fixups "${DEPLOY#"$MNT"}"
   step "clean-stage"
   cat > "$COSA_WORK/result.env" <<RES
-DEPLOY_PATH=$d
+DEPLOY_PATH=${DEPLOY#"$MNT"}
 BOOTLOADER=$BOOTLOADER
-ROOT_USED_MB=$USED
+ROOT_USED_MB=$ROOT_USED_MB
 RES
   # The stage's repo and deployment (hardlinks of each other), removed side by side.
   rm -rf "$MNT/ostree/repo" & rm -rf "$MNT/ostree/deploy" & wait
@@ -484,17 +478,8 @@ if [ -n "${COSA_SYSROOT_TAR:-}" ] && [ "${ROOTFS:-xfs}" = ext4 ] && [ "${BOOTFS:
   if [ "${HOST_ROOT%% *}" = root ]; then
     read -r _ DEPLOY_REL USED <<< "$HOST_ROOT"
     step "bootloader grub"
-    if [ "${COSA_BIOS_BOOT:-1}" = 1 ]; then
-      # grub-bios-setup reads GRUB's images from the host-made /boot, mounted read-only without
-      # its journal; the partition's pages cached at boot predate the host's write.
-      BOOT_RO=${COSA_SCRATCH:-$COSA_WORK}/.boot-ro
-      mkdir -p "$BOOT_RO"
-      blockdev --flushbufs "$P3"
-      mount -t ext4 -o ro,noload "$P3" "$BOOT_RO"
-      BIND_MOUNTS+=("$BOOT_RO")
-      grub_bios_setup "$BOOT_RO/grub/i386-pc"
-      umount "$BOOT_RO"
-    fi
+    # The host made /boot: GRUB's images are read from it.
+    [ "${COSA_BIOS_BOOT:-1}" != 1 ] || bios_setup_from_boot "${COSA_SCRATCH:-$COSA_WORK}/.boot-ro"
     cat > "$COSA_WORK/result.env" <<RES
 DEPLOY_PATH=$DEPLOY_REL
 BOOTLOADER=grub
